@@ -1,0 +1,13 @@
+// deltagraph: one include for the whole public API.
+#pragma once
+
+#include "deltagraph/autodiff.h"
+#include "deltagraph/error.h"
+#include "deltagraph/graph.h"
+#include "deltagraph/op.h"
+#include "deltagraph/ops.h"
+#include "deltagraph/parallel.h"
+#include "deltagraph/shape.h"
+#include "deltagraph/tape.h"
+#include "deltagraph/tensor.h"
+#include "deltagraph/var.h"

@@ -1,0 +1,45 @@
+// deltagraph: the recorded graph, read-only for tools (DOT export, debuggers, the engine).
+//
+// Every op recorded on a tape becomes a Node. A Node owns its output values (VarImpl), and its
+// inputs are Vars, so the graph is kept alive exactly as long as something refers to it; there
+// are no cycles. The reverse-mode engine (autodiff.h) walks Nodes from the outputs back.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <source_location>
+#include <string>
+#include <vector>
+
+#include "deltagraph/op.h"
+#include "deltagraph/var.h"
+
+namespace dg {
+
+struct VarImpl {
+  Tensor value;
+  Node* producer = nullptr;  // the node owning this VarImpl, or nullptr for a leaf
+  int output_index = 0;
+  bool requires_grad = false;
+  VarKind kind = VarKind::constant;
+  std::string name;
+  Tensor grad;  // accumulated by backward() for leaves
+};
+
+struct Node : std::enable_shared_from_this<Node> {
+  const OpDef* op = nullptr;
+  Attrs attrs;
+  std::vector<Var> inputs;      // cleared when the graph is released after backward
+  std::vector<VarImpl> outputs;  // fixed size: Vars alias into it
+  std::vector<Shape> input_shapes;  // kept after release, for DOT and error messages
+  std::vector<DType> input_dtypes;
+  uint64_t sequence = 0;  // position in recording order, for tools
+  std::string scope;      // name scope at recording time ("encoder/block1")
+  std::source_location location;  // the user's call site
+  bool released = false;          // saved inputs were freed by a backward pass
+
+  // The i-th output as a Var connected to this node.
+  Var output(int i) { return Var(std::shared_ptr<VarImpl>(shared_from_this(), &outputs[i])); }
+};
+
+}  // namespace dg

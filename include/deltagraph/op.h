@@ -1,0 +1,221 @@
+// deltagraph: the op registry, the single source of truth about every op.
+//
+// An op is registered once, by name, as an OpDef: its inputs and outputs, its attributes with
+// types and defaults, its shape rule, its forward kernel, its vector-Jacobian product (VJP) and
+// its DOT label. The typed functions (dg::conv2d), the generic call by name (dg::call), the
+// reference-case runner, `dg ops`, DOT export and the property tests all read that record.
+//
+// The VJP contract
+// ----------------
+// For an op y_1..y_m = f(x_1..x_n), the VJP receives the inputs and outputs as Vars and one
+// cotangent g_j = dL/dy_j per output, and returns one Var per input: dL/dx_i = sum_j g_j^T dy_j/dx_i.
+// - It is written with registered ops (dg::mul, dg::conv_transpose2d, ...), never with raw loops,
+//   so that when the engine records the backward pass (create_graph) the gradient is itself a
+//   differentiable expression: gradients of gradients come from the same code.
+// - It returns an undefined Var for inputs that get no gradient (int64 inputs, inputs for which
+//   needs_input_grad(i) is false). It returns, it does not accumulate: the engine sums the
+//   contributions of every consumer of a value (fan-out).
+// - Outputs declared non-differentiable (max_pool2d's indices) never receive a cotangent; the
+//   cotangent of a differentiable output that nothing used is passed as zeros.
+// - A returned gradient has exactly the shape and dtype of its input.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <optional>
+#include <source_location>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "deltagraph/shape.h"
+#include "deltagraph/tensor.h"
+#include "deltagraph/var.h"
+
+namespace dg {
+
+using Ints = Dims;
+
+enum class AttrType : uint8_t {
+  integer,   // int64
+  real,      // double
+  boolean,
+  string,
+  ints,      // a list of int64 (e.g. a target shape)
+  pair,      // exactly two int64, [h, w]
+};
+const char* attr_type_name(AttrType type);
+
+// One attribute value. Constructed implicitly from the natural C++ literal.
+class AttrValue {
+ public:
+  using Storage = std::variant<int64_t, double, bool, std::string, Ints>;
+  AttrValue() : value_(int64_t{0}) {}
+  AttrValue(int v) : value_(int64_t{v}) {}          // NOLINT
+  AttrValue(int64_t v) : value_(v) {}               // NOLINT
+  AttrValue(double v) : value_(v) {}                // NOLINT
+  AttrValue(bool v) : value_(v) {}                  // NOLINT
+  AttrValue(const char* v) : value_(std::string(v)) {}  // NOLINT
+  AttrValue(std::string v) : value_(std::move(v)) {}    // NOLINT
+  AttrValue(Ints v) : value_(v) {}                      // NOLINT
+  AttrValue(std::initializer_list<int64_t> v) : value_(Ints(v)) {}  // NOLINT
+
+  const Storage& storage() const { return value_; }
+  template <class T>
+  bool holds() const {
+    return std::holds_alternative<T>(value_);
+  }
+  template <class T>
+  const T& as() const {
+    return std::get<T>(value_);
+  }
+  // Compact text: 2, 0.5, true, "mean", [2,2].
+  std::string to_string() const;
+  friend bool operator==(const AttrValue& a, const AttrValue& b) { return a.value_ == b.value_; }
+
+ private:
+  Storage value_;
+};
+
+struct AttrSpec {
+  std::string name;
+  AttrType type;
+  // The default; std::nullopt makes the attribute required.
+  std::optional<AttrValue> default_value;
+  // One line for `dg ops` and the README ("= kernel_size when empty").
+  std::string doc = "";
+  // Short prefix used in DOT labels ("s" for stride gives "s2"); empty uses the name.
+  std::string label = "";
+};
+
+struct OpDef;
+
+// The attribute values of one op application, complete (defaults filled in) and in the order
+// of the op's schema.
+class Attrs {
+ public:
+  Attrs() = default;
+  Attrs(const OpDef* op, std::vector<AttrValue> values) : op_(op), values_(std::move(values)) {}
+
+  const AttrValue& get(std::string_view name) const;
+  int64_t integer(std::string_view name) const { return get(name).as<int64_t>(); }
+  double real(std::string_view name) const { return get(name).as<double>(); }
+  bool boolean(std::string_view name) const { return get(name).as<bool>(); }
+  const std::string& string(std::string_view name) const { return get(name).as<std::string>(); }
+  const Ints& ints(std::string_view name) const { return get(name).as<Ints>(); }
+
+  const OpDef* op() const { return op_; }
+  std::span<const AttrValue> values() const { return values_; }
+  // A copy with some attributes replaced (names must exist in the schema).
+  Attrs with(std::initializer_list<std::pair<std::string_view, AttrValue>> changes) const;
+
+ private:
+  const OpDef* op_ = nullptr;
+  std::vector<AttrValue> values_;
+};
+
+// Attributes given by name, as the generic call and case files give them.
+using AttrMap = std::vector<std::pair<std::string, AttrValue>>;
+
+// What kinds of tensor an input accepts.
+enum class InputKind : uint8_t {
+  floating,     // float32 or float64; every floating input of an op must share one dtype
+  int64,        // indices or class labels
+  float_or_int64,  // class labels (int64) or probabilities (floating)
+};
+
+struct InputSpec {
+  std::string name;
+  InputKind kind = InputKind::floating;
+  bool optional = false;  // optional inputs come last (a bias)
+};
+
+struct OutputSpec {
+  std::string name;
+  bool differentiable = true;
+};
+
+// Shape and dtype of one output, as the shape rule computes it.
+struct TensorSpec {
+  Shape shape;
+  DType dtype;
+};
+
+// What the shape rule and the forward kernel see.
+struct OpCall {
+  const OpDef& op;
+  std::span<const Tensor> inputs;  // only those given (optional ones may be absent)
+  const Attrs& attrs;
+  const Tensor& input(int i) const { return inputs[i]; }
+  bool has_input(int i) const { return i < static_cast<int>(inputs.size()); }
+  // Floating dtype of the op's floating inputs (the dtype of outputs, usually).
+  DType float_dtype() const;
+};
+
+struct VjpContext {
+  const OpDef& op;
+  const Attrs& attrs;
+  std::span<const Var> inputs;
+  std::span<const Var> outputs;
+  std::span<const Var> grad_outputs;  // undefined for non-differentiable outputs
+  std::span<const bool> needs_input_grad;
+
+  const Var& input(int i) const { return inputs[i]; }
+  bool has_input(int i) const { return i < static_cast<int>(inputs.size()); }
+  const Var& output(int i) const { return outputs[i]; }
+  const Var& grad_output(int i) const { return grad_outputs[i]; }
+  bool needs(int i) const { return i < static_cast<int>(needs_input_grad.size()) && needs_input_grad[i]; }
+};
+
+using ShapeFn = std::function<std::vector<TensorSpec>(const OpCall&)>;
+using ForwardFn = std::function<std::vector<Tensor>(const OpCall&, std::span<const TensorSpec>)>;
+using VjpFn = std::function<std::vector<Var>(const VjpContext&)>;
+using LabelFn = std::function<std::string(const Attrs&, std::span<const Shape> input_shapes)>;
+
+struct OpDef {
+  std::string name;
+  std::string summary;  // one line: what the op computes
+  std::vector<InputSpec> inputs;
+  std::vector<OutputSpec> outputs = {{"y"}};
+  std::vector<AttrSpec> attrs;
+  ShapeFn shape;      // validates inputs and attributes; throws ShapeError with the broken rule
+  ForwardFn forward;  // computes outputs of the shapes the rule gave; inputs are already valid
+  VjpFn vjp;          // nullptr: the op is not differentiable (its outputs never require grad)
+  std::string vjp_formula;  // one line, for `dg ops` and the README ("dx = g * (x > 0)")
+  LabelFn label;      // DOT label; default: name plus non-default attributes
+
+  int required_inputs() const;
+  int attr_index(std::string_view name) const;  // -1 if absent
+};
+
+// Registers an op (from the library or from user code). Throws if the name is taken or the
+// definition is incomplete. Returns the stored definition (its address is stable).
+const OpDef& register_op(OpDef def);
+// The op called `name`; throws dg::Error listing similar names if there is none.
+const OpDef& find_op(std::string_view name);
+// Every registered op, sorted by name.
+std::vector<const OpDef*> ops();
+
+// Fills in defaults and checks names and types: unknown or missing attributes and wrong types
+// are errors naming the op and the attribute.
+Attrs make_attrs(const OpDef& op, const AttrMap& given);
+
+// Applies an op to Vars: validates, runs the forward kernel and, if recording, puts a node on
+// the tape. The generic path behind every typed op function.
+std::vector<Var> call(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
+                      std::source_location location = std::source_location::current());
+std::vector<Var> call(std::string_view name, std::vector<Var> inputs, const AttrMap& attrs = {},
+                      std::source_location location = std::source_location::current());
+
+// The label an op gets in DOT graphs: "conv2d k5x5 s2 p1 g2".
+std::string op_label(const OpDef& op, const Attrs& attrs, std::span<const Shape> input_shapes = {});
+// The default label: the op's name, then each attribute that differs from its default.
+std::string default_label(const OpDef& op, const Attrs& attrs);
+// A pair in label form: "2" for [2,2], "2x1" for [2,1].
+std::string pair_label(const Ints& pair);
+
+}  // namespace dg

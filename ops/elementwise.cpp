@@ -1,0 +1,309 @@
+// The elementwise family: arithmetic (add, sub, mul, div with numpy broadcasting, neg, scalar
+// add/multiply, exp, log) and activations (relu, elu, sigmoid, tanh) with the derivative ops
+// their VJPs are made of.
+//
+// Kinks follow PyTorch: relu'(0) = 0 and elu'(0) = alpha (the x <= 0 branch).
+#include <cmath>
+
+#include "kernels/elementwise.h"
+#include "op_util.h"
+
+namespace dg {
+
+namespace {
+
+Shape broadcast_shape(const OpCall& c) {
+  const Shape& a = c.input(0).shape();
+  const Shape& b = c.input(1).shape();
+  Shape out;
+  out.resize(std::max(a.size(), b.size()), 1);
+  for (int i = 0; i < out.size(); ++i) {
+    int ia = a.size() - out.size() + i, ib = b.size() - out.size() + i;
+    int64_t da = ia >= 0 ? a[ia] : 1, db = ib >= 0 ? b[ib] : 1;
+    if (da != db && da != 1 && db != 1)
+      shape_fail(c, "a is {} and b is {}; they do not broadcast: axis {} from the right is {} "
+                    "vs {} (sizes must match or one must be 1)", a, b, out.size() - i, da, db);
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+std::vector<TensorSpec> binary_shape(const OpCall& c) {
+  return {{broadcast_shape(c), c.input(0).dtype()}};
+}
+
+// Registers a broadcasting binary op whose forward is y = f(a, b).
+template <class F>
+void binary(std::string name, std::string summary, std::string formula, F f, VjpFn vjp) {
+  register_builtin({
+      .name = std::move(name),
+      .summary = std::move(summary),
+      .inputs = {{"a"}, {"b"}},
+      .shape = binary_shape,
+      .forward =
+          [f](const OpCall& c, std::span<const TensorSpec> specs) {
+            Tensor y(specs[0].shape, specs[0].dtype);
+            dispatch_float(y.dtype(), [&](auto t) {
+              using T = decltype(t);
+              kernels::zip<T>(c.input(0), c.input(1), y, [&](T a, T b) { return f(a, b); });
+            });
+            return std::vector<Tensor>{y};
+          },
+      .vjp = std::move(vjp),
+      .vjp_formula = std::move(formula),
+  });
+}
+
+// Registers an elementwise unary op y = f(x) (attributes are read by f through Attrs).
+template <class F>
+void unary(std::string name, std::string summary, std::string formula, std::vector<AttrSpec> attrs,
+           F f, VjpFn vjp) {
+  register_builtin({
+      .name = std::move(name),
+      .summary = std::move(summary),
+      .inputs = {{"x"}},
+      .attrs = std::move(attrs),
+      .shape = [](const OpCall& c) { return same_as_input(c); },
+      .forward =
+          [f](const OpCall& c, std::span<const TensorSpec> specs) {
+            Tensor y(specs[0].shape, specs[0].dtype);
+            dispatch_float(y.dtype(), [&](auto t) {
+              using T = decltype(t);
+              kernels::map<T>(c.input(0), y, f(T{}, c.attrs));
+            });
+            return std::vector<Tensor>{y};
+          },
+      .vjp = std::move(vjp),
+      .vjp_formula = std::move(formula),
+  });
+}
+
+AttrSpec alpha_attr() {
+  return {"alpha", AttrType::real, AttrValue(1.0), "scale of the negative part", "alpha="};
+}
+
+AttrSpec scalar_attr() { return {"c", AttrType::real, std::nullopt, "the scalar", "c="}; }
+
+}  // namespace
+
+static void register_activations();
+
+void register_elementwise_ops() {
+  register_activations();
+  binary("add", "y = a + b (broadcasting)", "da = sum_to(g, a.shape), db = sum_to(g, b.shape)",
+         [](auto a, auto b) { return a + b; },
+         [](const VjpContext& c) -> std::vector<Var> {
+           const Var& g = c.grad_output(0);
+           return {sum_to(g, c.input(0).shape()), sum_to(g, c.input(1).shape())};
+         });
+  binary("sub", "y = a - b (broadcasting)", "da = sum_to(g, a.shape), db = -sum_to(g, b.shape)",
+         [](auto a, auto b) { return a - b; },
+         [](const VjpContext& c) -> std::vector<Var> {
+           const Var& g = c.grad_output(0);
+           return {sum_to(g, c.input(0).shape()), c.needs(1) ? neg(sum_to(g, c.input(1).shape())) : Var()};
+         });
+  binary("mul", "y = a * b (broadcasting)", "da = sum_to(g * b, a.shape), db = sum_to(g * a, b.shape)",
+         [](auto a, auto b) { return a * b; },
+         [](const VjpContext& c) -> std::vector<Var> {
+           const Var& g = c.grad_output(0);
+           return {c.needs(0) ? sum_to(mul(g, c.input(1)), c.input(0).shape()) : Var(),
+                   c.needs(1) ? sum_to(mul(g, c.input(0)), c.input(1).shape()) : Var()};
+         });
+  binary("div", "y = a / b (broadcasting)", "da = sum_to(g / b, a.shape), db = -sum_to(g * y / b, b.shape)",
+         [](auto a, auto b) { return a / b; },
+         [](const VjpContext& c) -> std::vector<Var> {
+           const Var& g = c.grad_output(0);
+           const Var& b = c.input(1);
+           return {c.needs(0) ? sum_to(div(g, b), c.input(0).shape()) : Var(),
+                   c.needs(1) ? neg(sum_to(div(mul(g, c.output(0)), b), b.shape())) : Var()};
+         });
+  unary("neg", "y = -x", "dx = -g", {}, [](auto, const Attrs&) { return [](auto x) { return -x; }; },
+        [](const VjpContext& c) -> std::vector<Var> { return {neg(c.grad_output(0))}; });
+  unary("add_scalar", "y = x + c", "dx = g", {scalar_attr()},
+        [](auto t, const Attrs& a) {
+          using T = decltype(t);
+          T s = static_cast<T>(a.real("c"));
+          return [s](T x) { return x + s; };
+        },
+        [](const VjpContext& c) -> std::vector<Var> { return {c.grad_output(0)}; });
+  unary("mul_scalar", "y = x * c", "dx = c * g", {scalar_attr()},
+        [](auto t, const Attrs& a) {
+          using T = decltype(t);
+          T s = static_cast<T>(a.real("c"));
+          return [s](T x) { return x * s; };
+        },
+        [](const VjpContext& c) -> std::vector<Var> {
+          return {mul_scalar(c.grad_output(0), c.attrs.real("c"))};
+        });
+  unary("exp", "y = exp(x)", "dx = g * y", {},
+        [](auto, const Attrs&) { return [](auto x) { return std::exp(x); }; },
+        [](const VjpContext& c) -> std::vector<Var> { return {mul(c.grad_output(0), c.output(0))}; });
+  unary("log", "y = log(x)", "dx = g / x", {},
+        [](auto, const Attrs&) { return [](auto x) { return std::log(x); }; },
+        [](const VjpContext& c) -> std::vector<Var> { return {div(c.grad_output(0), c.input(0))}; });
+}
+
+static void register_activations() {
+  unary("relu", "y = max(x, 0)", "dx = relu_backward(g, x) = g * (x > 0)", {},
+             [](auto t, const Attrs&) {
+               using T = decltype(t);
+               return [](T x) { return x > T(0) ? x : T(0); };
+             },
+             [](const VjpContext& c) -> std::vector<Var> {
+               return {relu_backward(c.grad_output(0), c.input(0))};
+             });
+
+  register_builtin({
+      .name = "relu_backward",
+      .summary = "y = g * (x > 0), relu's VJP as an op",
+      .inputs = {{"g"}, {"x"}},
+      .shape =
+          [](const OpCall& c) {
+            if (!(c.input(0).shape() == c.input(1).shape()))
+              shape_fail(c, "g is {} and x is {}; they must have the same shape",
+                         c.input(0).shape(), c.input(1).shape());
+            return same_as_input(c);
+          },
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            Tensor y(specs[0].shape, specs[0].dtype);
+            dispatch_float(y.dtype(), [&](auto t) {
+              using T = decltype(t);
+              kernels::zip<T>(c.input(0), c.input(1), y, [](T g, T x) { return x > T(0) ? g : T(0); });
+            });
+            return std::vector<Tensor>{y};
+          },
+      // Linear in g; piecewise constant in x, so x gets no gradient.
+      .vjp = [](const VjpContext& c) -> std::vector<Var> {
+        return {relu_backward(c.grad_output(0), c.input(1)), Var()};
+      },
+      .vjp_formula = "dg = relu_backward(gg, x), dx = 0",
+  });
+
+  unary("elu", "y = x if x > 0 else alpha*(exp(x)-1)", "dx = g * elu_grad(x)", {alpha_attr()},
+             [](auto t, const Attrs& a) {
+               using T = decltype(t);
+               T alpha = static_cast<T>(a.real("alpha"));
+               return [alpha](T x) { return x > T(0) ? x : alpha * std::expm1(x); };
+             },
+             [](const VjpContext& c) -> std::vector<Var> {
+               return {mul(c.grad_output(0), elu_grad(c.input(0), c.attrs.real("alpha")))};
+             });
+
+  unary("elu_grad", "y = 1 if x > 0 else alpha*exp(x) (the derivative of elu)",
+             "dx = g * elu_grad(x) - relu_backward(g, x)", {alpha_attr()},
+             [](auto t, const Attrs& a) {
+               using T = decltype(t);
+               T alpha = static_cast<T>(a.real("alpha"));
+               return [alpha](T x) { return x > T(0) ? T(1) : alpha * std::exp(x); };
+             },
+             // d/dx is 0 where x > 0 and alpha*exp(x) elsewhere: elu_grad(x) minus its x > 0 part.
+             [](const VjpContext& c) -> std::vector<Var> {
+               const Var& g = c.grad_output(0);
+               return {sub(mul(g, c.output(0)), relu_backward(g, c.input(0)))};
+             });
+
+  unary("sigmoid", "y = 1 / (1 + exp(-x))", "dx = g * y * (1 - y)", {},
+             [](auto t, const Attrs&) {
+               using T = decltype(t);
+               // Written so that neither branch overflows: exp of a non-positive number only.
+               return [](T x) {
+                 if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
+                 T e = std::exp(x);
+                 return e / (T(1) + e);
+               };
+             },
+             [](const VjpContext& c) -> std::vector<Var> {
+               const Var& y = c.output(0);
+               return {mul(c.grad_output(0), mul(y, 1.0 - y))};
+             });
+
+  unary("tanh", "y = tanh(x)", "dx = g * (1 - y^2)", {},
+             [](auto t, const Attrs&) {
+               using T = decltype(t);
+               return [](T x) { return std::tanh(x); };
+             },
+             [](const VjpContext& c) -> std::vector<Var> {
+               const Var& y = c.output(0);
+               return {mul(c.grad_output(0), 1.0 - mul(y, y))};
+             });
+}
+
+// ---- typed front ------------------------------------------------------------------------
+
+Var add(const Var& a, const Var& b, Loc loc) {
+  static const OpDef& op = builtin("add");
+  return call_op(op, {a, b}, loc);
+}
+Var sub(const Var& a, const Var& b, Loc loc) {
+  static const OpDef& op = builtin("sub");
+  return call_op(op, {a, b}, loc);
+}
+Var mul(const Var& a, const Var& b, Loc loc) {
+  static const OpDef& op = builtin("mul");
+  return call_op(op, {a, b}, loc);
+}
+Var div(const Var& a, const Var& b, Loc loc) {
+  static const OpDef& op = builtin("div");
+  return call_op(op, {a, b}, loc);
+}
+Var neg(const Var& x, Loc loc) {
+  static const OpDef& op = builtin("neg");
+  return call_op(op, {x}, loc);
+}
+Var add_scalar(const Var& x, double c, Loc loc) {
+  static const OpDef& op = builtin("add_scalar");
+  return call_op(op, {x}, Attrs(&op, {AttrValue(c)}), loc);
+}
+Var mul_scalar(const Var& x, double c, Loc loc) {
+  static const OpDef& op = builtin("mul_scalar");
+  return call_op(op, {x}, Attrs(&op, {AttrValue(c)}), loc);
+}
+Var exp(const Var& x, Loc loc) {
+  static const OpDef& op = builtin("exp");
+  return call_op(op, {x}, loc);
+}
+Var log(const Var& x, Loc loc) {
+  static const OpDef& op = builtin("log");
+  return call_op(op, {x}, loc);
+}
+
+Var relu(const Var& x, Loc loc) {
+  static const OpDef& op = builtin("relu");
+  return call_op(op, {x}, loc);
+}
+Var relu_backward(const Var& g, const Var& x, Loc loc) {
+  static const OpDef& op = builtin("relu_backward");
+  return call_op(op, {g, x}, loc);
+}
+Var elu(const Var& x, double alpha, Loc loc) {
+  static const OpDef& op = builtin("elu");
+  return call_op(op, {x}, Attrs(&op, {AttrValue(alpha)}), loc);
+}
+Var elu_grad(const Var& x, double alpha, Loc loc) {
+  static const OpDef& op = builtin("elu_grad");
+  return call_op(op, {x}, Attrs(&op, {AttrValue(alpha)}), loc);
+}
+Var sigmoid(const Var& x, Loc loc) {
+  static const OpDef& op = builtin("sigmoid");
+  return call_op(op, {x}, loc);
+}
+Var tanh(const Var& x, Loc loc) {
+  static const OpDef& op = builtin("tanh");
+  return call_op(op, {x}, loc);
+}
+
+Var operator+(const Var& a, const Var& b) { return add(a, b); }
+Var operator-(const Var& a, const Var& b) { return sub(a, b); }
+Var operator*(const Var& a, const Var& b) { return mul(a, b); }
+Var operator/(const Var& a, const Var& b) { return div(a, b); }
+Var operator-(const Var& x) { return neg(x); }
+Var operator+(const Var& a, double c) { return add_scalar(a, c); }
+Var operator+(double c, const Var& a) { return add_scalar(a, c); }
+Var operator-(const Var& a, double c) { return add_scalar(a, -c); }
+Var operator-(double c, const Var& a) { return add_scalar(neg(a), c); }
+Var operator*(const Var& a, double c) { return mul_scalar(a, c); }
+Var operator*(double c, const Var& a) { return mul_scalar(a, c); }
+Var operator/(const Var& a, double c) { return mul_scalar(a, 1.0 / c); }
+
+}  // namespace dg

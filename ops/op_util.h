@@ -1,0 +1,71 @@
+// Internal helpers for the op families in ops/: registration, dtype dispatch, the typed-call
+// path and the wording of shape errors. Nothing here is public API.
+#pragma once
+
+#include <initializer_list>
+#include <span>
+#include <string>
+
+#include "deltagraph/error.h"
+#include "deltagraph/op.h"
+#include "deltagraph/ops.h"
+#include "deltagraph/tensor.h"
+
+namespace dg {
+
+// Registers one of the library's own ops (called while the registry initialises).
+const OpDef& register_builtin(OpDef def);
+
+// Calls f(T{}) with T = float or double for a floating dtype.
+template <class F>
+decltype(auto) dispatch_float(DType dtype, F&& f) {
+  if (dtype == DType::f64) return f(double{});
+  return f(float{});
+}
+
+// Runs an op from a typed function and returns its first output.
+inline Var call_op(const OpDef& op, std::initializer_list<Var> inputs, Attrs attrs, Loc loc) {
+  return call(op, std::span<const Var>(inputs.begin(), inputs.size()), std::move(attrs), loc)[0];
+}
+inline Var call_op(const OpDef& op, std::initializer_list<Var> inputs, Loc loc) {
+  return call_op(op, inputs, Attrs(&op, {}), loc);
+}
+
+// Looks an op up once per call site: `static const OpDef& op = builtin("relu");`.
+inline const OpDef& builtin(std::string_view name) { return find_op(name); }
+
+// The spec of a float output shaped like input i.
+inline std::vector<TensorSpec> same_as_input(const OpCall& c, int i = 0) {
+  return {{c.input(i).shape(), c.input(i).dtype()}};
+}
+
+// Throws a ShapeError "<op>: <message>".
+template <class... Args>
+[[noreturn]] void shape_fail(const OpCall& c, fmt::format_string<Args...> format, Args&&... args) {
+  throw ShapeError(c.op.name + ": " + fmt::format(format, std::forward<Args>(args)...));
+}
+
+// Checks x.dim() is one of the allowed ranks ("x must be 4-D [N,C,H,W], got [2,3]").
+inline void expect_rank(const OpCall& c, int input, int rank, const char* layout) {
+  const Tensor& t = c.input(input);
+  if (t.dim() != rank)
+    shape_fail(c, "{} must be {}-D {}, got {}", c.op.inputs[input].name, rank, layout, t.shape());
+}
+
+// Pair attribute as two numbers.
+struct HW {
+  int64_t h, w;
+};
+inline HW hw(const Attrs& a, std::string_view name) {
+  const Ints& v = a.ints(name);
+  return {v[0], v[1]};
+}
+
+// Attribute specs reused across op families.
+inline AttrSpec pair_attr(std::string name, int64_t default_value, std::string label,
+                          std::string doc = "") {
+  return {std::move(name), AttrType::pair, AttrValue(Ints{default_value, default_value}),
+          std::move(doc), std::move(label)};
+}
+
+}  // namespace dg

@@ -1,0 +1,249 @@
+// The reduction family: sum and mean (over all axes or given ones), and the pair that moves
+// between a shape and its broadcast: broadcast_to and sum_to (each is the other's VJP).
+#include <cmath>
+#include <vector>
+
+#include "kernels/elementwise.h"
+#include "op_util.h"
+
+namespace dg {
+
+namespace {
+
+// Sums x over the axes where `reduce[d]` is true; the result keeps those axes with size 1.
+// Adjacent axes of the same kind are merged first, so the inner loop runs over the longest
+// contiguous stretch. Accumulates in double.
+template <class T>
+Tensor reduce_sum(const Tensor& x, const std::vector<bool>& reduce) {
+  Shape kept = x.shape();
+  for (int d = 0; d < kept.size(); ++d)
+    if (reduce[d]) kept[d] = 1;
+  Tensor y(kept, x.dtype());
+  const int64_t n = x.numel();
+  const T* px = x.data<T>();
+  std::vector<double> acc(static_cast<size_t>(y.numel()), 0.0);
+  if (n == 0) {
+    std::fill_n(y.data<T>(), y.numel(), T(0));
+    return y;
+  }
+  // Canonical dims: (size, reduced) runs.
+  std::vector<std::pair<int64_t, bool>> dims;
+  for (int d = 0; d < x.dim(); ++d) {
+    if (x.shape()[d] == 1) continue;
+    if (!dims.empty() && dims.back().second == reduce[d]) dims.back().first *= x.shape()[d];
+    else dims.emplace_back(x.shape()[d], reduce[d]);
+  }
+  if (dims.empty()) dims.emplace_back(1, false);
+  // Output strides of the canonical dims (0 for reduced ones).
+  std::vector<int64_t> out_stride(dims.size(), 0);
+  int64_t s = 1;
+  for (int d = static_cast<int>(dims.size()) - 1; d >= 0; --d)
+    if (!dims[d].second) {
+      out_stride[d] = s;
+      s *= dims[d].first;
+    }
+  const int64_t inner = dims.back().first;
+  const bool inner_reduced = dims.back().second;
+  const int64_t rows = n / inner;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t offset = 0, rest = r;
+    for (int d = static_cast<int>(dims.size()) - 2; d >= 0; --d) {
+      offset += (rest % dims[d].first) * out_stride[d];
+      rest /= dims[d].first;
+    }
+    const T* row = px + r * inner;
+    if (inner_reduced) {
+      double sum = 0;
+      for (int64_t i = 0; i < inner; ++i) sum += row[i];
+      acc[offset] += sum;
+    } else {
+      double* out = acc.data() + offset;
+      for (int64_t i = 0; i < inner; ++i) out[i] += row[i];
+    }
+  }
+  T* py = y.data<T>();
+  for (int64_t i = 0; i < y.numel(); ++i) py[i] = static_cast<T>(acc[i]);
+  return y;
+}
+
+Tensor reduce_sum(const Tensor& x, const std::vector<bool>& reduce) {
+  return dispatch_float(x.dtype(), [&](auto t) { return reduce_sum<decltype(t)>(x, reduce); });
+}
+
+// Which axes a sum/mean reduces, from its attributes; checks them against the input.
+std::vector<bool> reduced_axes(const OpCall& c) {
+  const int rank = c.input(0).dim();
+  const Ints& axes = c.attrs.ints("axes");
+  std::vector<bool> reduce(rank, axes.empty());
+  for (int64_t a : axes) {
+    int64_t d = a < 0 ? a + rank : a;
+    if (d < 0 || d >= rank)
+      shape_fail(c, "axis {} is out of range for x of shape {} (rank {})", a, c.input(0).shape(), rank);
+    if (reduce[d]) shape_fail(c, "axis {} is listed twice in axes {}", a, axes);
+    reduce[d] = true;
+  }
+  return reduce;
+}
+
+Shape reduced_shape(const Shape& in, const std::vector<bool>& reduce, bool keepdims) {
+  Shape out;
+  for (int d = 0; d < in.size(); ++d) {
+    if (!reduce[d]) out.push_back(in[d]);
+    else if (keepdims) out.push_back(1);
+  }
+  return out;
+}
+
+std::vector<TensorSpec> reduce_shape(const OpCall& c) {
+  auto reduce = reduced_axes(c);
+  return {{reduced_shape(c.input(0).shape(), reduce, c.attrs.boolean("keepdims")), c.input(0).dtype()}};
+}
+
+// The VJP of a reduction: g put back in the kept-dims shape, broadcast over the reduced axes.
+Var spread(const VjpContext& c, double scale) {
+  const Var& x = c.input(0);
+  const Ints& axes = c.attrs.ints("axes");
+  Shape kept = x.shape();
+  for (int d = 0; d < kept.size(); ++d) {
+    bool reduced = axes.empty() || std::find_if(axes.begin(), axes.end(), [&](int64_t a) {
+                                     return (a < 0 ? a + kept.size() : a) == d;
+                                   }) != axes.end();
+    if (reduced) kept[d] = 1;
+  }
+  Var g = broadcast_to(reshape(c.grad_output(0), kept), x.shape());
+  return scale == 1.0 ? g : mul_scalar(g, scale);
+}
+
+int64_t reduced_count(const Shape& in, const Shape& out) {
+  return out.product() == 0 ? 0 : in.product() / out.product();
+}
+
+bool broadcastable(const Shape& from, const Shape& to) {
+  if (from.size() > to.size()) return false;
+  for (int i = from.size() - 1, j = to.size() - 1; i >= 0; --i, --j)
+    if (from[i] != to[j] && from[i] != 1) return false;
+  return true;
+}
+
+std::vector<AttrSpec> reduce_attrs() {
+  return {{"axes", AttrType::ints, AttrValue(Ints{}), "axes to reduce; empty: all"},
+          {"keepdims", AttrType::boolean, AttrValue(false), "keep reduced axes with size 1"}};
+}
+
+}  // namespace
+
+void register_reduce_ops() {
+  register_builtin({
+      .name = "sum",
+      .summary = "sum over all elements, or over the given axes",
+      .inputs = {{"x"}},
+      .attrs = reduce_attrs(),
+      .shape = reduce_shape,
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            return std::vector<Tensor>{reduce_sum(c.input(0), reduced_axes(c)).reshape(specs[0].shape)};
+          },
+      .vjp = [](const VjpContext& c) -> std::vector<Var> { return {spread(c, 1.0)}; },
+      .vjp_formula = "dx = broadcast_to(g, x.shape)",
+  });
+  register_builtin({
+      .name = "mean",
+      .summary = "mean over all elements, or over the given axes",
+      .inputs = {{"x"}},
+      .attrs = reduce_attrs(),
+      .shape = reduce_shape,
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            Tensor y = reduce_sum(c.input(0), reduced_axes(c)).reshape(specs[0].shape);
+            const int64_t count = reduced_count(c.input(0).shape(), y.shape());
+            dispatch_float(y.dtype(), [&](auto t) {
+              using T = decltype(t);
+              for (T& v : y.values<T>()) v = count ? v / static_cast<T>(count) : T(NAN);
+            });
+            return std::vector<Tensor>{y};
+          },
+      .vjp = [](const VjpContext& c) -> std::vector<Var> {
+        const int64_t count = reduced_count(c.input(0).shape(), c.output(0).shape());
+        return {spread(c, count ? 1.0 / static_cast<double>(count) : 0.0)};
+      },
+      .vjp_formula = "dx = broadcast_to(g, x.shape) / count",
+  });
+  register_builtin({
+      .name = "broadcast_to",
+      .summary = "repeats x along axes of size 1 (numpy broadcasting) to the given shape",
+      .inputs = {{"x"}},
+      .attrs = {{"shape", AttrType::ints, std::nullopt, "the target shape"}},
+      .shape =
+          [](const OpCall& c) {
+            const Shape target(c.attrs.ints("shape"));
+            if (!broadcastable(c.input(0).shape(), target))
+              shape_fail(c, "x of shape {} cannot be broadcast to {} (aligned at the right, each "
+                            "axis must match or be 1)", c.input(0).shape(), target);
+            return std::vector<TensorSpec>{{target, c.input(0).dtype()}};
+          },
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            Tensor y(specs[0].shape, specs[0].dtype);
+            dispatch_float(y.dtype(), [&](auto t) {
+              using T = decltype(t);
+              // y = x + 0, through the broadcasting zip with a zero scalar.
+              Tensor zero = Tensor::zeros({}, y.dtype());
+              kernels::zip<T>(c.input(0), zero, y, [](T a, T) { return a; });
+            });
+            return std::vector<Tensor>{y};
+          },
+      .vjp = [](const VjpContext& c) -> std::vector<Var> {
+        return {sum_to(c.grad_output(0), c.input(0).shape())};
+      },
+      .vjp_formula = "dx = sum_to(g, x.shape)",
+  });
+  register_builtin({
+      .name = "sum_to",
+      .summary = "sums x down to a shape it broadcasts from (the adjoint of broadcast_to)",
+      .inputs = {{"x"}},
+      .attrs = {{"shape", AttrType::ints, std::nullopt, "the target shape"}},
+      .shape =
+          [](const OpCall& c) {
+            const Shape target(c.attrs.ints("shape"));
+            if (!broadcastable(target, c.input(0).shape()))
+              shape_fail(c, "x of shape {} cannot be summed to {}: {} does not broadcast to {}",
+                         c.input(0).shape(), target, target, c.input(0).shape());
+            return std::vector<TensorSpec>{{target, c.input(0).dtype()}};
+          },
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            const Shape& in = c.input(0).shape();
+            const Shape& target = specs[0].shape;
+            std::vector<bool> reduce(in.size());
+            const int lead = in.size() - target.size();
+            for (int d = 0; d < in.size(); ++d)
+              reduce[d] = d < lead || (target[d - lead] == 1 && in[d] != 1);
+            return std::vector<Tensor>{reduce_sum(c.input(0), reduce).reshape(target)};
+          },
+      .vjp = [](const VjpContext& c) -> std::vector<Var> {
+        return {broadcast_to(c.grad_output(0), c.input(0).shape())};
+      },
+      .vjp_formula = "dx = broadcast_to(g, x.shape)",
+  });
+}
+
+Var sum(const Var& x, ReduceOptions o, Loc loc) {
+  static const OpDef& op = builtin("sum");
+  return call_op(op, {x}, Attrs(&op, {AttrValue(o.axes), AttrValue(o.keepdims)}), loc);
+}
+Var mean(const Var& x, ReduceOptions o, Loc loc) {
+  static const OpDef& op = builtin("mean");
+  return call_op(op, {x}, Attrs(&op, {AttrValue(o.axes), AttrValue(o.keepdims)}), loc);
+}
+Var broadcast_to(const Var& x, const Shape& shape, Loc loc) {
+  static const OpDef& op = builtin("broadcast_to");
+  if (x.defined() && x.shape() == shape) return x;  // nothing to broadcast
+  return call_op(op, {x}, Attrs(&op, {AttrValue(shape)}), loc);
+}
+Var sum_to(const Var& x, const Shape& shape, Loc loc) {
+  static const OpDef& op = builtin("sum_to");
+  if (x.defined() && x.shape() == shape) return x;  // nothing to sum
+  return call_op(op, {x}, Attrs(&op, {AttrValue(shape)}), loc);
+}
+
+}  // namespace dg

@@ -1,0 +1,250 @@
+// The shape family: reshape, flatten, permute, narrow and narrow_backward (zero-padding back).
+#include <cstring>
+
+#include "kernels/parallel_for.h"
+#include "op_util.h"
+
+namespace dg {
+
+namespace {
+
+int normalize_axis(const OpCall& c, int64_t axis, int rank, const char* arg) {
+  int64_t a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= rank)
+    shape_fail(c, "{} {} is out of range for {} of rank {}", arg, axis, c.input(0).shape(), rank);
+  return static_cast<int>(a);
+}
+
+// Copies `x` into `y` where y's axis `axis` is a window [start, start+len) of x's (narrow), or
+// x's axis is a window of y's (the zero-padding narrow_backward does): `outer` rows of
+// `x_span`/`y_span` elements each, the window being `len*inner` elements at `start*inner`.
+template <class T>
+void copy_window(const T* src, int64_t src_span, T* dst, int64_t dst_span, int64_t outer,
+                 int64_t src_offset, int64_t dst_offset, int64_t count) {
+  for (int64_t o = 0; o < outer; ++o)
+    std::memcpy(dst + o * dst_span + dst_offset, src + o * src_span + src_offset, count * sizeof(T));
+}
+
+struct Window {
+  int64_t outer, inner;
+};
+Window window_of(const Shape& s, int axis) {
+  int64_t outer = 1, inner = 1;
+  for (int d = 0; d < axis; ++d) outer *= s[d];
+  for (int d = axis + 1; d < s.size(); ++d) inner *= s[d];
+  return {outer, inner};
+}
+
+std::vector<Tensor> narrow_like(const OpCall& c, const TensorSpec& spec, bool pad) {
+  const Tensor& x = c.input(0);
+  int axis = static_cast<int>(c.attrs.integer("axis"));
+  if (axis < 0) axis += x.dim();
+  const int64_t start = c.attrs.integer("start");
+  Tensor y = pad ? Tensor::zeros(spec.shape, spec.dtype) : Tensor(spec.shape, spec.dtype);
+  auto [outer, inner] = window_of(x.shape(), axis);
+  const int64_t x_span = x.shape()[axis] * inner, y_span = spec.shape[axis] * inner;
+  dispatch_float(x.dtype(), [&](auto t) {
+    using T = decltype(t);
+    if (pad) copy_window(x.data<T>(), x_span, y.data<T>(), y_span, outer, 0, start * inner, x_span);
+    else copy_window(x.data<T>(), x_span, y.data<T>(), y_span, outer, start * inner, 0, y_span);
+  });
+  return {y};
+}
+
+}  // namespace
+
+void register_shape_ops() {
+  register_builtin({
+      .name = "reshape",
+      .summary = "same data in row-major order, new shape (one entry may be -1)",
+      .inputs = {{"x"}},
+      .attrs = {{"shape", AttrType::ints, std::nullopt, "the target shape; one entry may be -1"}},
+      .shape =
+          [](const OpCall& c) {
+            Shape target(c.attrs.ints("shape"));
+            return std::vector<TensorSpec>{
+                {infer_reshape(target, c.input(0).numel(), "reshape"), c.input(0).dtype()}};
+          },
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            return std::vector<Tensor>{c.input(0).reshape(specs[0].shape)};
+          },
+      .vjp = [](const VjpContext& c) -> std::vector<Var> {
+        return {reshape(c.grad_output(0), c.input(0).shape())};
+      },
+      .vjp_formula = "dx = reshape(g, x.shape)",
+  });
+  register_builtin({
+      .name = "flatten",
+      .summary = "[N, d1, d2, ...] -> [N, d1*d2*...]",
+      .inputs = {{"x"}},
+      .shape =
+          [](const OpCall& c) {
+            const Tensor& x = c.input(0);
+            if (x.dim() < 2) shape_fail(c, "x must have at least 2 axes [N, ...], got {}", x.shape());
+            return std::vector<TensorSpec>{{{x.shape()[0], x.numel() / std::max<int64_t>(x.shape()[0], 1)}, x.dtype()}};
+          },
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            return std::vector<Tensor>{c.input(0).reshape(specs[0].shape)};
+          },
+      .vjp = [](const VjpContext& c) -> std::vector<Var> {
+        return {reshape(c.grad_output(0), c.input(0).shape())};
+      },
+      .vjp_formula = "dx = reshape(g, x.shape)",
+  });
+  register_builtin({
+      .name = "permute",
+      .summary = "reorders axes: y.shape[i] = x.shape[dims[i]]",
+      .inputs = {{"x"}},
+      .attrs = {{"dims", AttrType::ints, std::nullopt, "a permutation of 0..rank-1"}},
+      .shape =
+          [](const OpCall& c) {
+            const Shape& in = c.input(0).shape();
+            const Ints& dims = c.attrs.ints("dims");
+            if (dims.size() != in.size())
+              shape_fail(c, "dims {} must list each of the {} axes of x {} once", dims, in.size(), in);
+            Shape out;
+            std::vector<bool> seen(in.size());
+            for (int64_t d : dims) {
+              if (d < 0 || d >= in.size() || seen[d])
+                shape_fail(c, "dims {} is not a permutation of 0..{} (x is {})", dims, in.size() - 1, in);
+              seen[d] = true;
+              out.push_back(in[d]);
+            }
+            return std::vector<TensorSpec>{{out, c.input(0).dtype()}};
+          },
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            const Tensor& x = c.input(0);
+            const Ints& dims = c.attrs.ints("dims");
+            Tensor y(specs[0].shape, specs[0].dtype);
+            const int rank = x.dim();
+            // Strides of x, taken in y's axis order.
+            Dims x_strides;
+            x_strides.resize(rank);
+            int64_t s = 1;
+            for (int d = rank - 1; d >= 0; --d) {
+              x_strides[d] = s;
+              s *= x.shape()[d];
+            }
+            Dims src;
+            src.resize(rank);
+            for (int i = 0; i < rank; ++i) src[i] = x_strides[static_cast<int>(dims[i])];
+            const Shape& out = y.shape();
+            dispatch_float(x.dtype(), [&](auto t) {
+              using T = decltype(t);
+              const T* px = x.data<T>();
+              T* py = y.data<T>();
+              if (rank == 0) {
+                py[0] = px[0];
+                return;
+              }
+              const int64_t inner = out.back(), rows = rank ? y.numel() / std::max<int64_t>(inner, 1) : 1;
+              const int64_t step = src.back();
+              for (int64_t r = 0; r < rows; ++r) {
+                int64_t offset = 0, rest = r;
+                for (int d = rank - 2; d >= 0; --d) {
+                  offset += (rest % out[d]) * src[d];
+                  rest /= out[d];
+                }
+                for (int64_t i = 0; i < inner; ++i) py[r * inner + i] = px[offset + i * step];
+              }
+            });
+            return std::vector<Tensor>{y};
+          },
+      .vjp = [](const VjpContext& c) -> std::vector<Var> {
+        const Ints& dims = c.attrs.ints("dims");
+        Ints inverse;
+        inverse.resize(dims.size());
+        for (int i = 0; i < dims.size(); ++i) inverse[static_cast<int>(dims[i])] = i;
+        return {permute(c.grad_output(0), inverse)};
+      },
+      .vjp_formula = "dx = permute(g, inverse(dims))",
+  });
+  register_builtin({
+      .name = "narrow",
+      .summary = "elements [start, start+length) along one axis",
+      .inputs = {{"x"}},
+      .attrs = {{"axis", AttrType::integer, std::nullopt, "the axis (negative counts from the end)"},
+                {"start", AttrType::integer, std::nullopt, "first index kept"},
+                {"length", AttrType::integer, std::nullopt, "how many are kept"}},
+      .shape =
+          [](const OpCall& c) {
+            const Shape& in = c.input(0).shape();
+            const int axis = normalize_axis(c, c.attrs.integer("axis"), in.size(), "axis");
+            const int64_t start = c.attrs.integer("start"), length = c.attrs.integer("length");
+            if (start < 0 || length < 0 || start + length > in[axis])
+              shape_fail(c, "the window start {} length {} does not fit axis {} of size {} (x is {})",
+                         start, length, axis, in[axis], in);
+            Shape out = in;
+            out[axis] = length;
+            return std::vector<TensorSpec>{{out, c.input(0).dtype()}};
+          },
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            return narrow_like(c, specs[0], /*pad=*/false);
+          },
+      .vjp = [](const VjpContext& c) -> std::vector<Var> {
+        int64_t axis = c.attrs.integer("axis");
+        if (axis < 0) axis += c.input(0).dim();
+        return {narrow_backward(c.grad_output(0), axis, c.attrs.integer("start"),
+                                c.input(0).shape()[static_cast<int>(axis)])};
+      },
+      .vjp_formula = "dx = narrow_backward(g, axis, start, x.shape[axis])",
+  });
+  register_builtin({
+      .name = "narrow_backward",
+      .summary = "zero-pads g along one axis to `size`, g landing at `start` (narrow's VJP)",
+      .inputs = {{"g"}},
+      .attrs = {{"axis", AttrType::integer, std::nullopt, "the axis"},
+                {"start", AttrType::integer, std::nullopt, "where g starts"},
+                {"size", AttrType::integer, std::nullopt, "the padded size of the axis"}},
+      .shape =
+          [](const OpCall& c) {
+            const Shape& in = c.input(0).shape();
+            const int axis = normalize_axis(c, c.attrs.integer("axis"), in.size(), "axis");
+            const int64_t start = c.attrs.integer("start"), size = c.attrs.integer("size");
+            if (start < 0 || start + in[axis] > size)
+              shape_fail(c, "g's axis {} ({} long) placed at {} does not fit in size {}", axis,
+                         in[axis], start, size);
+            Shape out = in;
+            out[axis] = size;
+            return std::vector<TensorSpec>{{out, c.input(0).dtype()}};
+          },
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            return narrow_like(c, specs[0], /*pad=*/true);
+          },
+      .vjp = [](const VjpContext& c) -> std::vector<Var> {
+        int64_t axis = c.attrs.integer("axis");
+        if (axis < 0) axis += c.input(0).dim();
+        return {narrow(c.grad_output(0), axis, c.attrs.integer("start"),
+                       c.input(0).shape()[static_cast<int>(axis)])};
+      },
+      .vjp_formula = "dg = narrow(gg, axis, start, g.shape[axis])",
+  });
+}
+
+Var reshape(const Var& x, const Shape& shape, Loc loc) {
+  static const OpDef& op = builtin("reshape");
+  return call_op(op, {x}, Attrs(&op, {AttrValue(shape)}), loc);
+}
+Var flatten(const Var& x, Loc loc) {
+  static const OpDef& op = builtin("flatten");
+  return call_op(op, {x}, loc);
+}
+Var permute(const Var& x, const Ints& dims, Loc loc) {
+  static const OpDef& op = builtin("permute");
+  return call_op(op, {x}, Attrs(&op, {AttrValue(dims)}), loc);
+}
+Var narrow(const Var& x, int64_t axis, int64_t start, int64_t length, Loc loc) {
+  static const OpDef& op = builtin("narrow");
+  return call_op(op, {x}, Attrs(&op, {AttrValue(axis), AttrValue(start), AttrValue(length)}), loc);
+}
+Var narrow_backward(const Var& g, int64_t axis, int64_t start, int64_t size, Loc loc) {
+  static const OpDef& op = builtin("narrow_backward");
+  return call_op(op, {g}, Attrs(&op, {AttrValue(axis), AttrValue(start), AttrValue(size)}), loc);
+}
+
+}  // namespace dg

@@ -1,0 +1,12 @@
+// The subcommands of the dg tool, one file each.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace dg::cli {
+
+int ops_command(const std::vector<std::string>& args);
+int cases_command(const std::vector<std::string>& args);
+
+}  // namespace dg::cli

@@ -1,0 +1,43 @@
+// dg: the deltagraph command line.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <fmt/core.h>
+
+#include "commands.h"
+#include "deltagraph/deltagraph.h"
+
+namespace {
+
+void print_help() {
+  fmt::print(
+      "dg — the deltagraph command line\n\n"
+      "usage: dg <command> [arguments]\n\n"
+      "commands:\n"
+      "  ops [NAME...]        list the registered ops: inputs, outputs, attributes, VJP\n"
+      "  cases PATH...        run reference-case files (a file, or every *.json in a folder)\n"
+      "  help                 this text\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    print_help();
+    return args.empty() ? 2 : 0;
+  }
+  const std::string command = args[0];
+  args.erase(args.begin());
+  try {
+    if (command == "ops") return dg::cli::ops_command(args);
+    if (command == "cases") return dg::cli::cases_command(args);
+  } catch (const dg::Error& e) {
+    fmt::print(stderr, "dg {}: {}\n", command, e.what());
+    return 2;
+  }
+  fmt::print(stderr, "dg: unknown command '{}' (try dg --help)\n", command);
+  return 2;
+}
