@@ -2,6 +2,7 @@
 #pragma once
 
 #include "deltagraph/autodiff.h"
+#include "deltagraph/check.h"
 #include "deltagraph/error.h"
 #include "deltagraph/graph.h"
 #include "deltagraph/op.h"
