@@ -174,10 +174,11 @@ class Pass {
     VjpContext ctx{op, node.attrs, node.inputs, outputs, grad_outputs,
                    std::span<const bool>(needs.get(), node.inputs.size())};
     std::vector<Var> input_grads = op.vjp(ctx);
-    if (input_grads.size() > node.inputs.size())
+    // One entry per declared input; entries for optional inputs that were not given are ignored.
+    if (input_grads.size() > op.inputs.size())
       fail("{}: the VJP of '{}' returned {} gradients for {} inputs", who_, op.name,
-           input_grads.size(), node.inputs.size());
-    for (size_t i = 0; i < input_grads.size(); ++i) {
+           input_grads.size(), op.inputs.size());
+    for (size_t i = 0; i < std::min(input_grads.size(), node.inputs.size()); ++i) {
       if (!needs[i] || !input_grads[i].defined()) continue;
       const Var& in = node.inputs[i];
       if (!(input_grads[i].shape() == in.shape()) || input_grads[i].dtype() != in.dtype())

@@ -1,0 +1,488 @@
+// The convolution family: conv2d, conv_transpose2d, the weight gradient conv2d_weight_grad,
+// and conv1x1. Every kernel lowers to GEMMs (im2col/col2im around kernels::gemm; no im2col at
+// all for pointwise convolutions), split over the images of the batch.
+//
+// The family is closed under differentiation: conv2d's input-gradient is conv_transpose2d with
+// the same weights, conv_transpose2d's is conv2d, and both weight gradients are
+// conv2d_weight_grad, whose own VJP is again a conv_transpose2d and a conv2d.
+#include <vector>
+
+#include "kernels/gemm.h"
+#include "kernels/im2col.h"
+#include "kernels/parallel_for.h"
+#include "op_util.h"
+
+namespace dg {
+
+namespace {
+
+// ---- geometry -----------------------------------------------------------------------------
+
+struct ConvAttrs {
+  HW stride, padding, dilation, output_padding{0, 0};
+  int64_t groups;
+};
+
+ConvAttrs conv_attrs(const Attrs& a, bool transposed) {
+  ConvAttrs c{hw(a, "stride"), hw(a, "padding"), hw(a, "dilation"), {0, 0}, a.integer("groups")};
+  if (transposed) c.output_padding = hw(a, "output_padding");
+  return c;
+}
+
+// Output size of conv2d along one axis: (H + 2p - d(k-1) - 1)/s + 1, floored.
+int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
+  const int64_t span = in + 2 * p - d * (k - 1) - 1;
+  return span < 0 ? 0 : span / s + 1;
+}
+// Output size of conv_transpose2d along one axis: (H-1)s - 2p + d(k-1) + op + 1.
+int64_t conv_transpose_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, int64_t op) {
+  return (in - 1) * s - 2 * p + d * (k - 1) + op + 1;
+}
+
+void check_conv_attrs(const OpCall& c, const ConvAttrs& a) {
+  if (a.stride.h < 1 || a.stride.w < 1)
+    shape_fail(c, "stride must be at least 1, got [{},{}]", a.stride.h, a.stride.w);
+  if (a.dilation.h < 1 || a.dilation.w < 1)
+    shape_fail(c, "dilation must be at least 1, got [{},{}]", a.dilation.h, a.dilation.w);
+  if (a.padding.h < 0 || a.padding.w < 0)
+    shape_fail(c, "padding must not be negative, got [{},{}]", a.padding.h, a.padding.w);
+  if (a.groups < 1) shape_fail(c, "groups must be at least 1, got {}", a.groups);
+}
+
+std::string attrs_text(const ConvAttrs& a) {
+  return fmt::format("stride [{},{}], padding [{},{}], dilation [{},{}]", a.stride.h, a.stride.w,
+                     a.padding.h, a.padding.w, a.dilation.h, a.dilation.w);
+}
+
+// The output_padding that makes conv_transpose2d of a conv2d output of size `out` give back
+// the input size `in` (the rows the floor division of conv2d dropped).
+int64_t recovered_output_padding(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p, int64_t d) {
+  return in - conv_transpose_out(out, k, s, p, d, 0);
+}
+
+void check_bias(const OpCall& c, int64_t channels) {
+  if (c.has_input(2) && !(c.input(2).shape() == Shape{channels}))
+    shape_fail(c, "b is {} but the output has {} channels; b must be [{}]", c.input(2).shape(),
+               channels, channels);
+}
+
+// ---- kernels ------------------------------------------------------------------------------
+
+// One scratch buffer per thread, reused across calls.
+template <class T>
+T* scratch(int64_t n) {
+  thread_local std::vector<T> buffer;
+  if (static_cast<int64_t>(buffer.size()) < n) buffer.resize(n);
+  return buffer.data();
+}
+
+// y[n] = w * im2col(x[n]) (+ b), per group. y must have the conv2d output shape.
+template <class T>
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, const ConvAttrs& a, Tensor& y) {
+  const int64_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
+  const int64_t O = w.shape()[0], kH = w.shape()[2], kW = w.shape()[3];
+  const int64_t Ho = y.shape()[2], Wo = y.shape()[3];
+  const int64_t G = a.groups, Cg = C / G, Og = O / G;
+  const kernels::ConvGeometry geo{Cg, H, W, kH, kW, a.stride.h, a.stride.w, a.padding.h,
+                                  a.padding.w, a.dilation.h, a.dilation.w, Ho, Wo};
+  const int64_t K = geo.col_rows(), P = geo.col_cols();
+  const T* px = x.data<T>();
+  const T* pw = w.data<T>();
+  T* py = y.data<T>();
+  const T* pb = b ? b->data<T>() : nullptr;
+  kernels::parallel_for(N, O * P * K, [&](int64_t n0, int64_t n1) {
+    T* col = geo.is_pointwise() ? nullptr : scratch<T>(K * P);
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t g = 0; g < G; ++g) {
+        const T* xg = px + (n * C + g * Cg) * H * W;
+        T* yg = py + (n * O + g * Og) * P;
+        if (pb)
+          for (int64_t o = 0; o < Og; ++o) std::fill(yg + o * P, yg + (o + 1) * P, pb[g * Og + o]);
+        const T* rhs = xg;
+        if (col) {
+          kernels::im2col(xg, geo, col);
+          rhs = col;
+        }
+        kernels::gemm<T>(false, false, Og, P, K, T(1), pw + g * Og * K, K, rhs, P, pb ? T(1) : T(0), yg, P);
+      }
+  });
+}
+
+// y[n] = col2im(w^T * x[n]) (+ b), per group: the adjoint of conv2d's input map.
+template <class T>
+void conv_transpose2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, const ConvAttrs& a,
+                              Tensor& y) {
+  const int64_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
+  const int64_t Og = w.shape()[1], kH = w.shape()[2], kW = w.shape()[3];
+  const int64_t G = a.groups, Cg = C / G, O = Og * G;
+  const int64_t Ho = y.shape()[2], Wo = y.shape()[3];
+  // Seen as conv2d, y is the input (Ho x Wo, Og channels per group) and x the output grid.
+  const kernels::ConvGeometry geo{Og, Ho, Wo, kH, kW, a.stride.h, a.stride.w, a.padding.h,
+                                  a.padding.w, a.dilation.h, a.dilation.w, H, W};
+  const int64_t K = geo.col_rows(), P = geo.col_cols();  // K = Og*kH*kW, P = H*W
+  const T* px = x.data<T>();
+  const T* pw = w.data<T>();
+  T* py = y.data<T>();
+  const T* pb = b ? b->data<T>() : nullptr;
+  kernels::parallel_for(N, K * P * Cg * G, [&](int64_t n0, int64_t n1) {
+    T* col = geo.is_pointwise() ? nullptr : scratch<T>(K * P);
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t g = 0; g < G; ++g) {
+        const T* xg = px + (n * C + g * Cg) * P;
+        T* yg = py + (n * O + g * Og) * Ho * Wo;
+        const T* wg = pw + g * Cg * K;
+        if (col) {
+          kernels::gemm<T>(true, false, K, P, Cg, T(1), wg, K, xg, P, T(0), col, P);
+          std::fill(yg, yg + Og * Ho * Wo, T(0));
+          kernels::col2im_add(col, geo, yg);
+        } else {
+          kernels::gemm<T>(true, false, K, P, Cg, T(1), wg, K, xg, P, T(0), yg, P);
+        }
+        if (pb)
+          for (int64_t o = 0; o < Og; ++o) {
+            T* plane = yg + o * Ho * Wo;
+            const T bias = pb[g * Og + o];
+            for (int64_t i = 0; i < Ho * Wo; ++i) plane[i] += bias;
+          }
+      }
+  });
+}
+
+// gw[o, c, p, q] = sum_{n,i,j} g[n,o,i,j] * xz[n, c, i*sh + p*dh, j*sw + q*dw] per group:
+// gw_g += g[n]_g * im2col(x[n]_g)^T, summed over the batch (one partial sum per thread).
+template <class T>
+void conv2d_weight_grad_forward(const Tensor& x, const Tensor& g, const ConvAttrs& a, Tensor& gw) {
+  const int64_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
+  const int64_t O = g.shape()[1], gH = g.shape()[2], gW = g.shape()[3];
+  const int64_t kH = gw.shape()[2], kW = gw.shape()[3];
+  const int64_t G = a.groups, Cg = C / G, Og = O / G;
+  const kernels::ConvGeometry geo{Cg, H, W, kH, kW, a.stride.h, a.stride.w, a.padding.h,
+                                  a.padding.w, a.dilation.h, a.dilation.w, gH, gW};
+  const int64_t K = geo.col_rows(), P = geo.col_cols();
+  const T* px = x.data<T>();
+  const T* pg = g.data<T>();
+  T* out = gw.data<T>();
+  std::fill(out, out + gw.numel(), T(0));
+  kernels::parallel_for(N, O * P * K, [&](int64_t n0, int64_t n1) {
+    std::vector<T> partial(static_cast<size_t>(gw.numel()), T(0));
+    T* col = geo.is_pointwise() ? nullptr : scratch<T>(K * P);
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t grp = 0; grp < G; ++grp) {
+        const T* xg = px + (n * C + grp * Cg) * H * W;
+        const T* gg = pg + (n * O + grp * Og) * P;
+        const T* rhs = xg;
+        if (col) {
+          kernels::im2col(xg, geo, col);
+          rhs = col;
+        }
+        kernels::gemm<T>(false, true, Og, K, P, T(1), gg, P, rhs, P, T(1), partial.data() + grp * Og * K, K);
+      }
+#pragma omp critical(dg_conv_weight_grad)
+    for (size_t i = 0; i < partial.size(); ++i) out[i] += partial[i];
+  });
+}
+
+// ---- registration -------------------------------------------------------------------------
+
+std::vector<AttrSpec> conv_attr_specs(bool transposed) {
+  std::vector<AttrSpec> specs{pair_attr("stride", 1, "s"), pair_attr("padding", 0, "p")};
+  if (transposed) specs.push_back(pair_attr("output_padding", 0, "op", "extra rows/columns at the bottom/right"));
+  specs.push_back(pair_attr("dilation", 1, "d"));
+  specs.push_back({"groups", AttrType::integer, AttrValue(int64_t{1}), "channel groups", "g"});
+  return specs;
+}
+
+// "conv2d k5x5 s2 p1 g2": the kernel size comes from the weight's shape.
+LabelFn conv_label(int weight_input, int kernel_axis) {
+  return [=](const Attrs& attrs, std::span<const Shape> shapes) {
+    std::string label = default_label(*attrs.op(), attrs);
+    if (static_cast<int>(shapes.size()) > weight_input && shapes[weight_input].size() == 4) {
+      const Shape& w = shapes[weight_input];
+      std::string kernel = " k" + pair_label(Ints{w[kernel_axis], w[kernel_axis + 1]});
+      label.insert(attrs.op()->name.size(), kernel);
+    }
+    return label;
+  };
+}
+
+void check_image(const OpCall& c, int input) { expect_rank(c, input, 4, "[N,C,H,W]"); }
+
+std::vector<TensorSpec> conv2d_shape(const OpCall& c) {
+  check_image(c, 0);
+  expect_rank(c, 1, 4, "[O,C/groups,kH,kW]");
+  const ConvAttrs a = conv_attrs(c.attrs, false);
+  check_conv_attrs(c, a);
+  const Shape &x = c.input(0).shape(), &w = c.input(1).shape();
+  if (x[1] != w[1] * a.groups)
+    shape_fail(c, "x has {} channels but w {} with groups={} expects {} (w.shape[1]*groups)", x[1],
+               w, a.groups, w[1] * a.groups);
+  if (w[0] % a.groups != 0)
+    shape_fail(c, "w {} has {} output channels, which groups={} does not divide", w, w[0], a.groups);
+  check_bias(c, w[0]);
+  const int64_t Ho = conv_out(x[2], w[2], a.stride.h, a.padding.h, a.dilation.h);
+  const int64_t Wo = conv_out(x[3], w[3], a.stride.w, a.padding.w, a.dilation.w);
+  if (Ho < 1 || Wo < 1)
+    shape_fail(c, "kernel [{},{}] with {} does not fit in input {}x{} (output would be {}x{})",
+               w[2], w[3], attrs_text(a), x[2], x[3], Ho, Wo);
+  return {{{x[0], w[0], Ho, Wo}, c.input(0).dtype()}};
+}
+
+std::vector<TensorSpec> conv_transpose2d_shape(const OpCall& c) {
+  check_image(c, 0);
+  expect_rank(c, 1, 4, "[C,O/groups,kH,kW]");
+  const ConvAttrs a = conv_attrs(c.attrs, true);
+  check_conv_attrs(c, a);
+  const Shape &x = c.input(0).shape(), &w = c.input(1).shape();
+  if (x[1] != w[0])
+    shape_fail(c, "x has {} channels but w {} expects {} (w.shape[0]; the layout is "
+                  "[C_in, C_out/groups, kH, kW])", x[1], w, w[0]);
+  if (x[1] % a.groups != 0)
+    shape_fail(c, "x has {} channels, which groups={} does not divide", x[1], a.groups);
+  const HW op = a.output_padding;
+  if (op.h < 0 || op.w < 0 || op.h >= std::max(a.stride.h, a.dilation.h) ||
+      op.w >= std::max(a.stride.w, a.dilation.w))
+    shape_fail(c, "output_padding [{},{}] must be smaller than max(stride, dilation) per axis "
+                  "([{},{}])", op.h, op.w, std::max(a.stride.h, a.dilation.h),
+               std::max(a.stride.w, a.dilation.w));
+  const int64_t O = w[1] * a.groups;
+  check_bias(c, O);
+  const int64_t Ho = conv_transpose_out(x[2], w[2], a.stride.h, a.padding.h, a.dilation.h, op.h);
+  const int64_t Wo = conv_transpose_out(x[3], w[3], a.stride.w, a.padding.w, a.dilation.w, op.w);
+  if (Ho < 1 || Wo < 1)
+    shape_fail(c, "input {}x{} with kernel [{},{}], {} and output_padding [{},{}] gives an empty "
+                  "output ({}x{})", x[2], x[3], w[2], w[3], attrs_text(a), op.h, op.w, Ho, Wo);
+  return {{{x[0], O, Ho, Wo}, c.input(0).dtype()}};
+}
+
+std::vector<TensorSpec> weight_grad_shape(const OpCall& c) {
+  check_image(c, 0);
+  check_image(c, 1);
+  const ConvAttrs a = conv_attrs(c.attrs, false);
+  check_conv_attrs(c, a);
+  const HW k = hw(c.attrs, "kernel_size");
+  if (k.h < 1 || k.w < 1) shape_fail(c, "kernel_size must be at least 1, got [{},{}]", k.h, k.w);
+  const Shape &x = c.input(0).shape(), &g = c.input(1).shape();
+  if (x[0] != g[0]) shape_fail(c, "x {} and g {} have different batch sizes", x, g);
+  if (x[1] % a.groups != 0 || g[1] % a.groups != 0)
+    shape_fail(c, "groups={} must divide x's channels ({}) and g's channels ({})", a.groups, x[1], g[1]);
+  // g must be a conv2d output grid of x: at most the full size, and no more rows short than a
+  // conv_transpose2d's output_padding can restore (that is what its VJP needs).
+  const int64_t oph = recovered_output_padding(x[2], g[2], k.h, a.stride.h, a.padding.h, a.dilation.h);
+  const int64_t opw = recovered_output_padding(x[3], g[3], k.w, a.stride.w, a.padding.w, a.dilation.w);
+  if (g[2] < 1 || g[3] < 1 || oph < 0 || opw < 0 || oph >= std::max(a.stride.h, a.dilation.h) ||
+      opw >= std::max(a.stride.w, a.dilation.w))
+    shape_fail(c, "g's grid {}x{} is not a conv2d output of x {}x{} with kernel [{},{}] and {} "
+                  "(expected {}x{})", g[2], g[3], x[2], x[3], k.h, k.w, attrs_text(a),
+               conv_out(x[2], k.h, a.stride.h, a.padding.h, a.dilation.h),
+               conv_out(x[3], k.w, a.stride.w, a.padding.w, a.dilation.w));
+  return {{{g[1], x[1] / a.groups, k.h, k.w}, c.input(0).dtype()}};
+}
+
+Conv2dOptions conv2d_options(const ConvAttrs& a) {
+  return {.stride = {a.stride.h, a.stride.w}, .padding = {a.padding.h, a.padding.w},
+          .dilation = {a.dilation.h, a.dilation.w}, .groups = a.groups};
+}
+
+// Crops a gradient's H and W down to the input's (conv2d of a conv_transpose2d's gradient can
+// come out taller when output_padding >= stride).
+Var crop_to(const Var& g, const Shape& shape) {
+  Var out = g;
+  if (out.shape()[2] > shape[2]) out = narrow(out, 2, 0, shape[2]);
+  if (out.shape()[3] > shape[3]) out = narrow(out, 3, 0, shape[3]);
+  return out;
+}
+
+Var bias_grad(const Var& g) { return sum(g, {.axes = {0, 2, 3}}); }
+
+std::vector<Var> conv2d_vjp(const VjpContext& c) {
+  const ConvAttrs a = conv_attrs(c.attrs, false);
+  const Var &x = c.input(0), &w = c.input(1), &g = c.grad_output(0);
+  Var dx, dw, db;
+  if (c.needs(0)) {
+    const Shape &xs = x.shape(), &ws = w.shape(), &ys = g.shape();
+    ConvTranspose2dOptions t{.stride = {a.stride.h, a.stride.w},
+                             .padding = {a.padding.h, a.padding.w},
+                             .output_padding = {recovered_output_padding(xs[2], ys[2], ws[2], a.stride.h, a.padding.h, a.dilation.h),
+                                                recovered_output_padding(xs[3], ys[3], ws[3], a.stride.w, a.padding.w, a.dilation.w)},
+                             .dilation = {a.dilation.h, a.dilation.w},
+                             .groups = a.groups};
+    dx = conv_transpose2d(g, w, t);
+  }
+  if (c.needs(1)) dw = conv2d_weight_grad(x, g, {w.shape()[2], w.shape()[3]}, conv2d_options(a));
+  if (c.needs(2)) db = bias_grad(g);
+  return {dx, dw, db};
+}
+
+std::vector<Var> conv_transpose2d_vjp(const VjpContext& c) {
+  const ConvAttrs a = conv_attrs(c.attrs, true);
+  const Var &x = c.input(0), &w = c.input(1), &g = c.grad_output(0);
+  Var dx, dw, db;
+  if (c.needs(0)) dx = crop_to(conv2d(g, w, conv2d_options(a)), x.shape());
+  if (c.needs(1)) dw = conv2d_weight_grad(g, x, {w.shape()[2], w.shape()[3]}, conv2d_options(a));
+  if (c.needs(2)) db = bias_grad(g);
+  return {dx, dw, db};
+}
+
+// conv2d_weight_grad(x, g) is bilinear: <gw_bar, gw(x, g)> = <g, conv2d(x, gw_bar)>.
+std::vector<Var> weight_grad_vjp(const VjpContext& c) {
+  const ConvAttrs a = conv_attrs(c.attrs, false);
+  const HW k = hw(c.attrs, "kernel_size");
+  const Var &x = c.input(0), &g = c.input(1), &gw_bar = c.grad_output(0);
+  Var dx, dg;
+  if (c.needs(0)) {
+    ConvTranspose2dOptions t{.stride = {a.stride.h, a.stride.w},
+                             .padding = {a.padding.h, a.padding.w},
+                             .output_padding = {recovered_output_padding(x.shape()[2], g.shape()[2], k.h, a.stride.h, a.padding.h, a.dilation.h),
+                                                recovered_output_padding(x.shape()[3], g.shape()[3], k.w, a.stride.w, a.padding.w, a.dilation.w)},
+                             .dilation = {a.dilation.h, a.dilation.w},
+                             .groups = a.groups};
+    dx = conv_transpose2d(g, gw_bar, t);
+  }
+  if (c.needs(1)) dg = crop_to(conv2d(x, gw_bar, conv2d_options(a)), g.shape());
+  return {dx, dg};
+}
+
+const Tensor* optional_input(const OpCall& c, int i) { return c.has_input(i) ? &c.input(i) : nullptr; }
+
+}  // namespace
+
+void register_conv_ops() {
+  register_builtin({
+      .name = "conv2d",
+      .summary = "cross-correlation: x [N,C,H,W], w [O,C/groups,kH,kW], b [O] -> [N,O,Ho,Wo]",
+      .inputs = {{"x"}, {"w"}, {"b", InputKind::floating, true}},
+      .attrs = conv_attr_specs(false),
+      .shape = conv2d_shape,
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            Tensor y(specs[0].shape, specs[0].dtype);
+            dispatch_float(y.dtype(), [&](auto t) {
+              conv2d_forward<decltype(t)>(c.input(0), c.input(1), optional_input(c, 2),
+                                          conv_attrs(c.attrs, false), y);
+            });
+            return std::vector<Tensor>{y};
+          },
+      .vjp = conv2d_vjp,
+      .vjp_formula = "dx = conv_transpose2d(g, w), dw = conv2d_weight_grad(x, g), db = sum_{n,h,w} g",
+      .label = conv_label(1, 2),
+  });
+  register_builtin({
+      .name = "conv_transpose2d",
+      .summary = "the adjoint of conv2d in its input: x [N,C,H,W], w [C,O/groups,kH,kW], b [O]",
+      .inputs = {{"x"}, {"w"}, {"b", InputKind::floating, true}},
+      .attrs = conv_attr_specs(true),
+      .shape = conv_transpose2d_shape,
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            Tensor y(specs[0].shape, specs[0].dtype);
+            dispatch_float(y.dtype(), [&](auto t) {
+              conv_transpose2d_forward<decltype(t)>(c.input(0), c.input(1), optional_input(c, 2),
+                                                    conv_attrs(c.attrs, true), y);
+            });
+            return std::vector<Tensor>{y};
+          },
+      .vjp = conv_transpose2d_vjp,
+      .vjp_formula = "dx = conv2d(g, w), dw = conv2d_weight_grad(g, x), db = sum_{n,h,w} g",
+      .label = conv_label(1, 2),
+  });
+  std::vector<AttrSpec> weight_grad_attrs = conv_attr_specs(false);
+  weight_grad_attrs.insert(weight_grad_attrs.begin(),
+                           {"kernel_size", AttrType::pair, std::nullopt, "the weight's [kH, kW]", "k"});
+  register_builtin({
+      .name = "conv2d_weight_grad",
+      .summary = "dL/dw of conv2d(x, w) for output gradient g: [O, C/groups, kH, kW]",
+      .inputs = {{"x"}, {"g"}},
+      .attrs = weight_grad_attrs,
+      .shape = weight_grad_shape,
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            Tensor gw(specs[0].shape, specs[0].dtype);
+            dispatch_float(gw.dtype(), [&](auto t) {
+              conv2d_weight_grad_forward<decltype(t)>(c.input(0), c.input(1), conv_attrs(c.attrs, false), gw);
+            });
+            return std::vector<Tensor>{gw};
+          },
+      .vjp = weight_grad_vjp,
+      .vjp_formula = "dx = conv_transpose2d(g, gw_bar), dg = conv2d(x, gw_bar)",
+  });
+  register_builtin({
+      .name = "conv1x1",
+      .summary = "per-pixel fully connected layer: x [N,C,H,W], w [O,C,1,1], b [O] -> [N,O,H,W]",
+      .inputs = {{"x"}, {"w"}, {"b", InputKind::floating, true}},
+      .shape =
+          [](const OpCall& c) {
+            check_image(c, 0);
+            expect_rank(c, 1, 4, "[O,C,1,1]");
+            const Shape &x = c.input(0).shape(), &w = c.input(1).shape();
+            if (w[2] != 1 || w[3] != 1) shape_fail(c, "w must be [O,C,1,1], got {}", w);
+            if (x[1] != w[1])
+              shape_fail(c, "x has {} channels but w {} expects {} (w.shape[1])", x[1], w, w[1]);
+            check_bias(c, w[0]);
+            return std::vector<TensorSpec>{{{x[0], w[0], x[2], x[3]}, c.input(0).dtype()}};
+          },
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            Tensor y(specs[0].shape, specs[0].dtype);
+            const ConvAttrs pointwise{{1, 1}, {0, 0}, {1, 1}, {0, 0}, 1};
+            dispatch_float(y.dtype(), [&](auto t) {
+              conv2d_forward<decltype(t)>(c.input(0), c.input(1), optional_input(c, 2), pointwise, y);
+            });
+            return std::vector<Tensor>{y};
+          },
+      .vjp = [](const VjpContext& c) -> std::vector<Var> {
+        const Var &x = c.input(0), &w = c.input(1), &g = c.grad_output(0);
+        Var dx, dw, db;
+        if (c.needs(0)) dx = conv1x1(g, permute(w, {1, 0, 2, 3}));
+        if (c.needs(1)) dw = conv2d_weight_grad(x, g, {1, 1});
+        if (c.needs(2)) db = bias_grad(g);
+        return {dx, dw, db};
+      },
+      .vjp_formula = "dx = conv1x1(g, w^T), dw = conv2d_weight_grad(x, g), db = sum_{n,h,w} g",
+  });
+}
+
+namespace {
+Attrs conv2d_attrs(const OpDef& op, const Conv2dOptions& o) {
+  return Attrs(&op, {AttrValue(Ints(o.stride)), AttrValue(Ints(o.padding)),
+                     AttrValue(Ints(o.dilation)), AttrValue(o.groups)});
+}
+Attrs conv_transpose2d_attrs(const OpDef& op, const ConvTranspose2dOptions& o) {
+  return Attrs(&op, {AttrValue(Ints(o.stride)), AttrValue(Ints(o.padding)),
+                     AttrValue(Ints(o.output_padding)), AttrValue(Ints(o.dilation)),
+                     AttrValue(o.groups)});
+}
+}  // namespace
+
+Var conv2d(const Var& x, const Var& w, Conv2dOptions o, Loc loc) {
+  static const OpDef& op = builtin("conv2d");
+  return call_op(op, {x, w}, conv2d_attrs(op, o), loc);
+}
+Var conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions o, Loc loc) {
+  static const OpDef& op = builtin("conv2d");
+  return call_op(op, {x, w, b}, conv2d_attrs(op, o), loc);
+}
+Var conv2d_weight_grad(const Var& x, const Var& g, Pair k, Conv2dOptions o, Loc loc) {
+  static const OpDef& op = builtin("conv2d_weight_grad");
+  return call_op(op, {x, g},
+                 Attrs(&op, {AttrValue(Ints(k)), AttrValue(Ints(o.stride)), AttrValue(Ints(o.padding)),
+                             AttrValue(Ints(o.dilation)), AttrValue(o.groups)}),
+                 loc);
+}
+Var conv_transpose2d(const Var& x, const Var& w, ConvTranspose2dOptions o, Loc loc) {
+  static const OpDef& op = builtin("conv_transpose2d");
+  return call_op(op, {x, w}, conv_transpose2d_attrs(op, o), loc);
+}
+Var conv_transpose2d(const Var& x, const Var& w, const Var& b, ConvTranspose2dOptions o, Loc loc) {
+  static const OpDef& op = builtin("conv_transpose2d");
+  return call_op(op, {x, w, b}, conv_transpose2d_attrs(op, o), loc);
+}
+Var conv1x1(const Var& x, const Var& w, Loc loc) {
+  static const OpDef& op = builtin("conv1x1");
+  return call_op(op, {x, w}, loc);
+}
+Var conv1x1(const Var& x, const Var& w, const Var& b, Loc loc) {
+  static const OpDef& op = builtin("conv1x1");
+  return call_op(op, {x, w, b}, loc);
+}
+
+}  // namespace dg
