@@ -197,7 +197,7 @@ Var softmax(const Var& x, Loc loc = Loc::current());
 Var log_softmax(const Var& x, Loc loc = Loc::current());
 // int64 labels [N] or [N,H,W] -> [N,C] or [N,C,H,W] with ones at the labels (axis 1); labels
 // outside [0, C) give an all-zero column (used for ignore_index). Not differentiable.
-Var one_hot(const Var& labels, int64_t num_classes, Loc loc = Loc::current());
+Var one_hot(const Var& labels, int64_t num_classes, bool float64 = false, Loc loc = Loc::current());
 
 struct SoftmaxXentOptions {
   std::string reduction = "mean";  // "mean", "sum" or "none"

@@ -1,0 +1,478 @@
+// The pooling family: max_pool2d (values and int64 indices), max_unpool2d, the index routing
+// pair gather_at / scatter_add_at, and avg_pool2d with its adjoint avg_pool2d_backward.
+//
+// Index convention (PyTorch's return_indices): the flat position h*W + w of each maximum in its
+// unpadded (n, c) input plane. Routing through indices closes the family under differentiation:
+//   max_pool2d    VJP: dx = scatter_add_at(g, indices, [H, W])   (overlapping windows add up)
+//   scatter_add_at VJP: dx = gather_at(g, indices)
+//   gather_at     VJP: dx = scatter_add_at(g, indices, [H, W])
+//   max_unpool2d  VJP: dx = gather_at(g, indices)
+#include <cmath>
+#include <limits>
+
+#include "deltagraph/check.h"
+#include "kernels/parallel_for.h"
+#include "op_util.h"
+
+namespace dg {
+
+namespace {
+
+// Window geometry of one pooling op, per axis.
+struct PoolAxis {
+  int64_t in, k, s, p, d, out;
+};
+
+// Output size of a pooling window along one axis (FORMAT.md 5.5): floor or ceil division, and in
+// ceil mode the last window must start inside the input or its left/top padding.
+int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
+  const int64_t span = in + 2 * p - d * (k - 1) - 1;
+  if (span < 0) return 0;
+  int64_t out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+  if (ceil_mode && (out - 1) * s >= in + p) --out;
+  return out;
+}
+
+struct PoolGeometry {
+  PoolAxis h, w;
+  int64_t N, C;
+};
+
+HW stride_or_kernel(const Attrs& a) {
+  HW s = hw(a, "stride"), k = hw(a, "kernel_size");
+  return {s.h == 0 ? k.h : s.h, s.w == 0 ? k.w : s.w};
+}
+
+// Validates a pooling op's attributes against the input (x [N,C,H,W]); dilation 1 for ops
+// without one.
+PoolGeometry pool_geometry(const OpCall& c, const Shape& x, bool has_dilation, bool ceil_mode) {
+  const HW k = hw(c.attrs, "kernel_size"), s = stride_or_kernel(c.attrs), p = hw(c.attrs, "padding");
+  const HW d = has_dilation ? hw(c.attrs, "dilation") : HW{1, 1};
+  if (k.h < 1 || k.w < 1) shape_fail(c, "kernel_size must be at least 1, got [{},{}]", k.h, k.w);
+  if (s.h < 1 || s.w < 1) shape_fail(c, "stride must be at least 1 (or 0 for kernel_size), got [{},{}]", s.h, s.w);
+  if (d.h < 1 || d.w < 1) shape_fail(c, "dilation must be at least 1, got [{},{}]", d.h, d.w);
+  if (p.h < 0 || p.w < 0 || 2 * p.h > k.h || 2 * p.w > k.w)
+    shape_fail(c, "padding [{},{}] must be between 0 and half the kernel [{},{}]", p.h, p.w, k.h, k.w);
+  PoolGeometry g{{x[2], k.h, s.h, p.h, d.h, pool_out(x[2], k.h, s.h, p.h, d.h, ceil_mode)},
+                 {x[3], k.w, s.w, p.w, d.w, pool_out(x[3], k.w, s.w, p.w, d.w, ceil_mode)},
+                 x[0], x[1]};
+  if (g.h.out < 1 || g.w.out < 1) {
+    std::string dilation = d.h == 1 && d.w == 1 ? "" : fmt::format(" and dilation [{},{}]", d.h, d.w);
+    shape_fail(c, "kernel [{},{}] with padding [{},{}]{} does not fit in input {}x{} (output would be {}x{})",
+               k.h, k.w, p.h, p.w, dilation, x[2], x[3], std::max<int64_t>(g.h.out, 0),
+               std::max<int64_t>(g.w.out, 0));
+  }
+  return g;
+}
+
+// The flat input-plane positions of int64 indices must lie in [0, plane).
+void check_indices(const OpCall& c, int input, int64_t plane, int64_t H, int64_t W) {
+  const Tensor& idx = c.input(input);
+  const int64_t* p = idx.data<int64_t>();
+  for (int64_t i = 0; i < idx.numel(); ++i)
+    if (p[i] < 0 || p[i] >= plane)
+      shape_fail(c, "{}{} = {} is outside the {}x{} plane (valid flat indices are 0..{})",
+                 c.op.inputs[input].name, multi_index(idx.shape(), i), p[i], H, W, plane - 1);
+}
+
+void expect_same_shape(const OpCall& c, int a, int b) {
+  if (!(c.input(a).shape() == c.input(b).shape()))
+    shape_fail(c, "{} is {} but {} is {}; they must have the same shape", c.op.inputs[a].name,
+               c.input(a).shape(), c.op.inputs[b].name, c.input(b).shape());
+}
+
+// ---- kernels ------------------------------------------------------------------------------
+
+template <class T>
+void max_pool_forward(const Tensor& x, const PoolGeometry& g, Tensor& y, Tensor& indices) {
+  const T* px = x.data<T>();
+  T* py = y.data<T>();
+  int64_t* pi = indices.data<int64_t>();
+  const PoolAxis &ah = g.h, &aw = g.w;
+  const int64_t plane_in = ah.in * aw.in, plane_out = ah.out * aw.out;
+  kernels::parallel_for(g.N * g.C, plane_out * ah.k * aw.k, [&](int64_t b, int64_t e) {
+    for (int64_t plane = b; plane < e; ++plane) {
+      const T* xp = px + plane * plane_in;
+      T* yp = py + plane * plane_out;
+      int64_t* ip = pi + plane * plane_out;
+      for (int64_t i = 0; i < ah.out; ++i)
+        for (int64_t j = 0; j < aw.out; ++j) {
+          T best = -std::numeric_limits<T>::infinity();
+          int64_t where = -1;
+          for (int64_t p = 0; p < ah.k; ++p) {
+            const int64_t h = i * ah.s - ah.p + p * ah.d;
+            if (h < 0 || h >= ah.in) continue;
+            for (int64_t q = 0; q < aw.k; ++q) {
+              const int64_t w = j * aw.s - aw.p + q * aw.d;
+              if (w < 0 || w >= aw.in) continue;
+              const T v = xp[h * aw.in + w];
+              // Strictly greater: the first maximum wins ties. A NaN is taken (and propagates),
+              // as in PyTorch's kernel.
+              if (where < 0 || v > best || std::isnan(v)) {
+                best = v;
+                where = h * aw.in + w;
+              }
+            }
+          }
+          yp[i * aw.out + j] = best;
+          ip[i * aw.out + j] = where;
+        }
+    }
+  });
+}
+
+// out[n,c].flat[indices[n,c,...]] (+)= x[n,c,...]; `accumulate` false assigns (max_unpool2d).
+template <class T>
+void scatter(const Tensor& x, const Tensor& indices, Tensor& out, bool accumulate) {
+  const int64_t planes = x.shape()[0] * x.shape()[1];
+  const int64_t in_plane = x.numel() / std::max<int64_t>(planes, 1);
+  const int64_t out_plane = out.numel() / std::max<int64_t>(planes, 1);
+  const T* px = x.data<T>();
+  const int64_t* pi = indices.data<int64_t>();
+  T* po = out.data<T>();
+  std::fill(po, po + out.numel(), T(0));
+  kernels::parallel_for(planes, in_plane, [&](int64_t b, int64_t e) {
+    for (int64_t plane = b; plane < e; ++plane) {
+      T* o = po + plane * out_plane;
+      for (int64_t i = plane * in_plane; i < (plane + 1) * in_plane; ++i) {
+        if (accumulate) o[pi[i]] += px[i];
+        else o[pi[i]] = px[i];
+      }
+    }
+  });
+}
+
+// out[n,c,...] = x[n,c].flat[indices[n,c,...]]
+template <class T>
+void gather(const Tensor& x, const Tensor& indices, Tensor& out) {
+  const int64_t planes = x.shape()[0] * x.shape()[1];
+  const int64_t x_plane = x.numel() / std::max<int64_t>(planes, 1);
+  const int64_t out_plane = out.numel() / std::max<int64_t>(planes, 1);
+  const T* px = x.data<T>();
+  const int64_t* pi = indices.data<int64_t>();
+  T* po = out.data<T>();
+  kernels::parallel_for(planes, out_plane, [&](int64_t b, int64_t e) {
+    for (int64_t plane = b; plane < e; ++plane)
+      for (int64_t i = plane * out_plane; i < (plane + 1) * out_plane; ++i) po[i] = px[plane * x_plane + pi[i]];
+  });
+}
+
+// One average-pooling window along an axis: its real extent [lo, hi) and its padded length.
+struct AvgSpan {
+  int64_t lo, hi, padded;
+};
+AvgSpan avg_span(const PoolAxis& a, int64_t i) {
+  int64_t lo = i * a.s - a.p;
+  int64_t hi = std::min(lo + a.k, a.in + a.p);
+  const int64_t padded = hi - lo;
+  return {std::max<int64_t>(lo, 0), std::min(hi, a.in), padded};
+}
+
+// Calls visit(plane, out_offset, span_h, span_w, divisor) for every avg-pooling window, split
+// over the (n, c) planes.
+template <class Visit>
+void for_each_avg_window(const PoolGeometry& g, bool count_include_pad, Visit visit) {
+  const PoolAxis &ah = g.h, &aw = g.w;
+  kernels::parallel_for(g.N * g.C, ah.out * aw.out * ah.k * aw.k, [&](int64_t b, int64_t e) {
+    for (int64_t plane = b; plane < e; ++plane)
+      for (int64_t i = 0; i < ah.out; ++i) {
+        const AvgSpan sh = avg_span(ah, i);
+        for (int64_t j = 0; j < aw.out; ++j) {
+          const AvgSpan sw = avg_span(aw, j);
+          const int64_t divisor =
+              count_include_pad ? sh.padded * sw.padded : (sh.hi - sh.lo) * (sw.hi - sw.lo);
+          visit(plane, i * aw.out + j, sh, sw, divisor);
+        }
+      }
+  });
+}
+
+// y = window sums / divisor.
+template <class T>
+void avg_pool_forward(const Tensor& x, const PoolGeometry& g, bool count_include_pad, Tensor& y) {
+  const T* px = x.data<T>();
+  T* py = y.data<T>();
+  const int64_t plane_in = g.h.in * g.w.in, plane_out = g.h.out * g.w.out;
+  for_each_avg_window(g, count_include_pad, [&](int64_t plane, int64_t o, AvgSpan sh, AvgSpan sw, int64_t divisor) {
+    const T* in = px + plane * plane_in;
+    T total = 0;
+    for (int64_t h = sh.lo; h < sh.hi; ++h)
+      for (int64_t w = sw.lo; w < sw.hi; ++w) total += in[h * g.w.in + w];
+    py[plane * plane_out + o] = divisor ? total / static_cast<T>(divisor) : T(0);
+  });
+}
+
+// dx += g / divisor over each window (overlapping windows add up); dx must start at zero.
+template <class T>
+void avg_pool_adjoint(const Tensor& grad, const PoolGeometry& g, bool count_include_pad, Tensor& dx) {
+  const T* pg = grad.data<T>();
+  T* pd = dx.data<T>();
+  const int64_t plane_in = g.h.in * g.w.in, plane_out = g.h.out * g.w.out;
+  for_each_avg_window(g, count_include_pad, [&](int64_t plane, int64_t o, AvgSpan sh, AvgSpan sw, int64_t divisor) {
+    const T share = divisor ? pg[plane * plane_out + o] / static_cast<T>(divisor) : T(0);
+    T* in = pd + plane * plane_in;
+    for (int64_t h = sh.lo; h < sh.hi; ++h)
+      for (int64_t w = sw.lo; w < sw.hi; ++w) in[h * g.w.in + w] += share;
+  });
+}
+
+// ---- registration -------------------------------------------------------------------------
+
+AttrSpec kernel_attr() { return {"kernel_size", AttrType::pair, std::nullopt, "window [kH, kW]", "k"}; }
+AttrSpec stride_attr() { return pair_attr("stride", 0, "s", "0 means kernel_size"); }
+
+std::vector<AttrSpec> avg_attrs() {
+  return {kernel_attr(), stride_attr(), pair_attr("padding", 0, "p"),
+          {"ceil_mode", AttrType::boolean, AttrValue(false), "ceil instead of floor for the output size", "ceil"},
+          {"count_include_pad", AttrType::boolean, AttrValue(true), "padding counts in the divisor", "incl_pad"}};
+}
+
+AvgPool2dOptions avg_options(const Attrs& a) {
+  const HW k = hw(a, "kernel_size"), s = hw(a, "stride"), p = hw(a, "padding");
+  return {.kernel_size = {k.h, k.w}, .stride = {s.h, s.w}, .padding = {p.h, p.w},
+          .ceil_mode = a.boolean("ceil_mode"), .count_include_pad = a.boolean("count_include_pad")};
+}
+
+// Default unpooled size along one axis: (h-1)*s - 2p + k.
+int64_t unpool_default(int64_t in, int64_t k, int64_t s, int64_t p) { return (in - 1) * s - 2 * p + k; }
+
+struct UnpoolSize {
+  int64_t H, W;
+};
+UnpoolSize unpool_size(const OpCall& c) {
+  const Shape& x = c.input(0).shape();
+  const HW k = hw(c.attrs, "kernel_size"), s = stride_or_kernel(c.attrs), p = hw(c.attrs, "padding");
+  const HW out = hw(c.attrs, "output_size");
+  if (k.h < 1 || k.w < 1) shape_fail(c, "kernel_size must be at least 1, got [{},{}]", k.h, k.w);
+  if (s.h < 1 || s.w < 1) shape_fail(c, "stride must be at least 1 (or 0 for kernel_size), got [{},{}]", s.h, s.w);
+  const int64_t dh = unpool_default(x[2], k.h, s.h, p.h), dw = unpool_default(x[3], k.w, s.w, p.w);
+  if (out.h == 0 && out.w == 0) {
+    if (dh < 1 || dw < 1) shape_fail(c, "the default output size {}x{} is empty", dh, dw);
+    return {dh, dw};
+  }
+  // PyTorch accepts default - stride < output_size < default + stride on each axis.
+  if (out.h <= dh - s.h || out.h >= dh + s.h || out.w <= dw - s.w || out.w >= dw + s.w || out.h < 1 || out.w < 1) {
+    std::string bounds =
+        dh - s.h + 1 == dw - s.w + 1 && dh + s.h - 1 == dw + s.w - 1
+            ? fmt::format("each side must be between {} and {}", std::max<int64_t>(dh - s.h + 1, 1), dh + s.h - 1)
+            : fmt::format("height must be between {} and {}, width between {} and {}",
+                          std::max<int64_t>(dh - s.h + 1, 1), dh + s.h - 1,
+                          std::max<int64_t>(dw - s.w + 1, 1), dw + s.w - 1);
+    shape_fail(c, "output_size [{},{}] does not fit input {}x{} with kernel {}, stride {}, padding {} ({})",
+               out.h, out.w, x[2], x[3], pair_label(Ints{k.h, k.w}), pair_label(Ints{s.h, s.w}),
+               pair_label(Ints{p.h, p.w}), bounds);
+  }
+  return {out.h, out.w};
+}
+
+}  // namespace
+
+void register_pool_ops() {
+  register_builtin({
+      .name = "max_pool2d",
+      .summary = "window maxima and their flat input-plane indices (first maximum wins ties)",
+      .inputs = {{"x"}},
+      .outputs = {{"y"}, {"indices", false}},
+      .attrs = {kernel_attr(), stride_attr(), pair_attr("padding", 0, "p"), pair_attr("dilation", 1, "d"),
+                {"ceil_mode", AttrType::boolean, AttrValue(false), "ceil instead of floor for the output size", "ceil"}},
+      .shape =
+          [](const OpCall& c) {
+            expect_rank(c, 0, 4, "[N,C,H,W]");
+            const PoolGeometry g = pool_geometry(c, c.input(0).shape(), true, c.attrs.boolean("ceil_mode"));
+            const Shape out{g.N, g.C, g.h.out, g.w.out};
+            return std::vector<TensorSpec>{{out, c.input(0).dtype()}, {out, DType::i64}};
+          },
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            const PoolGeometry g = pool_geometry(c, c.input(0).shape(), true, c.attrs.boolean("ceil_mode"));
+            Tensor y(specs[0].shape, specs[0].dtype), indices(specs[1].shape, DType::i64);
+            dispatch_float(y.dtype(), [&](auto t) { max_pool_forward<decltype(t)>(c.input(0), g, y, indices); });
+            return std::vector<Tensor>{y, indices};
+          },
+      .vjp = [](const VjpContext& c) -> std::vector<Var> {
+        const Shape& x = c.input(0).shape();
+        return {scatter_add_at(c.grad_output(0), c.output(1), {x[2], x[3]})};
+      },
+      .vjp_formula = "dx = scatter_add_at(g, indices, [H, W])",
+  });
+  register_builtin({
+      .name = "max_unpool2d",
+      .summary = "places x at the flat indices of a zero [N,C,Ho,Wo] output (undoes max_pool2d)",
+      .inputs = {{"x"}, {"indices", InputKind::int64}},
+      .attrs = {kernel_attr(), stride_attr(), pair_attr("padding", 0, "p"),
+                pair_attr("output_size", 0, "out", "[0,0]: (h-1)*stride - 2*padding + kernel")},
+      .shape =
+          [](const OpCall& c) {
+            expect_rank(c, 0, 4, "[N,C,h,w]");
+            expect_same_shape(c, 0, 1);
+            const UnpoolSize size = unpool_size(c);
+            check_indices(c, 1, size.H * size.W, size.H, size.W);
+            const Shape& x = c.input(0).shape();
+            return std::vector<TensorSpec>{{{x[0], x[1], size.H, size.W}, c.input(0).dtype()}};
+          },
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            Tensor y(specs[0].shape, specs[0].dtype);
+            dispatch_float(y.dtype(), [&](auto t) { scatter<decltype(t)>(c.input(0), c.input(1), y, false); });
+            return std::vector<Tensor>{y};
+          },
+      .vjp = [](const VjpContext& c) -> std::vector<Var> {
+        return {gather_at(c.grad_output(0), c.input(1)), Var()};
+      },
+      .vjp_formula = "dx = gather_at(g, indices)",
+  });
+  register_builtin({
+      .name = "gather_at",
+      .summary = "y[n,c,i,j] = x[n,c].flat[indices[n,c,i,j]]",
+      .inputs = {{"x"}, {"indices", InputKind::int64}},
+      .shape =
+          [](const OpCall& c) {
+            expect_rank(c, 0, 4, "[N,C,H,W]");
+            expect_rank(c, 1, 4, "[N,C,h,w]");
+            const Shape &x = c.input(0).shape(), &i = c.input(1).shape();
+            if (x[0] != i[0] || x[1] != i[1])
+              shape_fail(c, "x {} and indices {} must agree on N and C", x, i);
+            check_indices(c, 1, x[2] * x[3], x[2], x[3]);
+            return std::vector<TensorSpec>{{i, c.input(0).dtype()}};
+          },
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            Tensor y(specs[0].shape, specs[0].dtype);
+            dispatch_float(y.dtype(), [&](auto t) { gather<decltype(t)>(c.input(0), c.input(1), y); });
+            return std::vector<Tensor>{y};
+          },
+      .vjp = [](const VjpContext& c) -> std::vector<Var> {
+        const Shape& x = c.input(0).shape();
+        return {scatter_add_at(c.grad_output(0), c.input(1), {x[2], x[3]}), Var()};
+      },
+      .vjp_formula = "dx = scatter_add_at(g, indices, [H, W])",
+  });
+  register_builtin({
+      .name = "scatter_add_at",
+      .summary = "y = zeros [N,C,H,W]; y[n,c].flat[indices[n,c,i,j]] += x[n,c,i,j]",
+      .inputs = {{"x"}, {"indices", InputKind::int64}},
+      .attrs = {{"output_size", AttrType::pair, std::nullopt, "[H, W] of the output planes", "out"}},
+      .shape =
+          [](const OpCall& c) {
+            expect_rank(c, 0, 4, "[N,C,h,w]");
+            expect_same_shape(c, 0, 1);
+            const HW size = hw(c.attrs, "output_size");
+            if (size.h < 1 || size.w < 1) shape_fail(c, "output_size must be positive, got [{},{}]", size.h, size.w);
+            check_indices(c, 1, size.h * size.w, size.h, size.w);
+            const Shape& x = c.input(0).shape();
+            return std::vector<TensorSpec>{{{x[0], x[1], size.h, size.w}, c.input(0).dtype()}};
+          },
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            Tensor y(specs[0].shape, specs[0].dtype);
+            dispatch_float(y.dtype(), [&](auto t) { scatter<decltype(t)>(c.input(0), c.input(1), y, true); });
+            return std::vector<Tensor>{y};
+          },
+      .vjp = [](const VjpContext& c) -> std::vector<Var> {
+        return {gather_at(c.grad_output(0), c.input(1)), Var()};
+      },
+      .vjp_formula = "dx = gather_at(g, indices)",
+  });
+  register_builtin({
+      .name = "avg_pool2d",
+      .summary = "window means (PyTorch's divisor rules for padding and ceil_mode)",
+      .inputs = {{"x"}},
+      .attrs = avg_attrs(),
+      .shape =
+          [](const OpCall& c) {
+            expect_rank(c, 0, 4, "[N,C,H,W]");
+            const PoolGeometry g = pool_geometry(c, c.input(0).shape(), false, c.attrs.boolean("ceil_mode"));
+            return std::vector<TensorSpec>{{{g.N, g.C, g.h.out, g.w.out}, c.input(0).dtype()}};
+          },
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            const PoolGeometry g = pool_geometry(c, c.input(0).shape(), false, c.attrs.boolean("ceil_mode"));
+            Tensor y(specs[0].shape, specs[0].dtype);
+            dispatch_float(y.dtype(), [&](auto t) {
+              avg_pool_forward<decltype(t)>(c.input(0), g, c.attrs.boolean("count_include_pad"), y);
+            });
+            return std::vector<Tensor>{y};
+          },
+      .vjp = [](const VjpContext& c) -> std::vector<Var> {
+        const Shape& x = c.input(0).shape();
+        return {avg_pool2d_backward(c.grad_output(0), {x[2], x[3]}, avg_options(c.attrs))};
+      },
+      .vjp_formula = "dx = avg_pool2d_backward(g, [H, W])",
+  });
+  std::vector<AttrSpec> backward_attrs = avg_attrs();
+  backward_attrs.insert(backward_attrs.begin(), {"input_size", AttrType::pair, std::nullopt, "[H, W] of the pooled input", "in"});
+  register_builtin({
+      .name = "avg_pool2d_backward",
+      .summary = "spreads g / divisor over each avg_pool2d window (its adjoint)",
+      .inputs = {{"g"}},
+      .attrs = backward_attrs,
+      .shape =
+          [](const OpCall& c) {
+            expect_rank(c, 0, 4, "[N,C,Ho,Wo]");
+            const HW in = hw(c.attrs, "input_size");
+            const Shape& g = c.input(0).shape();
+            const PoolGeometry geo = pool_geometry(c, {g[0], g[1], in.h, in.w}, false, c.attrs.boolean("ceil_mode"));
+            if (geo.h.out != g[2] || geo.w.out != g[3])
+              shape_fail(c, "g is {} but avg_pool2d of a {}x{} input gives {}x{}", g, in.h, in.w, geo.h.out, geo.w.out);
+            return std::vector<TensorSpec>{{{g[0], g[1], in.h, in.w}, c.input(0).dtype()}};
+          },
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            Tensor x = Tensor::zeros(specs[0].shape, specs[0].dtype);
+            const PoolGeometry g = pool_geometry(c, specs[0].shape, false, c.attrs.boolean("ceil_mode"));
+            dispatch_float(x.dtype(), [&](auto t) {
+              avg_pool_adjoint<decltype(t)>(c.input(0), g, c.attrs.boolean("count_include_pad"), x);
+            });
+            return std::vector<Tensor>{x};
+          },
+      .vjp = [](const VjpContext& c) -> std::vector<Var> {
+        return {avg_pool2d(c.grad_output(0), avg_options(c.attrs))};
+      },
+      .vjp_formula = "dg = avg_pool2d(gg)",
+  });
+}
+
+// ---- typed front --------------------------------------------------------------------------
+
+PoolResult max_pool2d(const Var& x, MaxPool2dOptions o, Loc loc) {
+  static const OpDef& op = builtin("max_pool2d");
+  Var in[] = {x};
+  auto out = call(op, in,
+                  Attrs(&op, {AttrValue(Ints(o.kernel_size)), AttrValue(Ints(o.stride)), AttrValue(Ints(o.padding)),
+                              AttrValue(Ints(o.dilation)), AttrValue(o.ceil_mode)}),
+                  loc);
+  return {out[0], out[1]};
+}
+Var max_unpool2d(const Var& x, const Var& indices, MaxUnpool2dOptions o, Loc loc) {
+  static const OpDef& op = builtin("max_unpool2d");
+  return call_op(op, {x, indices},
+                 Attrs(&op, {AttrValue(Ints(o.kernel_size)), AttrValue(Ints(o.stride)),
+                             AttrValue(Ints(o.padding)), AttrValue(Ints(o.output_size))}),
+                 loc);
+}
+Var gather_at(const Var& x, const Var& indices, Loc loc) {
+  static const OpDef& op = builtin("gather_at");
+  return call_op(op, {x, indices}, loc);
+}
+Var scatter_add_at(const Var& x, const Var& indices, Pair output_size, Loc loc) {
+  static const OpDef& op = builtin("scatter_add_at");
+  return call_op(op, {x, indices}, Attrs(&op, {AttrValue(Ints(output_size))}), loc);
+}
+namespace {
+std::vector<AttrValue> avg_values(const AvgPool2dOptions& o) {
+  return {AttrValue(Ints(o.kernel_size)), AttrValue(Ints(o.stride)), AttrValue(Ints(o.padding)),
+          AttrValue(o.ceil_mode), AttrValue(o.count_include_pad)};
+}
+}  // namespace
+Var avg_pool2d(const Var& x, AvgPool2dOptions o, Loc loc) {
+  static const OpDef& op = builtin("avg_pool2d");
+  return call_op(op, {x}, Attrs(&op, avg_values(o)), loc);
+}
+Var avg_pool2d_backward(const Var& g, Pair input_size, AvgPool2dOptions o, Loc loc) {
+  static const OpDef& op = builtin("avg_pool2d_backward");
+  std::vector<AttrValue> values = avg_values(o);
+  values.insert(values.begin(), AttrValue(Ints(input_size)));
+  return call_op(op, {g}, Attrs(&op, std::move(values)), loc);
+}
+
+}  // namespace dg

@@ -1,0 +1,105 @@
+// softmax, log_softmax, one_hot and the fused softmax_xent.
+#include <cmath>
+
+#include "test_util.h"
+
+namespace dg {
+namespace {
+
+using test::expect_error;
+using test::expect_gradients_ok;
+using test::expect_values;
+using test::f64;
+
+Tensor labels(std::vector<int64_t> v, Shape shape) { return Tensor::from(v, shape); }
+
+TEST(SoftmaxXent, ClassLabelsByHand) {
+  // Two samples, three classes: loss = logsumexp(z) - z[label].
+  Tensor z = f64({1, 2, 3, 0, 0, 0}, {2, 3});
+  Tensor t = labels({2, 0}, {2});
+  double l0 = std::log(std::exp(1) + std::exp(2) + std::exp(3)) - 3, l1 = std::log(3.0);
+  EXPECT_NEAR(softmax_xent(z, t).item(), (l0 + l1) / 2, 1e-12);
+  EXPECT_NEAR(softmax_xent(z, t, {.reduction = "sum"}).item(), l0 + l1, 1e-12);
+  expect_values(softmax_xent(z, t, {.reduction = "none"}).value(), {l0, l1});
+}
+
+TEST(SoftmaxXent, HugeLogitsStayFinite) {
+  Tensor z = f64({1000, -1000, 0, -1000, 1000, 0}, {2, 3});
+  Tape tape;
+  Var zv = variable(z);
+  Var loss = softmax_xent(zv, labels({1, 1}, {2}));
+  EXPECT_NEAR(loss.item(), 1000.0, 1e-9);  // sample 0 misses by 2000, sample 1 is right: (2000 + 0) / 2
+  auto g = grad(loss, {zv});
+  for (double v : g[0].value().to_vector()) EXPECT_TRUE(std::isfinite(v));
+  expect_values(g[0].value(), {0.5, -0.5, 0, 0, 0, 0}, 1e-12);
+}
+
+TEST(SoftmaxXent, IgnoreIndexSkipsPixelsAndTheMeanCountsOnlyTheRest) {
+  Tensor z = Tensor::randn({2, 4, 3, 3}, 1, DType::f64);
+  std::vector<int64_t> l(18);
+  for (int i = 0; i < 18; ++i) l[i] = i % 5 == 0 ? -1 : i % 4;
+  Tensor t = labels(l, {2, 3, 3});
+  Var none = softmax_xent(z, t, {.reduction = "none", .ignore_index = -1});
+  double total = 0;
+  int counted = 0;
+  for (int i = 0; i < 18; ++i) {
+    if (l[i] == -1) {
+      EXPECT_EQ(none.value().at(i), 0.0);
+    } else {
+      total += none.value().at(i);
+      ++counted;
+    }
+  }
+  EXPECT_NEAR(softmax_xent(z, t, {.ignore_index = -1}).item(), total / counted, 1e-12);
+  for (const char* reduction : {"mean", "sum", "none"})
+    expect_gradients_ok([&](const std::vector<Var>& v) {
+      return std::vector<Var>{softmax_xent(v[0], t, {.reduction = reduction, .ignore_index = -1})};
+    }, {z});
+}
+
+TEST(SoftmaxXent, ProbabilityLabelsGetGradientsToo) {
+  Tensor z = Tensor::randn({3, 5}, 2, DType::f64);
+  Tensor p = softmax(Tensor::randn({3, 5}, 3, DType::f64)).value();
+  for (const char* reduction : {"mean", "sum", "none"})
+    expect_gradients_ok([&](const std::vector<Var>& v) {
+      return std::vector<Var>{softmax_xent(v[0], v[1], {.reduction = reduction})};
+    }, {z, p});
+  Tensor z4 = Tensor::randn({2, 3, 2, 2}, 4, DType::f64), p4 = softmax(Tensor::randn({2, 3, 2, 2}, 5, DType::f64)).value();
+  expect_gradients_ok([](const std::vector<Var>& v) { return std::vector<Var>{softmax_xent(v[0], v[1])}; }, {z4, p4});
+}
+
+TEST(SoftmaxXent, InvariantToAShiftOfTheLogitsAndClassGradientsSumToZero) {
+  Tensor z = Tensor::randn({4, 6}, 6, DType::f64);
+  Tensor t = labels({0, 5, 2, 3}, {4});
+  Var shifted = add_scalar(z, 123.0);
+  EXPECT_NEAR(softmax_xent(z, t).item(), softmax_xent(shifted, t).item(), 1e-10);
+  Tape tape;
+  Var zv = variable(z);
+  auto g = grad(softmax_xent(zv, t), {zv});
+  Var per_sample = sum(g[0], {.axes = {1}});
+  for (double v : per_sample.value().to_vector()) EXPECT_NEAR(v, 0.0, 1e-15);
+}
+
+TEST(Softmax, GradientsAndOneHot) {
+  Tensor x = Tensor::randn({2, 3, 2, 2}, 7, DType::f64);
+  expect_gradients_ok([](const std::vector<Var>& v) { return std::vector<Var>{softmax(v[0])}; }, {x});
+  expect_gradients_ok([](const std::vector<Var>& v) { return std::vector<Var>{log_softmax(v[0])}; }, {x});
+  Var oh = one_hot(labels({2, -1, 0}, {3}), 3);
+  expect_values(oh.value(), {0, 0, 1, 0, 0, 0, 1, 0, 0});
+  EXPECT_EQ(oh.dtype(), DType::f32);
+}
+
+TEST(SoftmaxXentErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
+  Tensor z = Tensor::zeros({2, 3});
+  expect_error([&] { softmax_xent(z, labels({0, 3}, {2})); },
+               "softmax_xent: labels[1] = 3 is not a class in [0, 3) nor ignore_index (-100)");
+  expect_error([&] { softmax_xent(z, labels({0, 1, 2}, {3})); },
+               "softmax_xent: class labels are [3] but logits [2,3] need labels [2]");
+  expect_error([&] { softmax_xent(z, labels({0, 1}, {2}), {.reduction = "avg"}); },
+               "softmax_xent: reduction must be \"mean\", \"sum\" or \"none\", got \"avg\"");
+  expect_error([&] { softmax_xent(z, Tensor::zeros({2, 4})); },
+               "softmax_xent: probability labels are [2,4] but logits are [2,3]; they must match");
+}
+
+}  // namespace
+}  // namespace dg
