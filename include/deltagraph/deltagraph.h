@@ -3,6 +3,7 @@
 
 #include "deltagraph/autodiff.h"
 #include "deltagraph/check.h"
+#include "deltagraph/dot.h"
 #include "deltagraph/error.h"
 #include "deltagraph/graph.h"
 #include "deltagraph/op.h"
