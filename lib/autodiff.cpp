@@ -87,11 +87,7 @@ class Pass {
       NodeState& s = states_[&node];
       bool any_grad = std::any_of(s.grads.begin(), s.grads.end(), [](auto& g) { return g.defined(); });
       if (s.needed && any_grad) backpropagate(node, s);
-      if (!options_.retain_graph) {
-        node.inputs.clear();
-        node.inputs.shrink_to_fit();
-        node.released = true;
-      }
+      if (!options_.retain_graph) node.release();
       it->reset();  // drop our hold: what nothing else needs is freed now
     }
   }

@@ -56,7 +56,7 @@ class DotWriter {
     }
     for (const Node* node : nodes_) {
       body += fmt::format("  {} [shape=ellipse, label={}];\n", node_id(node),
-                          dot_quote(op_label(*node->op, node->attrs, node->input_shapes)));
+                          dot_quote(op_label(*node->op, node->attrs, node->input_shapes())));
       for (size_t i = 0; i < node->inputs.size(); ++i) {
         const VarImpl* in = node->inputs[i].impl();
         std::string from = in->producer ? node_id(in->producer) : leaf_id(in);

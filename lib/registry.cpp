@@ -1,5 +1,6 @@
 // The op registry, attribute handling and the generic op call.
 #include <algorithm>
+#include <array>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -299,9 +300,17 @@ std::vector<Var> call(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
     if (attrs.op() == nullptr && op.attrs.empty()) attrs = Attrs(&op, {});
     else fail("{}: attributes were made for another op", op.name);
   }
-  std::vector<Tensor> values;
-  values.reserve(inputs.size());
-  for (const Var& v : inputs) values.push_back(v.value());
+  // The input tensors side by side for the kernel (no allocation for up to 4 inputs).
+  constexpr size_t kInline = 4;
+  std::array<Tensor, kInline> inline_values;
+  std::vector<Tensor> heap_values;
+  std::span<Tensor> values = inline_values;
+  if (inputs.size() > kInline) {
+    heap_values.resize(inputs.size());
+    values = heap_values;
+  }
+  values = values.first(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) values[i] = inputs[i].value();
   OpCall c{op, values, attrs};
   std::vector<TensorSpec> specs = op.shape(c);
   std::vector<Tensor> outs = op.forward(c, specs);
@@ -325,12 +334,6 @@ std::vector<Var> call(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
   node->op = &op;
   node->attrs = std::move(attrs);
   node->inputs.assign(inputs.begin(), inputs.end());
-  node->input_shapes.reserve(inputs.size());
-  node->input_dtypes.reserve(inputs.size());
-  for (const Tensor& t : values) {
-    node->input_shapes.push_back(t.shape());
-    node->input_dtypes.push_back(t.dtype());
-  }
   node->outputs.resize(outs.size());
   for (size_t i = 0; i < outs.size(); ++i) {
     VarImpl& out = node->outputs[i];

@@ -112,3 +112,39 @@ ForceRecording::~ForceRecording() {
 }
 
 }  // namespace dg
+
+namespace dg {
+
+// ---- graph teardown ---------------------------------------------------------------------
+
+namespace {
+// Inputs of destroyed nodes waiting to be dropped, and whether this thread is dropping them.
+struct Teardown {
+  std::vector<Var> pending;
+  bool draining = false;
+};
+thread_local Teardown teardown;
+}  // namespace
+
+Node::~Node() {
+  if (inputs.empty()) return;
+  for (Var& v : inputs) teardown.pending.push_back(std::move(v));
+  inputs.clear();
+  if (teardown.draining) return;  // an outer destructor is already draining the list
+  teardown.draining = true;
+  while (!teardown.pending.empty()) {
+    Var v = std::move(teardown.pending.back());
+    teardown.pending.pop_back();
+    // Destroying v here may destroy its node, which appends that node's inputs to the list.
+  }
+  teardown.draining = false;
+}
+
+void Node::release() {
+  if (released) return;
+  std::vector<Var> dropped = std::move(inputs);
+  inputs.clear();
+  released = true;
+}
+
+}  // namespace dg

@@ -27,12 +27,17 @@ struct VarImpl {
 };
 
 struct Node : std::enable_shared_from_this<Node> {
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  // Releases the inputs without recursion: a chain of a million ops is torn down in a loop,
+  // not a million nested destructor calls.
+  ~Node();
+
   const OpDef* op = nullptr;
   Attrs attrs;
   std::vector<Var> inputs;      // cleared when the graph is released after backward
   std::vector<VarImpl> outputs;  // fixed size: Vars alias into it
-  std::vector<Shape> input_shapes;  // kept after release, for DOT and error messages
-  std::vector<DType> input_dtypes;
   uint64_t sequence = 0;  // position in recording order, for tools
   std::string scope;      // name scope at recording time ("encoder/block1")
   std::source_location location;  // the user's call site
@@ -40,6 +45,15 @@ struct Node : std::enable_shared_from_this<Node> {
 
   // The i-th output as a Var connected to this node.
   Var output(int i) { return Var(std::shared_ptr<VarImpl>(shared_from_this(), &outputs[i])); }
+  // Shapes of the inputs (empty once released).
+  std::vector<Shape> input_shapes() const {
+    std::vector<Shape> out;
+    for (const Var& v : inputs) out.push_back(v.shape());
+    return out;
+  }
+  // Drops the saved inputs (after a backward pass that does not retain the graph): what the
+  // rest of the graph no longer needs is freed now. A released node keeps its outputs.
+  void release();
 };
 
 }  // namespace dg
