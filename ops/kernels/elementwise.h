@@ -47,7 +47,7 @@ void zip(const Tensor& a, const Tensor& b, Tensor& y, F f) {
   const T* pb = b.data<T>();
   T* py = y.data<T>();
   const int64_t n = y.numel();
-  if (a.shape() == b.shape()) {
+  if (a.shape() == y.shape() && b.shape() == y.shape()) {
     parallel_for(n, 1, [&](int64_t s, int64_t e) {
       for (int64_t i = s; i < e; ++i) py[i] = f(pa[i], pb[i]);
     });
