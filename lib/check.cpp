@@ -6,6 +6,7 @@
 
 #include "deltagraph/autodiff.h"
 #include "deltagraph/tape.h"
+#include "recording.h"
 
 namespace dg {
 
@@ -193,7 +194,12 @@ CheckResult gradgradcheck(const CheckedFunction& f, const std::vector<Tensor>& r
   for (const Tensor& t : v)
     if (t.defined()) extended.push_back(t);
   CheckedFunction vjp = [&, n](const std::vector<Var>& xs) {
-    std::vector<Var> in(xs.begin(), xs.begin() + static_cast<long>(n));
+    // The finite differences evaluate this with constant inputs and recording paused; the VJP
+    // inside still needs a recorded graph of f, from differentiable leaves.
+    ForceRecording force;
+    std::vector<Var> in;
+    for (size_t i = 0; i < n; ++i)
+      in.push_back(wrt[i] && !xs[i].requires_grad() ? variable(xs[i].value()) : xs[i]);
     std::vector<Var> outs = f(in);
     std::vector<Var> used, cots, targets;
     size_t next = n;

@@ -103,6 +103,7 @@ void register_linalg_ops() {
         Var dx, dw, db;
         if (c.needs(0)) dx = matmul(g, c.input(1));
         if (c.needs(1)) dw = matmul(g, c.input(0), {.transpose_a = true});
+        if (!c.has_input(2)) return {dx, dw};  // one gradient per given input
         if (c.needs(2)) db = sum(g, {.axes = {0}});
         return {dx, dw, db};
       },

@@ -82,7 +82,9 @@ void register_shape_ops() {
           [](const OpCall& c) {
             const Tensor& x = c.input(0);
             if (x.dim() < 2) shape_fail(c, "x must have at least 2 axes [N, ...], got {}", x.shape());
-            return std::vector<TensorSpec>{{{x.shape()[0], x.numel() / std::max<int64_t>(x.shape()[0], 1)}, x.dtype()}};
+            int64_t features = 1;  // not numel / N, which loses the sizes when N is 0
+            for (int d = 1; d < x.dim(); ++d) features *= x.shape()[d];
+            return std::vector<TensorSpec>{{{x.shape()[0], features}, x.dtype()}};
           },
       .forward =
           [](const OpCall& c, std::span<const TensorSpec> specs) {

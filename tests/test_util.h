@@ -1,12 +1,122 @@
-// Helpers shared by the tests.
+// Helpers shared by the deltagraph tests.
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <functional>
+#include <initializer_list>
+#include <ostream>
 #include <string>
 #include <vector>
 
 #include "deltagraph/deltagraph.h"
+
+// Readable shapes in gtest failure messages.
+namespace dg {
+inline void PrintTo(const Dims& dims, std::ostream* os) { *os << to_string(dims); }
+}  // namespace dg
+
+namespace dg_test {
+
+// A float64 tensor from values (row-major) and a shape.
+inline dg::Tensor f64(std::vector<double> values, const dg::Shape& shape) {
+  return dg::Tensor::from(values, shape);
+}
+inline dg::Tensor f32(std::vector<float> values, const dg::Shape& shape) {
+  return dg::Tensor::from(values, shape);
+}
+
+// Random float64 values with |x| in [0.2, 1.2] (away from the kinks at 0), reproducible.
+inline dg::Tensor away_from_zero(const dg::Shape& shape, uint64_t seed) {
+  dg::Tensor t = dg::Tensor::uniform(shape, seed, dg::DType::f64, 0.2, 1.2);
+  dg::Tensor sign = dg::Tensor::uniform(shape, seed + 1000, dg::DType::f64, -1, 1);
+  double* p = t.data<double>();
+  const double* s = sign.data<double>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = s[i] < 0 ? -p[i] : p[i];
+  return t;
+}
+
+// Random float64 values in [low, high], reproducible.
+inline dg::Tensor rand64(const dg::Shape& shape, uint64_t seed, double low = -1, double high = 1) {
+  return dg::Tensor::uniform(shape, seed, dg::DType::f64, low, high);
+}
+
+// Passes when the message of the dg::Error thrown by f contains every one of `parts`.
+inline ::testing::AssertionResult ThrowsError(const std::function<void()>& f,
+                                             std::initializer_list<std::string> parts) {
+  std::string message;
+  try {
+    f();
+    return ::testing::AssertionFailure() << "no exception was thrown";
+  } catch (const dg::Error& e) {
+    message = e.what();
+  } catch (const std::exception& e) {
+    return ::testing::AssertionFailure() << "a non-dg::Error exception was thrown: " << e.what();
+  }
+  for (const std::string& part : parts)
+    if (message.find(part) == std::string::npos)
+      return ::testing::AssertionFailure() << "the message \"" << message << "\" does not contain \""
+                                           << part << "\"";
+  return ::testing::AssertionSuccess() << message;
+}
+
+// Passes when f throws a dg::Error whose message is exactly `expected`.
+inline ::testing::AssertionResult ThrowsExactly(const std::function<void()>& f,
+                                               const std::string& expected) {
+  try {
+    f();
+    return ::testing::AssertionFailure() << "no exception was thrown";
+  } catch (const dg::Error& e) {
+    if (expected == e.what()) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "message \"" << e.what() << "\"\n  expected \""
+                                         << expected << "\"";
+  }
+}
+
+inline ::testing::AssertionResult Passed(const dg::CheckResult& r) {
+  if (r.ok) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << r.report;
+}
+
+// Element-wise comparison of a tensor with expected values and shape.
+inline ::testing::AssertionResult ValuesNear(const dg::Tensor& t, const dg::Shape& shape,
+                                            const std::vector<double>& expected,
+                                            double tol = 1e-12) {
+  if (!(t.shape() == shape))
+    return ::testing::AssertionFailure() << "shape " << dg::to_string(t.shape()) << ", expected "
+                                         << dg::to_string(shape);
+  if (t.numel() != static_cast<int64_t>(expected.size()))
+    return ::testing::AssertionFailure() << t.numel() << " elements, expected " << expected.size();
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    const double a = t.at(i), e = expected[i];
+    if (!(std::abs(a - e) <= tol * (1 + std::abs(e))))
+      return ::testing::AssertionFailure() << "element " << i << " is " << a << ", expected " << e
+                                           << "\n" << dg::to_string(t);
+  }
+  return ::testing::AssertionSuccess();
+}
+inline ::testing::AssertionResult ValuesNear(const dg::Var& v, const dg::Shape& shape,
+                                            const std::vector<double>& expected,
+                                            double tol = 1e-12) {
+  return ValuesNear(v.value(), shape, expected, tol);
+}
+
+// Runs gradcheck, gradgradcheck and check_float32 on f; `label` names the case in failures.
+inline void check_all(const std::string& label, const dg::CheckedFunction& f,
+                      const std::vector<dg::Tensor>& inputs, bool second_order = true) {
+  SCOPED_TRACE(label);
+  EXPECT_TRUE(Passed(dg::gradcheck(f, inputs))) << label;
+  if (second_order) {
+    EXPECT_TRUE(Passed(dg::gradgradcheck(f, inputs))) << label;
+  }
+  EXPECT_TRUE(Passed(dg::check_float32(f, inputs))) << label;
+}
+
+using Fn = dg::CheckedFunction;
+using Vars = std::vector<dg::Var>;
+
+}  // namespace dg_test
 
 namespace dg::test {
 
@@ -21,13 +131,7 @@ inline void expect_values(const Tensor& t, const std::vector<double>& expected, 
 // Asserts that `body` throws dg::Error whose message contains `needle`.
 template <class F>
 void expect_error(F&& body, const std::string& needle) {
-  try {
-    body();
-    ADD_FAILURE() << "expected a dg::Error containing: " << needle;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos)
-        << "message: " << e.what() << "\nexpected to contain: " << needle;
-  }
+  EXPECT_TRUE(dg_test::ThrowsError(std::function<void()>([&] { body(); }), {needle}));
 }
 
 // gradcheck + gradgradcheck + float32-vs-float64 of f at `inputs`.

@@ -1,0 +1,209 @@
+// The reduction family: sum, mean (all axes or some, keepdims), broadcast_to, sum_to.
+#include <gtest/gtest.h>
+
+#include "deltagraph/deltagraph.h"
+#include "test_util.h"
+
+using dg::DType;
+using dg::Ints;
+using dg::Shape;
+using dg::Tensor;
+using dg::Var;
+using dg_test::check_all;
+using dg_test::f64;
+using dg_test::Fn;
+using dg_test::ThrowsError;
+using dg_test::ThrowsExactly;
+using dg_test::ValuesNear;
+using dg_test::Vars;
+
+namespace {
+
+Var in(std::vector<double> v, const Shape& s) { return dg::input(f64(std::move(v), s)); }
+// [[1,2,3],[4,5,6]]
+Var m23() { return in({1, 2, 3, 4, 5, 6}, {2, 3}); }
+
+}  // namespace
+
+// ---- forward ----------------------------------------------------------------------------
+
+TEST(Reduce, SumForward) {
+  EXPECT_TRUE(ValuesNear(dg::sum(m23()), {}, {21}));
+  EXPECT_TRUE(ValuesNear(dg::sum(m23(), {.axes = {0}}), {3}, {5, 7, 9}));
+  EXPECT_TRUE(ValuesNear(dg::sum(m23(), {.axes = {1}}), {2}, {6, 15}));
+  EXPECT_TRUE(ValuesNear(dg::sum(m23(), {.axes = {-1}}), {2}, {6, 15}));
+  EXPECT_TRUE(ValuesNear(dg::sum(m23(), {.axes = {1}, .keepdims = true}), {2, 1}, {6, 15}));
+  EXPECT_TRUE(ValuesNear(dg::sum(m23(), {.keepdims = true}), {1, 1}, {21}));
+  EXPECT_TRUE(ValuesNear(dg::sum(m23(), {.axes = {0, 1}}), {}, {21}));
+  EXPECT_TRUE(ValuesNear(dg::sum(in({4}, {})), {}, {4}));
+  EXPECT_TRUE(ValuesNear(dg::sum(dg::input(Tensor::zeros({2, 0}, DType::f64)), {.axes = {1}}), {2}, {0, 0}));
+
+  // [2,3,4] over axes 0 and 2: out[j] = sum_{i,k} x[i,j,k].
+  Tensor x = Tensor::arange(24, DType::f64).reshape({2, 3, 4});
+  std::vector<double> expected(3, 0);
+  for (int64_t i = 0; i < 24; ++i) expected[(i / 4) % 3] += static_cast<double>(i);
+  EXPECT_TRUE(ValuesNear(dg::sum(dg::input(x), {.axes = {0, 2}}), {3}, expected));
+  EXPECT_TRUE(ValuesNear(dg::sum(dg::input(x), {.axes = {2, 0}, .keepdims = true}), {1, 3, 1}, expected));
+
+  // 6-D, reducing non-adjacent axes.
+  Tensor y = Tensor::arange(48, DType::f64).reshape({2, 1, 3, 1, 2, 4});
+  Var s = dg::sum(dg::input(y), {.axes = {0, 2, 5}});
+  ASSERT_EQ(s.shape(), (Shape{1, 1, 2}));
+  double s0 = 0, s1 = 0;
+  for (int64_t i = 0; i < 48; ++i) ((i / 4) % 2 ? s1 : s0) += static_cast<double>(i);
+  EXPECT_TRUE(ValuesNear(s, {1, 1, 2}, {s0, s1}));
+}
+
+TEST(Reduce, MeanForward) {
+  EXPECT_TRUE(ValuesNear(dg::mean(m23()), {}, {3.5}));
+  EXPECT_TRUE(ValuesNear(dg::mean(m23(), {.axes = {0}}), {3}, {2.5, 3.5, 4.5}));
+  EXPECT_TRUE(ValuesNear(dg::mean(m23(), {.axes = {1}, .keepdims = true}), {2, 1}, {2, 5}));
+  EXPECT_TRUE(ValuesNear(dg::mean(m23(), {.axes = {-2, -1}}), {}, {3.5}));
+  Var f = dg::mean(dg::input(Tensor::from(std::vector<float>{1, 2, 3, 4}, {2, 2})), {.axes = {1}});
+  EXPECT_EQ(f.dtype(), DType::f32);
+  EXPECT_TRUE(ValuesNear(f, {2}, {1.5, 3.5}));
+}
+
+TEST(Reduce, SumAccumulatesFloat32Accurately) {
+  // 2^24 + 1 + 1 + 1 + 1 in float32: a float accumulator loses every +1 (the spacing at 2^24
+  // is 2); the exact sum 2^24 + 4 is representable.
+  Var x = dg::input(Tensor::from(std::vector<float>{16777216.f, 1, 1, 1, 1}, {5}));
+  EXPECT_EQ(dg::sum(x).item(), 16777220.0);
+  EXPECT_EQ(dg::sum(x).dtype(), DType::f32);
+}
+
+TEST(Reduce, BroadcastToForward) {
+  EXPECT_TRUE(ValuesNear(dg::broadcast_to(in({1, 2}, {2, 1}), {2, 3}), {2, 3}, {1, 1, 1, 2, 2, 2}));
+  EXPECT_TRUE(ValuesNear(dg::broadcast_to(in({1, 2, 3}, {3}), {2, 3}), {2, 3}, {1, 2, 3, 1, 2, 3}));
+  EXPECT_TRUE(ValuesNear(dg::broadcast_to(in({7}, {}), {2, 3}), {2, 3}, {7, 7, 7, 7, 7, 7}));
+  EXPECT_TRUE(ValuesNear(dg::broadcast_to(in({7}, {1}), {2, 2}), {2, 2}, {7, 7, 7, 7}));
+  Var x = in({1, 2, 3}, {3, 1});
+  Var big = dg::broadcast_to(x, {2, 3, 4});
+  ASSERT_EQ(big.shape(), (Shape{2, 3, 4}));
+  for (int64_t i = 0; i < 24; ++i) EXPECT_EQ(big.value().at(i), 1 + (i / 4) % 3) << i;
+  // The same shape is a no-op returning the same value.
+  EXPECT_TRUE(dg::broadcast_to(x, {3, 1}) == x);
+}
+
+TEST(Reduce, SumToForward) {
+  Var x = m23();
+  EXPECT_TRUE(ValuesNear(dg::sum_to(x, {3}), {3}, {5, 7, 9}));
+  EXPECT_TRUE(ValuesNear(dg::sum_to(x, {1, 3}), {1, 3}, {5, 7, 9}));
+  EXPECT_TRUE(ValuesNear(dg::sum_to(x, {2, 1}), {2, 1}, {6, 15}));
+  EXPECT_TRUE(ValuesNear(dg::sum_to(x, {}), {}, {21}));
+  EXPECT_TRUE(ValuesNear(dg::sum_to(x, {1}), {1}, {21}));
+  Tensor t = Tensor::arange(24, DType::f64).reshape({2, 3, 4});
+  std::vector<double> expected(3, 0);
+  for (int64_t i = 0; i < 24; ++i) expected[(i / 4) % 3] += static_cast<double>(i);
+  EXPECT_TRUE(ValuesNear(dg::sum_to(dg::input(t), {3, 1}), {3, 1}, expected));
+  EXPECT_TRUE(dg::sum_to(x, {2, 3}) == x);
+}
+
+// ---- gradients --------------------------------------------------------------------------
+
+TEST(Reduce, SumAndMeanHandGradients) {
+  dg::Tape tape;
+  Var x = dg::variable(f64({1, 2, 3, 4, 5, 6}, {2, 3}));
+  auto g = dg::grad({dg::sum(x, {.axes = {1}})}, {x}, {dg::constant(f64({1, -2}, {2}))});
+  EXPECT_TRUE(ValuesNear(g[0], {2, 3}, {1, 1, 1, -2, -2, -2}));
+  auto gm = dg::grad({dg::mean(x, {.axes = {0}})}, {x}, {dg::constant(f64({3, 6, 9}, {3}))});
+  EXPECT_TRUE(ValuesNear(gm[0], {2, 3}, {1.5, 3, 4.5, 1.5, 3, 4.5}));
+  auto ga = dg::grad(dg::mean(x), {x});
+  EXPECT_TRUE(ValuesNear(ga[0], {2, 3}, {1.0 / 6, 1.0 / 6, 1.0 / 6, 1.0 / 6, 1.0 / 6, 1.0 / 6}));
+}
+
+TEST(Reduce, SumMeanGradientChecks) {
+  struct Case {
+    Shape shape;
+    dg::ReduceOptions options;
+  };
+  std::vector<Case> cases = {
+      {{5}, {}},
+      {{}, {}},
+      {{2, 3}, {}},
+      {{2, 3}, {.keepdims = true}},
+      {{2, 3}, {.axes = {0}}},
+      {{2, 3}, {.axes = {-1}, .keepdims = true}},
+      {{2, 3, 4}, {.axes = {0, 2}}},
+      {{2, 3, 4}, {.axes = {1}, .keepdims = true}},
+      {{2, 1, 3, 2}, {.axes = {1, 3}}},
+  };
+  uint64_t seed = 500;
+  for (const Case& c : cases) {
+    Tensor x = dg_test::rand64(c.shape, ++seed);
+    const dg::ReduceOptions o = c.options;
+    Fn fsum = [o](const Vars& v) { return Vars{dg::sum(v[0], o)}; };
+    Fn fmean = [o](const Vars& v) { return Vars{dg::mean(v[0], o)}; };
+    std::string what = fmt::format("{} axes {} keepdims {}", c.shape, o.axes, o.keepdims);
+    check_all("sum " + what, fsum, {x});
+    check_all("mean " + what, fmean, {x});
+  }
+  // Reductions inside a nonlinear expression, so second derivatives are not trivially zero.
+  Fn f = [](const Vars& v) {
+    Var s = dg::sum(dg::mul(v[0], v[0]), {.axes = {1}, .keepdims = true});
+    return Vars{dg::mean(dg::mul(s, v[0]), {.axes = {0}})};
+  };
+  check_all("sum/mean composed", f, {dg_test::rand64({3, 4}, 550)});
+}
+
+TEST(Reduce, BroadcastToSumToGradientChecks) {
+  struct Case {
+    Shape small, big;
+  };
+  std::vector<Case> cases = {
+      {{3, 1}, {2, 3, 4}}, {{4}, {2, 1, 4}}, {{}, {2, 3}}, {{1}, {3}},
+      {{2, 1}, {2, 3}},    {{1, 3}, {2, 3}}, {{2, 3}, {2, 3}},
+  };
+  uint64_t seed = 600;
+  for (const Case& c : cases) {
+    const Shape small = c.small, big = c.big;
+    Fn fb = [big](const Vars& v) { return Vars{dg::broadcast_to(v[0], big)}; };
+    Fn fs = [small](const Vars& v) { return Vars{dg::sum_to(v[0], small)}; };
+    check_all(fmt::format("broadcast_to {} -> {}", small, big), fb, {dg_test::rand64(small, ++seed)});
+    check_all(fmt::format("sum_to {} -> {}", big, small), fs, {dg_test::rand64(big, ++seed)});
+    // Nonlinear around them, so the second-order check sees them inside a product.
+    Fn fb2 = [big](const Vars& v) {
+      Var b = dg::broadcast_to(v[0], big);
+      return Vars{dg::mul(b, b)};
+    };
+    Fn fs2 = [small](const Vars& v) {
+      Var s = dg::sum_to(v[0], small);
+      return Vars{dg::mul(s, s)};
+    };
+    check_all(fmt::format("broadcast_to^2 {} -> {}", small, big), fb2, {dg_test::rand64(small, ++seed)});
+    check_all(fmt::format("sum_to^2 {} -> {}", big, small), fs2, {dg_test::rand64(big, ++seed)});
+  }
+}
+
+TEST(Reduce, LargeInputsUseDirectionalChecks) {
+  // More than full_limit elements: the directional mode of gradcheck.
+  Fn f = [](const Vars& v) { return Vars{dg::sum(dg::mul(v[0], v[0]), {.axes = {0, 2}})}; };
+  check_all("sum large", f, {dg_test::rand64({8, 9, 10}, 700)});
+}
+
+// ---- shape-rule errors ------------------------------------------------------------------
+
+TEST(Reduce, AxisErrors) {
+  EXPECT_TRUE(ThrowsExactly([] { (void)dg::sum(m23(), {.axes = {2}}); },
+                            "sum: axis 2 is out of range for x of shape [2,3] (rank 2)"));
+  EXPECT_TRUE(ThrowsExactly([] { (void)dg::mean(m23(), {.axes = {-3}}); },
+                            "mean: axis -3 is out of range for x of shape [2,3] (rank 2)"));
+  EXPECT_TRUE(ThrowsExactly([] { (void)dg::sum(m23(), {.axes = {1, -1}}); },
+                            "sum: axis -1 is listed twice in axes [1,-1]"));
+  EXPECT_TRUE(ThrowsError([] { (void)dg::mean(m23(), {.axes = {0, 0}}); }, {"mean", "listed twice"}));
+  EXPECT_TRUE(ThrowsError([] { (void)dg::sum(in({1}, {}), {.axes = {0}}); }, {"sum", "axis 0", "rank 0"}));
+  EXPECT_THROW((void)dg::sum(m23(), {.axes = {5}}), dg::ShapeError);
+}
+
+TEST(Reduce, BroadcastErrors) {
+  EXPECT_TRUE(ThrowsExactly([] { (void)dg::broadcast_to(m23(), {3, 3}); },
+                            "broadcast_to: x of shape [2,3] cannot be broadcast to [3,3] (aligned at "
+                            "the right, each axis must match or be 1)"));
+  EXPECT_TRUE(ThrowsError([] { (void)dg::broadcast_to(m23(), {3}); }, {"broadcast_to", "[2,3]", "[3]"}));
+  EXPECT_TRUE(ThrowsExactly([] { (void)dg::sum_to(m23(), {2}); },
+                            "sum_to: x of shape [2,3] cannot be summed to [2]: [2] does not "
+                            "broadcast to [2,3]"));
+  EXPECT_TRUE(ThrowsError([] { (void)dg::sum_to(m23(), {1, 2, 3}); }, {"sum_to", "[1,2,3]"}));
+  EXPECT_TRUE(ThrowsError([] { (void)dg::call("broadcast_to", {m23()}); },
+                          {"broadcast_to", "missing required attribute 'shape'"}));
+}
