@@ -149,7 +149,7 @@ const OpDef& add_op(OpDef def) {
     if (!spec.default_value) continue;
     auto converted = coerce(spec, *spec.default_value);
     if (!converted)
-      fail("register_op: op '{}': the default of '{}' is {}, not a {}", def.name, spec.name,
+      fail("register_op: op '{}': the default of '{}' is {}, not of type {}", def.name, spec.name,
            held_type(*spec.default_value), attr_type_name(spec.type));
     spec.default_value = *converted;
   }
@@ -226,8 +226,9 @@ Attrs make_attrs(const OpDef& op, const AttrMap& given) {
     const AttrSpec& spec = op.attrs[i];
     auto converted = coerce(spec, value);
     if (!converted)
-      fail("{}: attribute '{}' must be a {}, got {} ({})", op.name, name,
-           attr_type_name(spec.type), held_type(value), value.to_string());
+      fail("{}: attribute '{}' must be {} {}, got {} ({})", op.name, name,
+           spec.type == AttrType::integer ? "an" : "a", attr_type_name(spec.type), held_type(value),
+           value.to_string());
     slots[i] = std::move(*converted);
   }
   std::vector<AttrValue> values;
