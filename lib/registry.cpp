@@ -187,10 +187,14 @@ size_t distance(std::string_view a, std::string_view b) {
 
 // Registration of the built-in ops goes through here (called from ops/ while ensure_builtins
 // runs, so it must not call ensure_builtins itself).
-const OpDef& register_builtin(OpDef def) { return add_op(std::move(def)); }
+const OpDef& register_builtin(OpDef def) {
+  def.builtin = true;
+  return add_op(std::move(def));
+}
 
 const OpDef& register_op(OpDef def) {
   ensure_builtins();
+  def.builtin = false;
   return add_op(std::move(def));
 }
 

@@ -46,6 +46,10 @@ void register_bias_ops() {
         return {g, db};
       },
       .vjp_formula = "dx = g, db = sum of g over every axis but 1",
+      .sample = [](Sampler& s) {
+        Shape shape = sample_shape(s, 2, 4);
+        return OpSample{{s.smooth(shape), s.smooth({shape[1]})}, {}, {true, false}};
+      },
   });
 }
 

@@ -344,6 +344,63 @@ std::vector<Var> weight_grad_vjp(const VjpContext& c) {
 
 const Tensor* optional_input(const OpCall& c, int i) { return c.has_input(i) ? &c.input(i) : nullptr; }
 
+// ---- samplers (property tests) ----------------------------------------------------------
+
+struct SampledConv {
+  int64_t N, C, O, G, kH, kW;
+  ConvAttrs a;
+  int64_t H, W;
+};
+
+// A random valid configuration: every attribute in a small range, the image just large enough
+// for at least one output (conv2d) or a non-empty output (conv_transpose2d).
+SampledConv sample_conv_config(Sampler& s, bool transposed) {
+  SampledConv c{};
+  c.G = s.integer(1, 3);
+  c.N = s.integer(1, 2);
+  c.C = c.G * s.integer(1, 2);
+  c.O = c.G * s.integer(1, 2);
+  c.kH = s.integer(1, 3), c.kW = s.integer(1, 3);
+  c.a.stride = {s.integer(1, 3), s.integer(1, 3)};
+  c.a.dilation = {s.integer(1, 2), s.integer(1, 2)};
+  c.a.padding = {s.integer(0, 2), s.integer(0, 2)};
+  c.a.groups = c.G;
+  if (transposed) {
+    c.a.output_padding = {s.integer(0, std::max(c.a.stride.h, c.a.dilation.h) - 1),
+                          s.integer(0, std::max(c.a.stride.w, c.a.dilation.w) - 1)};
+    // Smallest input whose transposed output is non-empty.
+    auto smallest = [](int64_t k, int64_t st, int64_t p, int64_t d, int64_t op) {
+      int64_t h = 1;
+      while (conv_transpose_out(h, k, st, p, d, op) < 1) ++h;
+      return h;
+    };
+    c.H = smallest(c.kH, c.a.stride.h, c.a.padding.h, c.a.dilation.h, c.a.output_padding.h) + s.integer(0, 3);
+    c.W = smallest(c.kW, c.a.stride.w, c.a.padding.w, c.a.dilation.w, c.a.output_padding.w) + s.integer(0, 3);
+  } else {
+    c.H = std::max<int64_t>(1, c.a.dilation.h * (c.kH - 1) + 1 - 2 * c.a.padding.h) + s.integer(0, 4);
+    c.W = std::max<int64_t>(1, c.a.dilation.w * (c.kW - 1) + 1 - 2 * c.a.padding.w) + s.integer(0, 4);
+  }
+  return c;
+}
+
+AttrMap conv_attr_map(const ConvAttrs& a, bool transposed) {
+  AttrMap m{{"stride", Ints{a.stride.h, a.stride.w}}, {"padding", Ints{a.padding.h, a.padding.w}},
+            {"dilation", Ints{a.dilation.h, a.dilation.w}}, {"groups", a.groups}};
+  if (transposed) m.push_back({"output_padding", Ints{a.output_padding.h, a.output_padding.w}});
+  return m;
+}
+
+OpSample sample_conv(Sampler& s, bool transposed) {
+  const SampledConv c = sample_conv_config(s, transposed);
+  const Shape w = transposed ? Shape{c.C, c.O / c.G, c.kH, c.kW} : Shape{c.O, c.C / c.G, c.kH, c.kW};
+  OpSample sample{{s.smooth({c.N, c.C, c.H, c.W}), s.smooth(w)}, conv_attr_map(c.a, transposed), {true, false}};
+  if (s.boolean()) {
+    sample.inputs.push_back(s.smooth({c.O}));
+    sample.batched.push_back(false);
+  }
+  return sample;
+}
+
 }  // namespace
 
 void register_conv_ops() {
@@ -365,6 +422,7 @@ void register_conv_ops() {
       .vjp = conv2d_vjp,
       .vjp_formula = "dx = conv_transpose2d(g, w), dw = conv2d_weight_grad(x, g), db = sum_{n,h,w} g",
       .label = conv_label(1, 2),
+      .sample = [](Sampler& s) { return sample_conv(s, false); },
   });
   register_builtin({
       .name = "conv_transpose2d",
@@ -384,6 +442,7 @@ void register_conv_ops() {
       .vjp = conv_transpose2d_vjp,
       .vjp_formula = "dx = conv2d(g, w), dw = conv2d_weight_grad(g, x), db = sum_{n,h,w} g",
       .label = conv_label(1, 2),
+      .sample = [](Sampler& s) { return sample_conv(s, true); },
   });
   std::vector<AttrSpec> weight_grad_attrs = conv_attr_specs(false);
   weight_grad_attrs.insert(weight_grad_attrs.begin(),
@@ -404,6 +463,14 @@ void register_conv_ops() {
           },
       .vjp = weight_grad_vjp,
       .vjp_formula = "dx = conv_transpose2d(g, gw_bar), dg = conv2d(x, gw_bar)",
+      .sample = [](Sampler& s) {
+        const SampledConv c = sample_conv_config(s, false);
+        const int64_t Ho = conv_out(c.H, c.kH, c.a.stride.h, c.a.padding.h, c.a.dilation.h);
+        const int64_t Wo = conv_out(c.W, c.kW, c.a.stride.w, c.a.padding.w, c.a.dilation.w);
+        AttrMap attrs = conv_attr_map(c.a, false);
+        attrs.push_back({"kernel_size", Ints{c.kH, c.kW}});
+        return OpSample{{s.smooth({c.N, c.C, c.H, c.W}), s.smooth({c.N, c.O, Ho, Wo})}, attrs};
+      },
   });
   register_builtin({
       .name = "conv1x1",
@@ -438,6 +505,16 @@ void register_conv_ops() {
         return {dx, dw, db};
       },
       .vjp_formula = "dx = conv1x1(g, w^T), dw = conv2d_weight_grad(x, g), db = sum_{n,h,w} g",
+      .sample = [](Sampler& s) {
+        const int64_t N = s.integer(1, 2), C = s.integer(1, 4), O = s.integer(1, 4);
+        const Shape x{N, C, s.integer(1, 4), s.integer(1, 4)};
+        OpSample sample{{s.smooth(x), s.smooth({O, C, 1, 1})}, {}, {true, false}};
+        if (s.boolean()) {
+          sample.inputs.push_back(s.smooth({O}));
+          sample.batched.push_back(false);
+        }
+        return sample;
+      },
   });
 }
 

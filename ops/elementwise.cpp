@@ -32,9 +32,29 @@ std::vector<TensorSpec> binary_shape(const OpCall& c) {
   return {{broadcast_shape(c), c.input(0).dtype()}};
 }
 
+// a and b of shapes that broadcast together; b positive when it divides.
+SampleFn binary_sample(bool positive_b) {
+  return [positive_b](Sampler& s) {
+    const Shape full = sample_shape(s, 0, 4);
+    Shape a = full, b = sample_broadcastable(s, full);
+    if (s.boolean()) std::swap(a, b);
+    return OpSample{{s.smooth(a), positive_b ? s.positive(b) : s.smooth(b)}, {}};
+  };
+}
+
+// x of any shape, rank 0 to 4; batch-separable when it has a batch axis.
+SampleFn unary_sample(bool positive = false, AttrMap attrs = {}) {
+  return [positive, attrs](Sampler& s) {
+    const Shape shape = sample_shape(s, 0, 4);
+    return OpSample{{positive ? s.positive(shape) : s.smooth(shape)}, attrs,
+                    shape.size() ? all_batched(1) : std::vector<bool>{}};
+  };
+}
+
 // Registers a broadcasting binary op whose forward is y = f(a, b).
 template <class F>
-void binary(std::string name, std::string summary, std::string formula, F f, VjpFn vjp) {
+void binary(std::string name, std::string summary, std::string formula, F f, VjpFn vjp,
+            SampleFn sample = binary_sample(false)) {
   register_builtin({
       .name = std::move(name),
       .summary = std::move(summary),
@@ -51,13 +71,14 @@ void binary(std::string name, std::string summary, std::string formula, F f, Vjp
           },
       .vjp = std::move(vjp),
       .vjp_formula = std::move(formula),
+      .sample = std::move(sample),
   });
 }
 
 // Registers an elementwise unary op y = f(x) (attributes are read by f through Attrs).
 template <class F>
 void unary(std::string name, std::string summary, std::string formula, std::vector<AttrSpec> attrs,
-           F f, VjpFn vjp) {
+           F f, VjpFn vjp, SampleFn sample = unary_sample()) {
   register_builtin({
       .name = std::move(name),
       .summary = std::move(summary),
@@ -75,6 +96,7 @@ void unary(std::string name, std::string summary, std::string formula, std::vect
           },
       .vjp = std::move(vjp),
       .vjp_formula = std::move(formula),
+      .sample = std::move(sample),
   });
 }
 
@@ -116,7 +138,8 @@ void register_elementwise_ops() {
            const Var& b = c.input(1);
            return {c.needs(0) ? sum_to(div(g, b), c.input(0).shape()) : Var(),
                    c.needs(1) ? neg(sum_to(div(mul(g, c.output(0)), b), b.shape())) : Var()};
-         });
+         },
+         binary_sample(true));
   unary("neg", "y = -x", "dx = -g", {}, [](auto, const Attrs&) { return [](auto x) { return -x; }; },
         [](const VjpContext& c) -> std::vector<Var> { return {neg(c.grad_output(0))}; });
   unary("add_scalar", "y = x + c", "dx = g", {scalar_attr()},
@@ -125,7 +148,8 @@ void register_elementwise_ops() {
           T s = static_cast<T>(a.real("c"));
           return [s](T x) { return x + s; };
         },
-        [](const VjpContext& c) -> std::vector<Var> { return {c.grad_output(0)}; });
+        [](const VjpContext& c) -> std::vector<Var> { return {c.grad_output(0)}; },
+        unary_sample(false, {{"c", 0.75}}));
   unary("mul_scalar", "y = x * c", "dx = c * g", {scalar_attr()},
         [](auto t, const Attrs& a) {
           using T = decltype(t);
@@ -134,13 +158,15 @@ void register_elementwise_ops() {
         },
         [](const VjpContext& c) -> std::vector<Var> {
           return {mul_scalar(c.grad_output(0), c.attrs.real("c"))};
-        });
+        },
+        unary_sample(false, {{"c", -1.5}}));
   unary("exp", "y = exp(x)", "dx = g * y", {},
         [](auto, const Attrs&) { return [](auto x) { return std::exp(x); }; },
         [](const VjpContext& c) -> std::vector<Var> { return {mul(c.grad_output(0), c.output(0))}; });
   unary("log", "y = log(x)", "dx = g / x", {},
         [](auto, const Attrs&) { return [](auto x) { return std::log(x); }; },
-        [](const VjpContext& c) -> std::vector<Var> { return {div(c.grad_output(0), c.input(0))}; });
+        [](const VjpContext& c) -> std::vector<Var> { return {div(c.grad_output(0), c.input(0))}; },
+        unary_sample(true));
 }
 
 static void register_activations() {
@@ -178,6 +204,10 @@ static void register_activations() {
         return {relu_backward(c.grad_output(0), c.input(1)), Var()};
       },
       .vjp_formula = "dg = relu_backward(gg, x), dx = 0",
+      .sample = [](Sampler& s) {
+        const Shape shape = sample_shape(s, 1, 4);
+        return OpSample{{s.smooth(shape), s.smooth(shape)}, {}, all_batched(2)};
+      },
   });
 
   unary("elu", "y = x if x > 0 else alpha*(exp(x)-1)", "dx = g * elu_grad(x)", {alpha_attr()},
@@ -188,7 +218,8 @@ static void register_activations() {
              },
              [](const VjpContext& c) -> std::vector<Var> {
                return {mul(c.grad_output(0), elu_grad(c.input(0), c.attrs.real("alpha")))};
-             });
+             },
+             unary_sample(false, {{"alpha", 0.7}}));
 
   unary("elu_grad", "y = 1 if x > 0 else alpha*exp(x) (the derivative of elu)",
              "dx = g * elu_grad(x) - relu_backward(g, x)", {alpha_attr()},
@@ -201,7 +232,8 @@ static void register_activations() {
              [](const VjpContext& c) -> std::vector<Var> {
                const Var& g = c.grad_output(0);
                return {sub(mul(g, c.output(0)), relu_backward(g, c.input(0)))};
-             });
+             },
+             unary_sample(false, {{"alpha", 1.3}}));
 
   unary("sigmoid", "y = 1 / (1 + exp(-x))", "dx = g * y * (1 - y)", {},
              [](auto t, const Attrs&) {

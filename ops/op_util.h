@@ -69,3 +69,12 @@ inline AttrSpec pair_attr(std::string name, int64_t default_value, std::string l
 }
 
 }  // namespace dg
+
+namespace dg {
+
+// ---- samplers for the property tests ----------------------------------------------------
+
+// All inputs batched on axis 0 (for ops whose every input carries the batch).
+inline std::vector<bool> all_batched(size_t n) { return std::vector<bool>(n, true); }
+
+}  // namespace dg

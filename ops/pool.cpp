@@ -56,6 +56,21 @@ PoolGeometry pool_geometry(const OpCall& c, const Shape& x, bool has_dilation, b
   PoolGeometry g{{x[2], k.h, s.h, p.h, d.h, pool_out(x[2], k.h, s.h, p.h, d.h, ceil_mode)},
                  {x[3], k.w, s.w, p.w, d.w, pool_out(x[3], k.w, s.w, p.w, d.w, ceil_mode)},
                  x[0], x[1]};
+  // With dilation, a window can straddle the whole input and hold padding only; PyTorch would
+  // return -inf there. Every window must see at least one real element.
+  auto window_hits_input = [](const PoolAxis& a, int64_t i) {
+    for (int64_t p = 0; p < a.k; ++p) {
+      const int64_t h = i * a.s - a.p + p * a.d;
+      if (h >= 0 && h < a.in) return true;
+    }
+    return false;
+  };
+  for (const auto& [axis, name] : {std::pair{&g.h, "row"}, std::pair{&g.w, "column"}})
+    for (int64_t i = 0; i < axis->out; ++i)
+      if (!window_hits_input(*axis, i))
+        shape_fail(c, "output {} {} of input {}x{} with kernel [{},{}], stride [{},{}], padding [{},{}] and "
+                      "dilation [{},{}] covers only padding", name, i, x[2], x[3], k.h, k.w, s.h, s.w, p.h,
+                   p.w, d.h, d.w);
   if (g.h.out < 1 || g.w.out < 1) {
     std::string dilation = d.h == 1 && d.w == 1 ? "" : fmt::format(" and dilation [{},{}]", d.h, d.w);
     shape_fail(c, "kernel [{},{}] with padding [{},{}]{} does not fit in input {}x{} (output would be {}x{})",
@@ -265,6 +280,44 @@ UnpoolSize unpool_size(const OpCall& c) {
   return {out.h, out.w};
 }
 
+// ---- samplers (property tests) ----------------------------------------------------------
+
+struct SampledPool {
+  Shape x;
+  Ints kernel, stride, padding, dilation;
+  bool ceil_mode;
+};
+
+SampledPool sample_pool_config(Sampler& s, bool dilation) {
+  SampledPool p;
+  const int64_t kH = s.integer(1, 3), kW = s.integer(1, 3);
+  p.kernel = {kH, kW};
+  p.stride = {s.integer(1, 3), s.integer(1, 3)};
+  p.padding = {s.integer(0, kH / 2), s.integer(0, kW / 2)};
+  p.dilation = dilation ? Ints{s.integer(1, 2), s.integer(1, 2)} : Ints{1, 1};
+  p.ceil_mode = s.boolean();
+  const int64_t H = std::max<int64_t>(1, p.dilation[0] * (kH - 1) + 1 - 2 * p.padding[0]) + s.integer(0, 4);
+  const int64_t W = std::max<int64_t>(1, p.dilation[1] * (kW - 1) + 1 - 2 * p.padding[1]) + s.integer(0, 4);
+  p.x = {s.integer(1, 2), s.integer(1, 3), H, W};
+  return p;
+}
+
+// Indices of distinct positions in each (n, c) plane of an H x W output (as a pool's would be).
+Tensor unique_plane_indices(Sampler& s, const Shape& shape, int64_t H, int64_t W) {
+  Tensor keys = s.distinct({shape[0], shape[1], H * W});
+  Tensor idx(shape, DType::i64);
+  const int64_t planes = shape[0] * shape[1], per_plane = shape[2] * shape[3];
+  std::vector<int64_t> order(H * W);
+  for (int64_t p = 0; p < planes; ++p) {
+    for (int64_t i = 0; i < H * W; ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      return keys.at(p * H * W + a) < keys.at(p * H * W + b);
+    });
+    for (int64_t i = 0; i < per_plane; ++i) idx.data<int64_t>()[p * per_plane + i] = order[i];
+  }
+  return idx;
+}
+
 }  // namespace
 
 void register_pool_ops() {
@@ -294,6 +347,13 @@ void register_pool_ops() {
         return {scatter_add_at(c.grad_output(0), c.output(1), {x[2], x[3]})};
       },
       .vjp_formula = "dx = scatter_add_at(g, indices, [H, W])",
+      .sample = [](Sampler& s) {
+        const SampledPool p = sample_pool_config(s, true);
+        return OpSample{{s.distinct(p.x)},
+                        {{"kernel_size", p.kernel}, {"stride", p.stride}, {"padding", p.padding},
+                         {"dilation", p.dilation}, {"ceil_mode", p.ceil_mode}},
+                        all_batched(1)};
+      },
   });
   register_builtin({
       .name = "max_unpool2d",
@@ -320,6 +380,20 @@ void register_pool_ops() {
         return {gather_at(c.grad_output(0), c.input(1)), Var()};
       },
       .vjp_formula = "dx = gather_at(g, indices)",
+      .sample = [](Sampler& s) {
+        const int64_t k = s.integer(1, 3), st = s.integer(1, 3);
+        const Shape x{s.integer(1, 2), s.integer(1, 3), s.integer(1, 3), s.integer(1, 3)};
+        // Within PyTorch's accepted range (default - stride, default + stride), and at least 1.
+        auto size = [&](int64_t in) {
+          const int64_t def = unpool_default(in, k, st, 0);
+          return s.integer(std::max<int64_t>(1, def - st + 1), def + st - 1);
+        };
+        const int64_t H = size(x[2]), W = size(x[3]);
+        return OpSample{{s.smooth(x), unique_plane_indices(s, x, H, W)},
+                        {{"kernel_size", Ints{k, k}}, {"stride", Ints{st, st}}, {"padding", Ints{0, 0}},
+                         {"output_size", Ints{H, W}}},
+                        all_batched(2)};
+      },
   });
   register_builtin({
       .name = "gather_at",
@@ -346,6 +420,11 @@ void register_pool_ops() {
         return {scatter_add_at(c.grad_output(0), c.input(1), {x[2], x[3]}), Var()};
       },
       .vjp_formula = "dx = scatter_add_at(g, indices, [H, W])",
+      .sample = [](Sampler& s) {
+        const Shape x{s.integer(1, 2), s.integer(1, 3), s.integer(1, 4), s.integer(1, 4)};
+        const Shape i{x[0], x[1], s.integer(1, 3), s.integer(1, 3)};
+        return OpSample{{s.smooth(x), s.indices(i, x[2] * x[3])}, {}, all_batched(2)};
+      },
   });
   register_builtin({
       .name = "scatter_add_at",
@@ -372,6 +451,11 @@ void register_pool_ops() {
         return {gather_at(c.grad_output(0), c.input(1)), Var()};
       },
       .vjp_formula = "dx = gather_at(g, indices)",
+      .sample = [](Sampler& s) {
+        const Shape x{s.integer(1, 2), s.integer(1, 3), s.integer(1, 3), s.integer(1, 3)};
+        const int64_t H = s.integer(1, 4), W = s.integer(1, 4);
+        return OpSample{{s.smooth(x), s.indices(x, H * W)}, {{"output_size", Ints{H, W}}}, all_batched(2)};
+      },
   });
   register_builtin({
       .name = "avg_pool2d",
@@ -398,6 +482,13 @@ void register_pool_ops() {
         return {avg_pool2d_backward(c.grad_output(0), {x[2], x[3]}, avg_options(c.attrs))};
       },
       .vjp_formula = "dx = avg_pool2d_backward(g, [H, W])",
+      .sample = [](Sampler& s) {
+        const SampledPool p = sample_pool_config(s, false);
+        return OpSample{{s.smooth(p.x)},
+                        {{"kernel_size", p.kernel}, {"stride", p.stride}, {"padding", p.padding},
+                         {"ceil_mode", p.ceil_mode}, {"count_include_pad", s.boolean()}},
+                        all_batched(1)};
+      },
   });
   std::vector<AttrSpec> backward_attrs = avg_attrs();
   backward_attrs.insert(backward_attrs.begin(), {"input_size", AttrType::pair, std::nullopt, "[H, W] of the pooled input", "in"});
@@ -429,6 +520,15 @@ void register_pool_ops() {
         return {avg_pool2d(c.grad_output(0), avg_options(c.attrs))};
       },
       .vjp_formula = "dg = avg_pool2d(gg)",
+      .sample = [](Sampler& s) {
+        const SampledPool p = sample_pool_config(s, false);
+        const int64_t Ho = pool_out(p.x[2], p.kernel[0], p.stride[0], p.padding[0], 1, p.ceil_mode);
+        const int64_t Wo = pool_out(p.x[3], p.kernel[1], p.stride[1], p.padding[1], 1, p.ceil_mode);
+        return OpSample{{s.smooth({p.x[0], p.x[1], Ho, Wo})},
+                        {{"input_size", Ints{p.x[2], p.x[3]}}, {"kernel_size", p.kernel}, {"stride", p.stride},
+                         {"padding", p.padding}, {"ceil_mode", p.ceil_mode}, {"count_include_pad", s.boolean()}},
+                        all_batched(1)};
+      },
   });
 }
 

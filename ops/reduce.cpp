@@ -145,6 +145,13 @@ void register_reduce_ops() {
           },
       .vjp = [](const VjpContext& c) -> std::vector<Var> { return {spread(c, 1.0)}; },
       .vjp_formula = "dx = broadcast_to(g, x.shape)",
+      .sample = [](Sampler& s) {
+        const Shape shape = sample_shape(s, 1, 4);
+        Ints axes;
+        for (int d = 0; d < shape.size(); ++d)
+          if (s.boolean()) axes.push_back(s.boolean() ? d : d - shape.size());
+        return OpSample{{s.smooth(shape)}, {{"axes", axes}, {"keepdims", s.boolean()}}};
+      },
   });
   register_builtin({
       .name = "mean",
@@ -167,6 +174,13 @@ void register_reduce_ops() {
         return {spread(c, count ? 1.0 / static_cast<double>(count) : 0.0)};
       },
       .vjp_formula = "dx = broadcast_to(g, x.shape) / count",
+      .sample = [](Sampler& s) {
+        const Shape shape = sample_shape(s, 1, 4);
+        Ints axes;
+        for (int d = 0; d < shape.size(); ++d)
+          if (s.boolean()) axes.push_back(s.boolean() ? d : d - shape.size());
+        return OpSample{{s.smooth(shape)}, {{"axes", axes}, {"keepdims", s.boolean()}}};
+      },
   });
   register_builtin({
       .name = "broadcast_to",
@@ -196,6 +210,10 @@ void register_reduce_ops() {
         return {sum_to(c.grad_output(0), c.input(0).shape())};
       },
       .vjp_formula = "dx = sum_to(g, x.shape)",
+      .sample = [](Sampler& s) {
+        const Shape full = sample_shape(s, 0, 4);
+        return OpSample{{s.smooth(sample_broadcastable(s, full))}, {{"shape", Ints(full)}}};
+      },
   });
   register_builtin({
       .name = "sum_to",
@@ -224,6 +242,10 @@ void register_reduce_ops() {
         return {broadcast_to(c.grad_output(0), c.input(0).shape())};
       },
       .vjp_formula = "dx = broadcast_to(g, x.shape)",
+      .sample = [](Sampler& s) {
+        const Shape full = sample_shape(s, 0, 4);
+        return OpSample{{s.smooth(full)}, {{"shape", Ints(sample_broadcastable(s, full))}}};
+      },
   });
 }
 

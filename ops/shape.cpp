@@ -73,6 +73,11 @@ void register_shape_ops() {
         return {reshape(c.grad_output(0), c.input(0).shape())};
       },
       .vjp_formula = "dx = reshape(g, x.shape)",
+      .sample = [](Sampler& s) {
+        const Shape shape = sample_shape(s, 1, 4);
+        Ints target = s.boolean() ? Ints{-1} : Ints{shape.back(), -1};
+        return OpSample{{s.smooth(shape)}, {{"shape", target}}};
+      },
   });
   register_builtin({
       .name = "flatten",
@@ -94,6 +99,9 @@ void register_shape_ops() {
         return {reshape(c.grad_output(0), c.input(0).shape())};
       },
       .vjp_formula = "dx = reshape(g, x.shape)",
+      .sample = [](Sampler& s) {
+        return OpSample{{s.smooth(sample_shape(s, 2, 4))}, {}, all_batched(1)};
+      },
   });
   register_builtin({
       .name = "permute",
@@ -163,6 +171,13 @@ void register_shape_ops() {
         return {permute(c.grad_output(0), inverse)};
       },
       .vjp_formula = "dx = permute(g, inverse(dims))",
+      .sample = [](Sampler& s) {
+        const Shape shape = sample_shape(s, 1, 4);
+        Ints dims;
+        for (int d = 0; d < shape.size(); ++d) dims.push_back(d);
+        for (int d = shape.size() - 1; d > 0; --d) std::swap(dims[d], dims[static_cast<int>(s.integer(0, d))]);
+        return OpSample{{s.smooth(shape)}, {{"dims", dims}}};
+      },
   });
   register_builtin({
       .name = "narrow",
@@ -194,6 +209,14 @@ void register_shape_ops() {
                                 c.input(0).shape()[static_cast<int>(axis)])};
       },
       .vjp_formula = "dx = narrow_backward(g, axis, start, x.shape[axis])",
+      .sample = [](Sampler& s) {
+        const Shape shape = sample_shape(s, 1, 4);
+        const int axis = static_cast<int>(s.integer(0, shape.size() - 1));
+        const int64_t start = s.integer(0, shape[axis] - 1);
+        const int64_t length = s.integer(1, shape[axis] - start);
+        return OpSample{{s.smooth(shape)},
+                        {{"axis", int64_t{axis}}, {"start", start}, {"length", length}}};
+      },
   });
   register_builtin({
       .name = "narrow_backward",
@@ -225,6 +248,13 @@ void register_shape_ops() {
                        c.input(0).shape()[static_cast<int>(axis)])};
       },
       .vjp_formula = "dg = narrow(gg, axis, start, g.shape[axis])",
+      .sample = [](Sampler& s) {
+        const Shape shape = sample_shape(s, 1, 4);
+        const int axis = static_cast<int>(s.integer(0, shape.size() - 1));
+        const int64_t start = s.integer(0, 2);
+        return OpSample{{s.smooth(shape)},
+                        {{"axis", int64_t{axis}}, {"start", start}, {"size", start + shape[axis] + s.integer(0, 2)}}};
+      },
   });
 }
 

@@ -146,6 +146,21 @@ std::vector<Var> xent_vjp(const VjpContext& c) {
   return {dz, dt};
 }
 
+// logits [N,C] or [N,C,H,W] for the property tests.
+Shape sample_class_shape(Sampler& s) {
+  Shape shape{s.integer(1, 3), s.integer(1, 4)};
+  if (s.boolean()) {
+    shape.push_back(s.integer(1, 3));
+    shape.push_back(s.integer(1, 3));
+  }
+  return shape;
+}
+
+OpSample sample_softmax(Sampler& s) {
+  const Shape shape = sample_class_shape(s);
+  return OpSample{{s.smooth(shape)}, {}, all_batched(1)};
+}
+
 }  // namespace
 
 void register_softmax_ops() {
@@ -169,6 +184,7 @@ void register_softmax_ops() {
         return {mul(y, sub(g, sum(mul(y, g), {.axes = {1}, .keepdims = true})))};
       },
       .vjp_formula = "dx = y * (g - sum_c(y * g))",
+      .sample = sample_softmax,
   });
   register_builtin({
       .name = "log_softmax",
@@ -190,6 +206,7 @@ void register_softmax_ops() {
         return {sub(g, mul(softmax(c.input(0)), sum(g, {.axes = {1}, .keepdims = true})))};
       },
       .vjp_formula = "dx = g - softmax(x) * sum_c(g)",
+      .sample = sample_softmax,
   });
   register_builtin({
       .name = "one_hot",
@@ -222,6 +239,12 @@ void register_softmax_ops() {
             });
             return std::vector<Tensor>{y};
           },
+      .sample = [](Sampler& s) {
+        const Shape l = sample_shape(s, 1, 3);
+        const int64_t classes = s.integer(1, 4);
+        return OpSample{{s.indices(l, classes + 1)}, {{"num_classes", classes}, {"float64", s.dtype() == DType::f64}},
+                        all_batched(1)};
+      },
   });
   register_builtin({
       .name = "softmax_xent",
@@ -276,6 +299,35 @@ void register_softmax_ops() {
           },
       .vjp = xent_vjp,
       .vjp_formula = "dz = s * (softmax(z) * sum_c t - t), dt = -s * log_softmax(z)",
+      .sample = [](Sampler& s) {
+        const Shape shape = sample_class_shape(s);
+        const std::string reduction = s.choose<const char*>({"mean", "sum", "none"});
+        const bool classes = s.boolean();
+        Tensor labels;
+        if (classes) {
+          // Classes in [0, C), with some elements set to ignore_index -1.
+          labels = s.indices(element_shape(shape), shape[1] + 1);
+          for (int64_t& v : labels.values<int64_t>()) v = v == shape[1] ? -1 : v;
+          // A mean over no counted element is 0/0 (NaN, as in PyTorch): keep one counted.
+          labels.data<int64_t>()[0] = std::max<int64_t>(labels.data<int64_t>()[0], 0);
+        } else {
+          Tensor raw = s.positive(shape);
+          Tensor normalised = raw.clone();
+          const ClassLayout L = class_layout(shape);
+          dispatch_float(raw.dtype(), [&](auto t) {
+            using T = decltype(t);
+            T* p = normalised.data<T>();
+            for (int64_t k = 0; k < L.N * L.S; ++k) {
+              T total = 0;
+              for (int64_t c = 0; c < L.C; ++c) total += p[(k / L.S) * L.C * L.S + c * L.S + k % L.S];
+              for (int64_t c = 0; c < L.C; ++c) p[(k / L.S) * L.C * L.S + c * L.S + k % L.S] /= total;
+            }
+          });
+          labels = normalised;
+        }
+        return OpSample{{s.smooth(shape), labels}, {{"reduction", reduction}, {"ignore_index", int64_t{-1}}},
+                        reduction == "none" ? all_batched(2) : std::vector<bool>{}};
+      },
   });
 }
 

@@ -171,6 +171,61 @@ struct VjpContext {
   bool needs(int i) const { return i < static_cast<int>(needs_input_grad.size()) && needs_input_grad[i]; }
 };
 
+// Draws random valid inputs and attributes for an op, for property-based tests. Implemented over
+// RapidCheck by the testing library (testing.h), so every draw shrinks when a property fails;
+// ops themselves do not depend on RapidCheck.
+class Sampler {
+ public:
+  virtual ~Sampler() = default;
+  // A whole number in [lo, hi]; shrinks towards lo.
+  virtual int64_t integer(int64_t lo, int64_t hi) = 0;
+  bool boolean() { return integer(0, 1) == 1; }
+  // One of the given values; shrinks towards the first.
+  template <class T>
+  T choose(std::initializer_list<T> values) {
+    return values.begin()[integer(0, static_cast<int64_t>(values.size()) - 1)];
+  }
+  // Random values with |x| in [0.1, 1.1] (away from kinks at 0), in the sampled float dtype.
+  virtual Tensor smooth(const Shape& shape) = 0;
+  // Pairwise distinct values at least 0.01 apart (no ties for max-pool, and finite differences
+  // never change which element is largest).
+  virtual Tensor distinct(const Shape& shape) = 0;
+  // Positive values in [0.5, 2] (for log, div).
+  virtual Tensor positive(const Shape& shape) = 0;
+  // int64 values in [0, bound).
+  virtual Tensor indices(const Shape& shape, int64_t bound) = 0;
+  // The float dtype being tested.
+  virtual DType dtype() const = 0;
+};
+
+// One random application of an op: its inputs and attributes.
+struct OpSample {
+  std::vector<Tensor> inputs;
+  AttrMap attrs;
+  // Which inputs carry the batch on axis 0, when the op on a batch equals the op on each
+  // sample stacked (empty: the op is not batch-separable, e.g. a mean over the batch).
+  std::vector<bool> batched = {};
+};
+
+using SampleFn = std::function<OpSample(Sampler&)>;
+
+// A shape of rank in [min_rank, max_rank] with sizes in [1, max_size].
+inline Shape sample_shape(Sampler& s, int min_rank, int max_rank, int64_t max_size = 4) {
+  Shape shape;
+  const int rank = static_cast<int>(s.integer(min_rank, max_rank));
+  for (int d = 0; d < rank; ++d) shape.push_back(s.integer(1, max_size));
+  return shape;
+}
+
+// A shape that broadcasts to `full`: some leading axes dropped, some axes set to 1.
+inline Shape sample_broadcastable(Sampler& s, const Shape& full) {
+  const int drop = static_cast<int>(s.integer(0, full.size()));
+  Shape shape;
+  for (int d = drop; d < full.size(); ++d) shape.push_back(s.boolean() ? 1 : full[d]);
+  return shape;
+}
+
+
 using ShapeFn = std::function<std::vector<TensorSpec>(const OpCall&)>;
 using ForwardFn = std::function<std::vector<Tensor>(const OpCall&, std::span<const TensorSpec>)>;
 using VjpFn = std::function<std::vector<Var>(const VjpContext&)>;
@@ -187,6 +242,8 @@ struct OpDef {
   VjpFn vjp;          // nullptr: the op is not differentiable (its outputs never require grad)
   std::string vjp_formula;  // one line, for `dg ops` and the README ("dx = g * (x > 0)")
   LabelFn label;      // DOT label; default: name plus non-default attributes
+  SampleFn sample;    // random valid inputs for the property tests (every built-in op has one)
+  bool builtin = false;  // registered by the library itself (set by the registry)
 
   int required_inputs() const;
   int attr_index(std::string_view name) const;  // -1 if absent

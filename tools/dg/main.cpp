@@ -18,6 +18,8 @@ void print_help() {
       "commands:\n"
       "  ops [NAME...]        list the registered ops: inputs, outputs, attributes, VJP\n"
       "  cases PATH...        run reference-case files (a file, or every *.json in a folder)\n"
+      "  gradcheck [--op NAME]... [--trials N] [--seed S] [--order 1|2] [--case-dir DIR]\n"
+      "                       property-based gradient tests of the registered ops\n"
       "  help                 this text\n");
 }
 
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "ops") return dg::cli::ops_command(args);
     if (command == "cases") return dg::cli::cases_command(args);
+    if (command == "gradcheck") return dg::cli::gradcheck_command(args);
   } catch (const dg::Error& e) {
     fmt::print(stderr, "dg {}: {}\n", command, e.what());
     return 2;
