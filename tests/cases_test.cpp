@@ -597,6 +597,18 @@ TEST(RunCase, AnOpErrorIsReportedNotThrown) {
   EXPECT_NE(r.message.find("nodes[0] (reshape) threw:"), std::string::npos) << r.message;
 }
 
+// A hostile target shape whose sizes multiply past int64: 8 * (2^61 + 3) wraps around to 24,
+// which once let a 24-element tensor take that shape.
+TEST(RunCase, AReshapeTargetThatOverflowsIsAnError) {
+  dg::Case c = dg::parse_case(
+      tiny_with(R"("attrs": {})", R"("attrs": {"shape": [8, 2305843009213693955]})"), "tiny.json");
+  c.nodes[0].op = "reshape";
+  const dg::CaseResult r = dg::run_case(c);
+  EXPECT_TRUE(r.error);
+  EXPECT_NE(r.message.find("has more elements than int64 can count"), std::string::npos)
+      << r.message;
+}
+
 TEST(RunCase, AnInvalidCaseBuiltInCodeIsReportedNotThrown) {
   dg::Case c = dg::parse_case(kTiny, "tiny.json");
   c.nodes[0].inputs = {"nowhere"};
