@@ -1,6 +1,7 @@
 // Tensor storage, creation, conversion and printing.
 #include "deltagraph/tensor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -56,6 +57,17 @@ void check_shape(const Shape& shape, const char* who) {
 
 Tensor::Tensor(const Shape& shape, DType dtype) : shape_(shape), dtype_(dtype) {
   check_shape(shape, "Tensor");
+  // Refuse sizes no machine has before asking the allocator (hostile attributes or files must
+  // give an error, not an abort or an out-of-memory kill).
+  constexpr int64_t kMaxBytes = int64_t{1} << 40;
+  int64_t elements = 1;
+  const bool empty = std::find(shape.begin(), shape.end(), 0) != shape.end();
+  for (int64_t d : shape)
+    if (!empty && __builtin_mul_overflow(elements, d, &elements)) fail("Tensor: shape {} has too many elements", shape);
+  if (empty) elements = 0;
+  if (elements > kMaxBytes / static_cast<int64_t>(dtype_size(dtype)))
+    fail("Tensor: shape {} of {} needs {} elements, more than the 1 TiB deltagraph allocates at once", shape,
+         dtype_name(dtype), elements);
   storage_ = allocate(nbytes());
 }
 
