@@ -13,6 +13,7 @@
 #include "deltagraph/graph.h"
 #include "deltagraph/ops.h"
 #include "deltagraph/tape.h"
+#include "anomaly_checks.h"
 #include "recording.h"
 
 namespace dg {
@@ -169,7 +170,14 @@ class Pass {
     if (!any) return;
     VjpContext ctx{op, node.attrs, node.inputs, outputs, grad_outputs,
                    std::span<const bool>(needs.get(), node.inputs.size())};
-    std::vector<Var> input_grads = op.vjp(ctx);
+    std::vector<Var> input_grads;
+    if (DetectAnomaly::enabled()) {
+      AnomalyVjpScope scope(&node);
+      input_grads = op.vjp(ctx);
+      check_vjp_results(node, grad_outputs, input_grads);
+    } else {
+      input_grads = op.vjp(ctx);
+    }
     // One entry per declared input; entries for optional inputs that were not given are ignored.
     if (input_grads.size() > op.inputs.size())
       fail("{}: the VJP of '{}' returned {} gradients for {} inputs", who_, op.name,

@@ -9,6 +9,7 @@
 #include "deltagraph/graph.h"
 #include "deltagraph/op.h"
 #include "deltagraph/tape.h"
+#include "anomaly_checks.h"
 #include "recording.h"
 
 namespace dg {
@@ -326,6 +327,8 @@ std::vector<Var> call(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
     if (!(outs[i].shape() == specs[i].shape) || outs[i].dtype() != specs[i].dtype)
       fail("{}: the kernel's output {} is {} {}, the shape rule said {} {}", op.name, i,
            outs[i].dtype(), outs[i].shape(), specs[i].dtype, specs[i].shape);
+
+  if (DetectAnomaly::enabled()) check_op_outputs(op, attrs, inputs, outs, location);
 
   bool record = op.vjp && Tape::recording() &&
                 std::any_of(inputs.begin(), inputs.end(), [](const Var& v) { return v.requires_grad(); });

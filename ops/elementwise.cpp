@@ -173,7 +173,8 @@ static void register_activations() {
   unary("relu", "y = max(x, 0)", "dx = relu_backward(g, x) = g * (x > 0)", {},
              [](auto t, const Attrs&) {
                using T = decltype(t);
-               return [](T x) { return x > T(0) ? x : T(0); };
+               // Written as !(x <= 0) so that NaN propagates, as in PyTorch.
+               return [](T x) { return !(x <= T(0)) ? x : T(0); };
              },
              [](const VjpContext& c) -> std::vector<Var> {
                return {relu_backward(c.grad_output(0), c.input(0))};
@@ -195,7 +196,7 @@ static void register_activations() {
             Tensor y(specs[0].shape, specs[0].dtype);
             dispatch_float(y.dtype(), [&](auto t) {
               using T = decltype(t);
-              kernels::zip<T>(c.input(0), c.input(1), y, [](T g, T x) { return x > T(0) ? g : T(0); });
+              kernels::zip<T>(c.input(0), c.input(1), y, [](T g, T x) { return x <= T(0) ? T(0) : g; });
             });
             return std::vector<Tensor>{y};
           },

@@ -1,6 +1,7 @@
 // deltagraph: one include for the whole public API.
 #pragma once
 
+#include "deltagraph/anomaly.h"
 #include "deltagraph/autodiff.h"
 #include "deltagraph/cases.h"
 #include "deltagraph/check.h"

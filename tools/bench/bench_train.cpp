@@ -1,0 +1,68 @@
+// Whole training steps (forward + backward + SGD update), float32, the shapes of issue 7:
+//   LeNet-like: conv 1->32 k5 p2, pool 2, conv 32->64 k5 p2, pool 2, fc 3136->1024, fc 1024->10, batch 64
+//   tiny:       conv 1->8 k3 p1, conv 8->16 k3 p1 s2, fc 3136->10, batch 32
+#include <benchmark/benchmark.h>
+#include <deltagraph/deltagraph.h>
+
+namespace {
+
+dg::Param weight(dg::Shape shape, uint64_t seed) {
+  const double fan_in = static_cast<double>(shape.product() / shape[0]);
+  return dg::Param(dg::Tensor::randn(shape, seed, dg::DType::f32, 0, std::sqrt(2.0 / fan_in)));
+}
+
+void sgd(const std::vector<dg::Param*>& params, double lr) {
+  for (dg::Param* p : params) {
+    float* w = p->mutable_value().data<float>();
+    const float* g = p->grad().data<float>();
+    for (int64_t i = 0; i < p->numel(); ++i) w[i] -= static_cast<float>(lr) * g[i];
+    p->zero_grad();
+  }
+}
+
+void BM_LeNetStep(benchmark::State& state) {
+  const int64_t N = 64;
+  dg::Param w1 = weight({32, 1, 5, 5}, 1), b1(dg::Tensor::zeros({32})), w2 = weight({64, 32, 5, 5}, 2),
+            b2(dg::Tensor::zeros({64})), w3 = weight({1024, 3136}, 3), b3(dg::Tensor::zeros({1024})),
+            w4 = weight({10, 1024}, 4), b4(dg::Tensor::zeros({10}));
+  dg::Tensor images = dg::Tensor::uniform({N, 1, 28, 28}, 5);
+  std::vector<int64_t> label_values(N);
+  for (int64_t i = 0; i < N; ++i) label_values[i] = i % 10;
+  dg::Tensor labels = dg::Tensor::from(label_values, {N});
+  for (auto _ : state) {
+    dg::Tape tape;
+    dg::Var h = dg::relu(dg::conv2d(images, w1, b1, {.padding = 2}));
+    h = dg::max_pool2d(h, {.kernel_size = 2}).values;
+    h = dg::relu(dg::conv2d(h, w2, b2, {.padding = 2}));
+    h = dg::max_pool2d(h, {.kernel_size = 2}).values;
+    h = dg::relu(dg::linear(dg::flatten(h), w3, b3));
+    dg::Var loss = dg::softmax_xent(dg::linear(h, w4, b4), labels);
+    dg::backward(loss);
+    sgd({&w1, &b1, &w2, &b2, &w3, &b3, &w4, &b4}, 0.01);
+  }
+  state.SetItemsProcessed(state.iterations() * N);
+}
+BENCHMARK(BM_LeNetStep)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_TinyStep(benchmark::State& state) {
+  const int64_t N = 32;
+  dg::Param w1 = weight({8, 1, 3, 3}, 1), w2 = weight({16, 8, 3, 3}, 2), w3 = weight({10, 3136}, 3);
+  dg::Tensor images = dg::Tensor::uniform({N, 1, 28, 28}, 5);
+  std::vector<int64_t> label_values(N);
+  for (int64_t i = 0; i < N; ++i) label_values[i] = i % 10;
+  dg::Tensor labels = dg::Tensor::from(label_values, {N});
+  for (auto _ : state) {
+    dg::Tape tape;
+    dg::Var h = dg::relu(dg::conv2d(images, w1, {.padding = 1}));
+    h = dg::relu(dg::conv2d(h, w2, {.stride = 2, .padding = 1}));
+    dg::Var loss = dg::softmax_xent(dg::linear(dg::flatten(h), w3), labels);
+    dg::backward(loss);
+    sgd({&w1, &w2, &w3}, 0.01);
+  }
+  state.SetItemsProcessed(state.iterations() * N);
+}
+BENCHMARK(BM_TinyStep)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
