@@ -25,6 +25,12 @@ void copy_window(const T* src, int64_t src_span, T* dst, int64_t dst_span, int64
     std::memcpy(dst + o * dst_span + dst_offset, src + o * src_span + src_offset, count * sizeof(T));
 }
 
+// The axis attribute of narrow / narrow_backward, resolved against the input's rank.
+int64_t resolved_axis(const VjpContext& c) {
+  const int64_t axis = c.attrs.integer("axis");
+  return axis < 0 ? axis + c.input(0).dim() : axis;
+}
+
 struct Window {
   int64_t outer, inner;
 };
@@ -203,10 +209,8 @@ void register_shape_ops() {
             return narrow_like(c, specs[0], /*pad=*/false);
           },
       .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        int64_t axis = c.attrs.integer("axis");
-        if (axis < 0) axis += c.input(0).dim();
-        return {narrow_backward(c.grad_output(0), axis, c.attrs.integer("start"),
-                                c.input(0).shape()[static_cast<int>(axis)])};
+        const int64_t axis = resolved_axis(c);
+        return {narrow_backward(c.grad_output(0), axis, c.attrs.integer("start"), c.input(0).size(static_cast<int>(axis)))};
       },
       .vjp_formula = "dx = narrow_backward(g, axis, start, x.shape[axis])",
       .sample = [](Sampler& s) {
@@ -242,10 +246,8 @@ void register_shape_ops() {
             return narrow_like(c, specs[0], /*pad=*/true);
           },
       .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        int64_t axis = c.attrs.integer("axis");
-        if (axis < 0) axis += c.input(0).dim();
-        return {narrow(c.grad_output(0), axis, c.attrs.integer("start"),
-                       c.input(0).shape()[static_cast<int>(axis)])};
+        const int64_t axis = resolved_axis(c);
+        return {narrow(c.grad_output(0), axis, c.attrs.integer("start"), c.input(0).size(static_cast<int>(axis)))};
       },
       .vjp_formula = "dg = narrow(gg, axis, start, g.shape[axis])",
       .sample = [](Sampler& s) {

@@ -164,50 +164,40 @@ OpSample sample_softmax(Sampler& s) {
 }  // namespace
 
 void register_softmax_ops() {
-  register_builtin({
-      .name = "softmax",
-      .summary = "exp(x) / sum_c exp(x) over axis 1",
-      .inputs = {{"x"}},
-      .shape =
-          [](const OpCall& c) {
-            check_class_input(c);
-            return same_as_input(c);
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            Tensor y(specs[0].shape, specs[0].dtype);
-            dispatch_float(y.dtype(), [&](auto t) { softmax_forward<decltype(t)>(c.input(0), y, false); });
-            return std::vector<Tensor>{y};
-          },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        const Var &y = c.output(0), &g = c.grad_output(0);
-        return {mul(y, sub(g, sum(mul(y, g), {.axes = {1}, .keepdims = true})))};
-      },
-      .vjp_formula = "dx = y * (g - sum_c(y * g))",
-      .sample = sample_softmax,
-  });
-  register_builtin({
-      .name = "log_softmax",
-      .summary = "x - log(sum_c exp(x)) over axis 1",
-      .inputs = {{"x"}},
-      .shape =
-          [](const OpCall& c) {
-            check_class_input(c);
-            return same_as_input(c);
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            Tensor y(specs[0].shape, specs[0].dtype);
-            dispatch_float(y.dtype(), [&](auto t) { softmax_forward<decltype(t)>(c.input(0), y, true); });
-            return std::vector<Tensor>{y};
-          },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        const Var& g = c.grad_output(0);
-        return {sub(g, mul(softmax(c.input(0)), sum(g, {.axes = {1}, .keepdims = true})))};
-      },
-      .vjp_formula = "dx = g - softmax(x) * sum_c(g)",
-      .sample = sample_softmax,
-  });
+  // softmax and log_softmax share their shape rule and kernel (log picks the output form).
+  auto register_softmax_like = [](std::string name, std::string summary, bool log, VjpFn vjp, std::string formula) {
+    register_builtin({
+        .name = std::move(name),
+        .summary = std::move(summary),
+        .inputs = {{"x"}},
+        .shape =
+            [](const OpCall& c) {
+              check_class_input(c);
+              return same_as_input(c);
+            },
+        .forward =
+            [log](const OpCall& c, std::span<const TensorSpec> specs) {
+              Tensor y(specs[0].shape, specs[0].dtype);
+              dispatch_float(y.dtype(), [&](auto t) { softmax_forward<decltype(t)>(c.input(0), y, log); });
+              return std::vector<Tensor>{y};
+            },
+        .vjp = std::move(vjp),
+        .vjp_formula = std::move(formula),
+        .sample = sample_softmax,
+    });
+  };
+  register_softmax_like("softmax", "exp(x) / sum_c exp(x) over axis 1", false,
+                        [](const VjpContext& c) -> std::vector<Var> {
+                          const Var &y = c.output(0), &g = c.grad_output(0);
+                          return {mul(y, sub(g, sum(mul(y, g), {.axes = {1}, .keepdims = true})))};
+                        },
+                        "dx = y * (g - sum_c(y * g))");
+  register_softmax_like("log_softmax", "x - log(sum_c exp(x)) over axis 1", true,
+                        [](const VjpContext& c) -> std::vector<Var> {
+                          const Var& g = c.grad_output(0);
+                          return {sub(g, mul(softmax(c.input(0)), sum(g, {.axes = {1}, .keepdims = true})))};
+                        },
+                        "dx = g - softmax(x) * sum_c(g)");
   register_builtin({
       .name = "one_hot",
       .summary = "int64 labels [N, d...] -> [N, C, d...] with 1 at each label (labels outside [0, C) give 0s)",
