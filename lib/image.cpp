@@ -32,7 +32,7 @@ constexpr int64_t kMaxSide = int64_t{1} << 16;
 
 Tensor image_grid(const Tensor& images, ImageGridOptions o) {
   const char* who = "image_grid";
-  const Tensor planes = as_planes(images, who).to(DType::f64);
+  const Tensor planes = as_planes(images, who);
   const int64_t n = planes.size(0), h = planes.size(1), w = planes.size(2);
   if (n < 1 || h < 1 || w < 1)
     fail("{}: no pixels to draw in images of shape {}", who, images.shape());

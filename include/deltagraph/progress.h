@@ -7,7 +7,7 @@
 //     progress.end_epoch(fmt::format("test accuracy {:.4f}", accuracy));
 //   }
 //
-// On a terminal (isatty) one line is redrawn in place with '\r':
+// On a terminal (isatty) one line is redrawn in place with '\r' (ETA: time left in the epoch):
 //   epoch 2/10 [=========>          ] 450/938 loss 0.3412 5231 img/s ETA 0:06
 // Elsewhere (a log file, a pipe, CI) it prints plain lines instead, one every `log_every`
 // batches, and always one per epoch:
