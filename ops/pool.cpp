@@ -110,28 +110,51 @@ void max_pool_forward(const Tensor& x, const PoolGeometry& g, Tensor& y, Tensor&
       const T* xp = px + plane * plane_in;
       T* yp = py + plane * plane_out;
       int64_t* ip = pi + plane * plane_out;
-      for (int64_t i = 0; i < ah.out; ++i)
+      for (int64_t i = 0; i < ah.out; ++i) {
+        const int64_t h0 = i * ah.s - ah.p;
+        const bool rows_inside = h0 >= 0 && h0 + (ah.k - 1) * ah.d < ah.in;
         for (int64_t j = 0; j < aw.out; ++j) {
+          const int64_t w0 = j * aw.s - aw.p;
           T best = -std::numeric_limits<T>::infinity();
           int64_t where = -1;
-          for (int64_t p = 0; p < ah.k; ++p) {
-            const int64_t h = i * ah.s - ah.p + p * ah.d;
-            if (h < 0 || h >= ah.in) continue;
-            for (int64_t q = 0; q < aw.k; ++q) {
-              const int64_t w = j * aw.s - aw.p + q * aw.d;
-              if (w < 0 || w >= aw.in) continue;
-              const T v = xp[h * aw.in + w];
-              // Strictly greater: the first maximum wins ties. A NaN is taken (and propagates),
-              // as in PyTorch's kernel.
-              if (where < 0 || v > best || std::isnan(v)) {
-                best = v;
-                where = h * aw.in + w;
+          // Strictly greater: the first maximum wins ties. A NaN is taken (and propagates), as in
+          // PyTorch's kernel.
+          auto consider = [&](int64_t h, int64_t w) {
+            const T v = xp[h * aw.in + w];
+            if (where < 0 || v > best || v != v) {
+              best = v;
+              where = h * aw.in + w;
+            }
+          };
+          if (rows_inside && w0 >= 0 && w0 + (aw.k - 1) * aw.d < aw.in) {
+            // Interior window: no bounds to check, and selects instead of branches (which is the
+            // maximum is data-dependent, so branches would mispredict half the time).
+            where = h0 * aw.in + w0;
+            best = xp[where];
+            for (int64_t p = 0; p < ah.k; ++p)
+              for (int64_t q = p == 0 ? 1 : 0; q < aw.k; ++q) {
+                const int64_t at = (h0 + p * ah.d) * aw.in + w0 + q * aw.d;
+                const T v = xp[at];
+                // v > best, or v is NaN while best is not (NaN stays once taken): one
+                // unordered compare each, so the compiler can select without branching.
+                const bool take = !(v <= best) & (best == best);
+                best = take ? v : best;
+                where = take ? at : where;
+              }
+          } else {
+            for (int64_t p = 0; p < ah.k; ++p) {
+              const int64_t h = h0 + p * ah.d;
+              if (h < 0 || h >= ah.in) continue;
+              for (int64_t q = 0; q < aw.k; ++q) {
+                const int64_t w = w0 + q * aw.d;
+                if (w >= 0 && w < aw.in) consider(h, w);
               }
             }
           }
           yp[i * aw.out + j] = best;
           ip[i * aw.out + j] = where;
         }
+      }
     }
   });
 }

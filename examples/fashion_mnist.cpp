@@ -1,0 +1,158 @@
+// Fashion-MNIST classifier: two convolutions with pooling and two fully connected layers,
+// written as one expression, trained on the 60,000 training images and evaluated on the
+// 10,000 test images of the real data set (Debian's dataset-fashion-mnist).
+//
+//   build/bin/fashion_mnist [--epochs 8] [--batch-size 64] [--lr 0.001] [--seed 1]
+//                           [--threads 0] [--data DIR] [--out DIR] [--limit N] [--resume]
+//
+// Prints per-epoch loss, accuracy and images/s, writes the model's graph (model.svg) and a
+// checkpoint (model.safetensors) to --out; the last line is `test accuracy: 0.XXXX`.
+#include <deltagraph/deltagraph.h>
+#include <fmt/core.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace {
+
+struct Flags {
+  int64_t epochs = 8;
+  int64_t batch_size = 64;
+  double lr = 1e-3;
+  uint64_t seed = 1;
+  int threads = 0;
+  std::string data = "/usr/share/datasets/fashion-mnist";
+  std::string out = "out/fashion_mnist";
+  int64_t limit = -1;  // train on the first N images only (quick runs)
+  bool resume = false;
+};
+
+Flags parse(int argc, char** argv) {
+  Flags f;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) dg::fail("{} needs a value", a);
+      return argv[++i];
+    };
+    if (a == "--epochs") f.epochs = std::stoll(value());
+    else if (a == "--batch-size") f.batch_size = std::stoll(value());
+    else if (a == "--lr") f.lr = std::stod(value());
+    else if (a == "--seed") f.seed = std::stoull(value());
+    else if (a == "--threads") f.threads = std::stoi(value());
+    else if (a == "--data") f.data = value();
+    else if (a == "--out") f.out = value();
+    else if (a == "--limit") f.limit = std::stoll(value());
+    else if (a == "--resume") f.resume = true;
+    else if (a == "--help" || a == "-h") {
+      fmt::print("usage: fashion_mnist [--epochs N] [--batch-size N] [--lr X] [--seed N] [--threads N] "
+                 "[--data DIR] [--out DIR] [--limit N] [--resume]\n");
+      std::exit(0);
+    } else {
+      dg::fail("unknown argument '{}' (try --help)", a);
+    }
+  }
+  if (f.epochs < 1 || f.batch_size < 1) dg::fail("--epochs and --batch-size must be at least 1");
+  return f;
+}
+
+// The classifier, as plain expressions over named parameters.
+struct Classifier {
+  dg::ParamList params;
+  dg::nn::Conv2d conv1, conv2;
+  dg::Param bias1, bias2;
+  dg::nn::Linear fc1, fc2;
+
+  explicit Classifier(uint64_t seed)
+      : params(seed),
+        conv1(params, "conv1", 1, 32, 3, {.padding = 1, .bias = false, .init = dg::nn::Init::kaiming_uniform}),
+        conv2(params, "conv2", 32, 64, 3, {.padding = 1, .bias = false, .init = dg::nn::Init::kaiming_uniform}),
+        bias1(params.add("conv1.bias", dg::Tensor::zeros({32}))),
+        bias2(params.add("conv2.bias", dg::Tensor::zeros({64}))),
+        fc1(params, "fc1", 64 * 7 * 7, 128, {.init = dg::nn::Init::kaiming_uniform}),
+        fc2(params, "fc2", 128, 10) {}
+
+  // [N,1,28,28] -> logits [N,10]
+  dg::Var operator()(const dg::Var& images) const {
+    dg::Var h = dg::relu(dg::bias_add(conv1(images), bias1));            // [N,32,28,28]
+    h = dg::max_pool2d(h, {.kernel_size = 2}).values;                      // [N,32,14,14]
+    h = dg::relu(dg::bias_add(conv2(h), bias2));                          // [N,64,14,14]
+    h = dg::max_pool2d(h, {.kernel_size = 2}).values;                      // [N,64,7,7]
+    h = dg::relu(fc1(dg::flatten(h)));                                     // [N,128]
+    return fc2(h);                                                         // [N,10]
+  }
+};
+
+double accuracy(const Classifier& model, const dg::Dataset& data, const dg::Normalization& norm) {
+  dg::NoGrad no_grad;
+  int64_t correct = 0;
+  for (int64_t start = 0; start < data.size(); start += 1000) {
+    const dg::Dataset part = data.slice(start, std::min<int64_t>(1000, data.size() - start));
+    const dg::Tensor logits = model(dg::normalize(part.images, norm)).value();
+    const float* z = logits.data<float>();
+    const int64_t* y = part.labels.data<int64_t>();
+    for (int64_t n = 0; n < part.size(); ++n)
+      correct += std::max_element(z + n * 10, z + n * 10 + 10) - (z + n * 10) == y[n];
+  }
+  return static_cast<double>(correct) / static_cast<double>(data.size());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const Flags flags = parse(argc, argv);
+  if (flags.threads > 0) dg::set_num_threads(flags.threads);
+  std::filesystem::create_directories(flags.out);
+  const dg::Dataset train = dg::load_mnist(flags.data, "train", flags.limit);
+  const dg::Dataset test = dg::load_mnist(flags.data, "t10k");
+  const dg::Normalization norm = dg::compute_normalization(train.images);
+  fmt::print("Fashion-MNIST: {} training and {} test images from {}, {} threads\n", train.size(), test.size(),
+             flags.data, dg::num_threads());
+
+  Classifier model(flags.seed);
+  fmt::print("{}", model.params.summary());
+  dg::Adam optimizer(model.params, {.lr = flags.lr});
+  const dg::CosineLR schedule(flags.lr, static_cast<double>(flags.epochs));
+  const std::string checkpoint = flags.out + "/model.safetensors";
+  int64_t first_epoch = 0;
+  if (flags.resume && std::filesystem::exists(checkpoint)) {
+    first_epoch = dg::load_checkpoint(checkpoint, model.params, &optimizer).epoch;
+    fmt::print("resumed from {} after epoch {}\n", checkpoint, first_epoch);
+  }
+
+  const dg::Batches probe(train, {.batch_size = flags.batch_size});
+  dg::Progress progress(flags.epochs, probe.size());
+  for (int64_t epoch = first_epoch; epoch < flags.epochs; ++epoch) {
+    const dg::Batches batches(train, {.batch_size = flags.batch_size, .seed = flags.seed, .epoch = epoch});
+    progress.start_epoch(epoch);
+    for (const dg::Batch& batch : batches) {
+      optimizer.set_lr(schedule(static_cast<double>(epoch) + static_cast<double>(batch.index) / batches.size()));
+      dg::Tape tape;
+      dg::Var loss = dg::softmax_xent(model(dg::input(dg::normalize(batch.images, norm))), batch.labels);
+      dg::backward(loss);
+      optimizer.step();
+      optimizer.zero_grad();
+      progress.update(batch.index, batch.images.size(0), loss.item());
+    }
+    const double test_accuracy = accuracy(model, test, norm);
+    progress.end_epoch(fmt::format("test accuracy {:.4f}", test_accuracy));
+    dg::save_checkpoint(checkpoint, model.params, &optimizer, {.epoch = epoch + 1});
+  }
+
+  // The model's graph, drawn from one recorded forward pass with its loss.
+  {
+    dg::Tape tape;
+    const dg::Dataset few = test.slice(0, 8);
+    dg::Var logits = model(dg::input(dg::normalize(few.images, norm), "images"));
+    dg::Var loss = dg::softmax_xent(logits, dg::input(few.labels, "labels")).named("loss");
+    dg::write_dot({loss}, flags.out + "/model.dot", {.title = "Fashion-MNIST classifier"});
+  }
+  fmt::print("graph: {}/model.dot, checkpoint: {}\n", flags.out, checkpoint);
+  fmt::print("test accuracy: {:.4f}\n", accuracy(model, test, norm));
+  return 0;
+} catch (const dg::Error& e) {
+  fmt::print(stderr, "fashion_mnist: {}\n", e.what());
+  return 1;
+}
