@@ -3,7 +3,8 @@
 // 10,000 test images of the real data set (Debian's dataset-fashion-mnist).
 //
 //   build/bin/fashion_mnist [--epochs 8] [--batch-size 64] [--lr 0.001] [--seed 1]
-//                           [--threads 0] [--data DIR] [--out DIR] [--limit N] [--resume]
+//                           [--threads 0] [--data DIR] [--out DIR] [--limit N] [--test-limit N]
+//                           [--resume]
 //
 // Prints per-epoch loss, accuracy and images/s, writes the model's graph (model.svg) and a
 // checkpoint (model.safetensors) to --out; the last line is `test accuracy: 0.XXXX`.
@@ -25,7 +26,8 @@ struct Flags {
   int threads = 0;
   std::string data = "/usr/share/datasets/fashion-mnist";
   std::string out = "out/fashion_mnist";
-  int64_t limit = -1;  // train on the first N images only (quick runs)
+  int64_t limit = -1;       // train on the first N images only (quick runs)
+  int64_t test_limit = -1;  // evaluate on the first N test images only (quick runs)
   bool resume = false;
 };
 
@@ -45,10 +47,11 @@ Flags parse(int argc, char** argv) {
     else if (a == "--data") f.data = value();
     else if (a == "--out") f.out = value();
     else if (a == "--limit") f.limit = std::stoll(value());
+    else if (a == "--test-limit") f.test_limit = std::stoll(value());
     else if (a == "--resume") f.resume = true;
     else if (a == "--help" || a == "-h") {
       fmt::print("usage: fashion_mnist [--epochs N] [--batch-size N] [--lr X] [--seed N] [--threads N] "
-                 "[--data DIR] [--out DIR] [--limit N] [--resume]\n");
+                 "[--data DIR] [--out DIR] [--limit N] [--test-limit N] [--resume]\n");
       std::exit(0);
     } else {
       dg::fail("unknown argument '{}' (try --help)", a);
@@ -106,7 +109,7 @@ int main(int argc, char** argv) try {
   if (flags.threads > 0) dg::set_num_threads(flags.threads);
   std::filesystem::create_directories(flags.out);
   const dg::Dataset train = dg::load_mnist(flags.data, "train", flags.limit);
-  const dg::Dataset test = dg::load_mnist(flags.data, "t10k");
+  const dg::Dataset test = dg::load_mnist(flags.data, "t10k", flags.test_limit);
   const dg::Normalization norm = dg::compute_normalization(train.images);
   fmt::print("Fashion-MNIST: {} training and {} test images from {}, {} threads\n", train.size(), test.size(),
              flags.data, dg::num_threads());
