@@ -9,6 +9,7 @@
 
 #include <filesystem>
 
+#include "commands.h"
 #include "deltagraph/cases.h"
 #include "deltagraph/testing.h"
 #include "test_util.h"
@@ -226,6 +227,12 @@ TEST(Properties, AWrongVjpIsCaughtShrunkAndWrittenAsAFailingCase) {
   EXPECT_FALSE(r.passed);
   EXPECT_TRUE(r.gradient_mismatch) << r.message;
   EXPECT_FALSE(r.forward_mismatch) << r.message;
+  // And `dg cases FILE` (its code, in this process, where the test's op is registered) says so.
+  ::testing::internal::CaptureStdout();
+  const int status = cli::cases_command({vjp.case_file});
+  const std::string printed = ::testing::internal::GetCapturedStdout();
+  EXPECT_EQ(status, 1);
+  EXPECT_NE(printed.find("0 passed, 1 failed"), std::string::npos) << printed;
   std::filesystem::remove_all(dir);
 }
 
