@@ -170,8 +170,9 @@ Shape infer_reshape(const Shape& target, int64_t numel, const char* who) {
       infer_at = i;
     } else if (target[i] < 0) {
       fail<ShapeError>("{}: target shape {} has a negative size", who, target);
-    } else {
-      known *= target[i];
+    } else if (__builtin_mul_overflow(known, target[i], &known)) {
+      // An absurd target (from a case file, say) must not wrap around to a plausible count.
+      fail<ShapeError>("{}: target shape {} has more elements than int64 can count", who, target);
     }
   }
   if (infer_at >= 0) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "deltagraph/autodiff.h"
+#include "deltagraph/cases.h"
 #include "deltagraph/check.h"
 #include "deltagraph/dot.h"
 #include "deltagraph/error.h"
