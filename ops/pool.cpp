@@ -221,6 +221,13 @@ void avg_pool_adjoint(const Tensor& grad, const PoolGeometry& g, bool count_incl
 AttrSpec kernel_attr() { return {"kernel_size", AttrType::pair, std::nullopt, "window [kH, kW]", "k"}; }
 AttrSpec stride_attr() { return pair_attr("stride", 0, "s", "0 means kernel_size"); }
 
+// "max_pool2d k2": a stride equal to the kernel is the default (stride 0 means kernel_size), so
+// it is left out whether it was given or not; any other stride shows ("max_pool2d k3 s2").
+std::string pool_label(const Attrs& attrs, std::span<const Shape>) {
+  if (attrs.ints("stride") == attrs.ints("kernel_size")) return default_label(*attrs.op(), attrs.with({{"stride", Ints{0, 0}}}));
+  return default_label(*attrs.op(), attrs);
+}
+
 std::vector<AttrSpec> avg_attrs() {
   return {kernel_attr(), stride_attr(), pair_attr("padding", 0, "p"),
           {"ceil_mode", AttrType::boolean, AttrValue(false), "ceil instead of floor for the output size", "ceil"},
@@ -294,6 +301,7 @@ void register_pool_ops() {
         return {scatter_add_at(c.grad_output(0), c.output(1), {x[2], x[3]})};
       },
       .vjp_formula = "dx = scatter_add_at(g, indices, [H, W])",
+      .label = pool_label,
   });
   register_builtin({
       .name = "max_unpool2d",
@@ -320,6 +328,7 @@ void register_pool_ops() {
         return {gather_at(c.grad_output(0), c.input(1)), Var()};
       },
       .vjp_formula = "dx = gather_at(g, indices)",
+      .label = pool_label,
   });
   register_builtin({
       .name = "gather_at",
@@ -398,6 +407,7 @@ void register_pool_ops() {
         return {avg_pool2d_backward(c.grad_output(0), {x[2], x[3]}, avg_options(c.attrs))};
       },
       .vjp_formula = "dx = avg_pool2d_backward(g, [H, W])",
+      .label = pool_label,
   });
   std::vector<AttrSpec> backward_attrs = avg_attrs();
   backward_attrs.insert(backward_attrs.begin(), {"input_size", AttrType::pair, std::nullopt, "[H, W] of the pooled input", "in"});
@@ -429,6 +439,7 @@ void register_pool_ops() {
         return {avg_pool2d(c.grad_output(0), avg_options(c.attrs))};
       },
       .vjp_formula = "dg = avg_pool2d(gg)",
+      .label = pool_label,
   });
 }
 
