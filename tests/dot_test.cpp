@@ -2,6 +2,8 @@
 // and collapsed scopes, the backward graph, statistics and NaN marking, and real graphs that
 // Graphviz itself must parse (agmemread) and render.
 #include <graphviz/cgraph.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -157,6 +159,18 @@ TEST(Dot, ConvLabelsShowKernelAndNonDefaultAttributes) {
   dg::Var x = dg::input(dg::Tensor::randn({1, 4, 12, 12}, 2));
   dg::Var y = dg::conv2d(x, w, {.stride = 2, .padding = 1, .groups = 2});
   EXPECT_NE(dg::to_dot({y}).find("op0 [label=\"conv2d k5 s2 p1 g2\"];"), std::string::npos);
+}
+
+TEST(Dot, PoolLabelsLeaveOutAStrideEqualToTheKernel) {
+  const dg::OpDef& pool = dg::find_op("max_pool2d");
+  const auto label = [&](dg::AttrMap attrs) { return dg::op_label(pool, dg::make_attrs(pool, attrs)); };
+  EXPECT_EQ(label({{"kernel_size", 2}}), "max_pool2d k2");
+  EXPECT_EQ(label({{"kernel_size", 2}, {"stride", 2}}), "max_pool2d k2");
+  EXPECT_EQ(label({{"kernel_size", 3}, {"stride", 2}, {"padding", 1}}), "max_pool2d k3 s2 p1");
+  EXPECT_EQ(label({{"kernel_size", dg::Ints{3, 2}}, {"stride", dg::Ints{3, 2}}}), "max_pool2d k3x2");
+  const dg::OpDef& avg = dg::find_op("avg_pool2d");
+  EXPECT_EQ(dg::op_label(avg, dg::make_attrs(avg, {{"kernel_size", 2}, {"stride", 1}, {"count_include_pad", false}})),
+            "avg_pool2d k2 s1 no_count_include_pad");
 }
 
 TEST(Dot, SameGraphGivesSameTextWhateverWasRecordedBefore) {
@@ -618,12 +632,27 @@ TEST(Render, RealGraphsParseAndRenderToSvgInMemory) {
   EXPECT_EQ(png.substr(0, 8), "\x89PNG\r\n\x1a\n");
 }
 
+TEST(Render, SameTextGivesTheSamePictureEveryTime) {
+  // Graphviz orders clusters by object ID; render_dot's IDs follow the text, not addresses.
+  dg::Tape tape;
+  Model m;
+  std::vector<dg::Var> outputs{m.loss};
+  for (const dg::Var& g : dg::grad(m.loss, m.params(), {.create_graph = true})) outputs.push_back(g);
+  const std::string dot = dg::to_dot(outputs, {.backward = dg::BackwardGraph::beside});
+  const std::string first = dg::render_dot(dot, "svg");
+  for (int i = 0; i < 3; ++i) {
+    dg::render_dot(dg::to_dot({m.loss}, {.collapse = {"decoder"}}), "svg");  // churns the heap
+    EXPECT_EQ(dg::render_dot(dot, "svg"), first) << "render " << i;
+  }
+}
+
 class RenderFiles : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() /
-           ("dg_dot_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "_" +
-            std::to_string(reinterpret_cast<uintptr_t>(this)));
+           ("dg_dot_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -661,6 +690,100 @@ TEST_F(RenderFiles, ErrorsSayWhatToDo) {
   EXPECT_TRUE(ThrowsError([] { dg::render_dot("digraph { a }", "gif"); }, {"unsupported format 'gif'"}));
   // Graphviz still works after an error.
   EXPECT_NE(dg::render_dot("digraph { a -> b }", "svg").find("</svg>"), std::string::npos);
+}
+
+// ---- dg dot -------------------------------------------------------------------------------
+
+struct ToolRun {
+  int status;
+  std::string output;  // stdout and stderr
+};
+
+ToolRun run_dot_tool(const std::string& arguments) {
+  const std::string command = std::string(DG_TOOL) + " dot " + arguments + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return {-1, ""};
+  std::string output;
+  char buffer[4096];
+  while (size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+const std::string kReference = std::string(DG_TEST_DATA) + "/reference";
+
+using DotCommand = RenderFiles;
+
+TEST_F(DotCommand, EveryReferenceCaseDrawsParsesAndRenders) {
+  std::vector<std::filesystem::path> cases;
+  for (const auto& entry : std::filesystem::directory_iterator(kReference))
+    if (entry.path().extension() == ".json") cases.push_back(entry.path());
+  std::sort(cases.begin(), cases.end());
+  ASSERT_GE(cases.size(), 90u);
+  for (const std::filesystem::path& c : cases) {
+    for (const std::string options : {"", "--backward --stats"}) {
+      SCOPED_TRACE(c.filename().string() + " " + options);
+      const std::string out = path(c.stem().string() + (options.empty() ? "" : "_backward") + ".dot");
+      const ToolRun run = run_dot_tool(c.string() + " " + options + " -o " + out);
+      ASSERT_EQ(run.status, 0) << run.output;
+      const std::string dot = read(out);
+      ParsedGraph g = parse(dot);
+      ASSERT_TRUE(g) << dot;
+      EXPECT_EQ(attr(g.get(), "label").rfind(c.stem().string(), 0), 0u);  // titled with the case
+      EXPECT_GE(agnnodes(g.get()), 3);
+      const std::string svg = dg::render_dot(dot, "svg");
+      EXPECT_NE(svg.find("</svg>"), std::string::npos);
+      if (!options.empty()) {
+        EXPECT_NE(dot.find("grad of "), std::string::npos);
+      }
+    }
+  }
+}
+
+TEST_F(DotCommand, BackwardOfACaseShowsWhoseVjpEachOpIs) {
+  const ToolRun run = run_dot_tool(kReference + "/net_segnet_encoder_decoder.json --backward=merged");
+  ASSERT_EQ(run.status, 0) << run.output;
+  ParsedGraph g = parse(run.output);
+  ASSERT_TRUE(g) << run.output;
+  // conv2d's input gradient is a conv_transpose2d; the file's names label the edges.
+  EXPECT_EQ(nodes_labelled(g.get(), "conv_transpose2d k3 p1\\nVJP of conv2d").size(), 1u);
+  EXPECT_EQ(nodes_labelled(g.get(), "grad of w1").size(), 1u);
+  EXPECT_NE(run.output.find("label=\"r1\\n[2,4,7,6] f64\"]"), std::string::npos) << run.output;
+}
+
+TEST_F(DotCommand, OutputFormatsAndStandardOutput) {
+  const std::string relu = kReference + "/relu_2d.json";
+  const ToolRun text = run_dot_tool(relu);
+  ASSERT_EQ(text.status, 0) << text.output;
+  EXPECT_EQ(text.output.rfind("digraph deltagraph {", 0), 0u);
+  ASSERT_EQ(run_dot_tool(relu + " -o " + path("relu.dot")).status, 0);
+  EXPECT_EQ(read(path("relu.dot")), text.output);
+  ASSERT_EQ(run_dot_tool(relu + " -o " + path("relu.svg")).status, 0);
+  EXPECT_NE(read(path("relu.svg")).find("</svg>"), std::string::npos);
+  ASSERT_EQ(run_dot_tool(relu + " --stats -o " + path("relu.png")).status, 0);
+  EXPECT_EQ(read(path("relu.png")).substr(0, 4), "\x89PNG");
+}
+
+TEST_F(DotCommand, MistakesAreReportedWithUsage) {
+  ToolRun run = run_dot_tool("");
+  EXPECT_EQ(run.status, 2);
+  EXPECT_NE(run.output.find("no case file given"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("usage: dg dot"), std::string::npos);
+  run = run_dot_tool(kReference + "/relu_2d.json --colour");
+  EXPECT_EQ(run.status, 2);
+  EXPECT_NE(run.output.find("unknown option '--colour'"), std::string::npos) << run.output;
+  run = run_dot_tool(path("missing.json"));
+  EXPECT_EQ(run.status, 2);
+  EXPECT_NE(run.output.find("missing.json"), std::string::npos) << run.output;
+  run = run_dot_tool(kReference + "/relu_2d.json -o " + path("relu.gif"));
+  EXPECT_EQ(run.status, 2);
+  EXPECT_NE(run.output.find("use .svg or .png"), std::string::npos) << run.output;
+  run = run_dot_tool(kReference + "/relu_2d.json -o");
+  EXPECT_EQ(run.status, 2);
+  EXPECT_NE(run.output.find("-o needs a value"), std::string::npos) << run.output;
+  run = run_dot_tool("--help");
+  EXPECT_EQ(run.status, 0);
+  EXPECT_NE(run.output.find("usage: dg dot"), std::string::npos) << run.output;
 }
 
 }  // namespace

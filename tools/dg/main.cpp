@@ -18,6 +18,8 @@ void print_help() {
       "commands:\n"
       "  ops [NAME...]        list the registered ops: inputs, outputs, attributes, VJP\n"
       "  cases PATH...        run reference-case files (a file, or every *.json in a folder)\n"
+      "  dot CASE.json [-o OUT.svg|OUT.png|OUT.dot] [--backward[=merged]] [--stats]\n"
+      "                       draw the graph of a reference case (DOT on stdout without -o)\n"
       "  help                 this text\n");
 }
 
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "ops") return dg::cli::ops_command(args);
     if (command == "cases") return dg::cli::cases_command(args);
+    if (command == "dot") return dg::cli::dot_command(args);
   } catch (const dg::Error& e) {
     fmt::print(stderr, "dg {}: {}\n", command, e.what());
     return 2;
