@@ -150,9 +150,9 @@ int main(int argc, char** argv) try {
     const dg::Dataset few = test.slice(0, 8);
     dg::Var logits = model(dg::input(dg::normalize(few.images, norm), "images"));
     dg::Var loss = dg::softmax_xent(logits, dg::input(few.labels, "labels")).named("loss");
-    dg::write_dot({loss}, flags.out + "/model.dot", {.title = "Fashion-MNIST classifier"});
+    dg::render({loss}, flags.out + "/model.svg", {.title = "Fashion-MNIST classifier"});
   }
-  fmt::print("graph: {}/model.dot, checkpoint: {}\n", flags.out, checkpoint);
+  fmt::print("graph: {}/model.svg, checkpoint: {}\n", flags.out, checkpoint);
   fmt::print("test accuracy: {:.4f}\n", accuracy(model, test, norm));
   return 0;
 } catch (const dg::Error& e) {

@@ -7,6 +7,8 @@
 //    node's VJP with the cotangents of its outputs and add what it returns to the cotangents
 //    of its inputs (fan-out is a sum).
 // 4. Unless the graph is retained, free each node's saved inputs right after its VJP ran.
+// With create_graph the pass is itself recorded; every node it records carries a
+// BackwardOrigin (graph.h) naming the node whose VJP made it, for tools that draw it.
 #include <unordered_map>
 
 #include "deltagraph/autodiff.h"
@@ -79,6 +81,9 @@ class Pass {
     std::unique_ptr<ForceRecording> force;
     if (options_.create_graph) force = std::make_unique<ForceRecording>();
     else no_grad = std::make_unique<NoGrad>();
+    // Whatever this pass records (with create_graph) is marked as backward-pass work, so that
+    // tools can tell the backward graph from the forward one.
+    RecordingBackward marking({.in_backward_pass = true});
 
     for (size_t k = 0; k < outputs_.size(); ++k)
       if (outputs_[k].requires_grad()) accumulate(slot(outputs_[k].impl()), seeds_[k]);
@@ -171,12 +176,15 @@ class Pass {
     VjpContext ctx{op, node.attrs, node.inputs, outputs, grad_outputs,
                    std::span<const bool>(needs.get(), node.inputs.size())};
     std::vector<Var> input_grads;
-    if (DetectAnomaly::enabled()) {
-      AnomalyVjpScope scope(&node);
-      input_grads = op.vjp(ctx);
-      check_vjp_results(node, grad_outputs, input_grads);
-    } else {
-      input_grads = op.vjp(ctx);
+    {
+      RecordingBackward marking({.in_backward_pass = true, .vjp_op = &op, .vjp_of = node.sequence});
+      if (DetectAnomaly::enabled()) {
+        AnomalyVjpScope scope(&node);
+        input_grads = op.vjp(ctx);
+        check_vjp_results(node, grad_outputs, input_grads);
+      } else {
+        input_grads = op.vjp(ctx);
+      }
     }
     // One entry per declared input; entries for optional inputs that were not given are ignored.
     if (input_grads.size() > op.inputs.size())

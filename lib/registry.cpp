@@ -354,6 +354,7 @@ std::vector<Var> call(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
   node->sequence = Recorder::note_recorded();
   node->scope = Scope::current();
   node->location = location;
+  node->backward = Recorder::backward_origin();
   for (size_t i = 0; i < outs.size(); ++i) result.push_back(node->output(static_cast<int>(i)));
   return result;
 }

@@ -77,6 +77,7 @@ struct ThreadState {
   Tape* tape = nullptr;
   int paused = 0;
   std::string scope;
+  BackwardOrigin backward;  // set while the engine records a backward pass
 };
 thread_local ThreadState state;
 }  // namespace
@@ -101,6 +102,13 @@ uint64_t Recorder::note_recorded() {
   ++state.tape->recorded_;
   return sequence.fetch_add(1, std::memory_order_relaxed);
 }
+
+const BackwardOrigin& Recorder::backward_origin() { return state.backward; }
+
+RecordingBackward::RecordingBackward(BackwardOrigin origin) : saved_(state.backward) {
+  state.backward = origin;
+}
+RecordingBackward::~RecordingBackward() { state.backward = saved_; }
 
 ForceRecording::ForceRecording() : saved_paused_(state.paused) {
   state.paused = 0;

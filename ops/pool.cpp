@@ -259,6 +259,13 @@ void avg_pool_adjoint(const Tensor& grad, const PoolGeometry& g, bool count_incl
 AttrSpec kernel_attr() { return {"kernel_size", AttrType::pair, std::nullopt, "window [kH, kW]", "k"}; }
 AttrSpec stride_attr() { return pair_attr("stride", 0, "s", "0 means kernel_size"); }
 
+// "max_pool2d k2": a stride equal to the kernel is the default (stride 0 means kernel_size), so
+// it is left out whether it was given or not; any other stride shows ("max_pool2d k3 s2").
+std::string pool_label(const Attrs& attrs, std::span<const Shape>) {
+  if (attrs.ints("stride") == attrs.ints("kernel_size")) return default_label(*attrs.op(), attrs.with({{"stride", Ints{0, 0}}}));
+  return default_label(*attrs.op(), attrs);
+}
+
 std::vector<AttrSpec> avg_attrs() {
   return {kernel_attr(), stride_attr(), pair_attr("padding", 0, "p"),
           {"ceil_mode", AttrType::boolean, AttrValue(false), "ceil instead of floor for the output size", "ceil"},
@@ -370,6 +377,7 @@ void register_pool_ops() {
         return {scatter_add_at(c.grad_output(0), c.output(1), {x[2], x[3]})};
       },
       .vjp_formula = "dx = scatter_add_at(g, indices, [H, W])",
+      .label = pool_label,
       .sample = [](Sampler& s) {
         const SampledPool p = sample_pool_config(s, true);
         return OpSample{{s.distinct(p.x)},
@@ -403,6 +411,7 @@ void register_pool_ops() {
         return {gather_at(c.grad_output(0), c.input(1)), Var()};
       },
       .vjp_formula = "dx = gather_at(g, indices)",
+      .label = pool_label,
       .sample = [](Sampler& s) {
         const int64_t k = s.integer(1, 3), st = s.integer(1, 3);
         const Shape x{s.integer(1, 2), s.integer(1, 3), s.integer(1, 3), s.integer(1, 3)};
@@ -505,6 +514,7 @@ void register_pool_ops() {
         return {avg_pool2d_backward(c.grad_output(0), {x[2], x[3]}, avg_options(c.attrs))};
       },
       .vjp_formula = "dx = avg_pool2d_backward(g, [H, W])",
+      .label = pool_label,
       .sample = [](Sampler& s) {
         const SampledPool p = sample_pool_config(s, false);
         return OpSample{{s.smooth(p.x)},
@@ -543,6 +553,7 @@ void register_pool_ops() {
         return {avg_pool2d(c.grad_output(0), avg_options(c.attrs))};
       },
       .vjp_formula = "dg = avg_pool2d(gg)",
+      .label = pool_label,
       .sample = [](Sampler& s) {
         const SampledPool p = sample_pool_config(s, false);
         const int64_t Ho = pool_out(p.x[2], p.kernel[0], p.stride[0], p.padding[0], 1, p.ceil_mode);

@@ -26,6 +26,19 @@ struct VarImpl {
   Tensor grad;  // accumulated by backward() for leaves
 };
 
+// Where a node recorded during a backward pass (dg::grad with create_graph) came from. The
+// engine fills it in without knowing any op: tools such as the DOT export use it to draw the
+// backward graph and to show that, say, a conv_transpose2d is conv2d's VJP.
+struct BackwardOrigin {
+  // True if the node was recorded while the engine ran a recorded backward pass.
+  bool in_backward_pass = false;
+  // The op whose VJP recorded this node, or nullptr for the engine's own work (summing the
+  // gradient contributions of a value used several times).
+  const OpDef* vjp_op = nullptr;
+  // The sequence number of the node whose VJP recorded this one (meaningful with vjp_op).
+  uint64_t vjp_of = 0;
+};
+
 struct Node : std::enable_shared_from_this<Node> {
   Node() = default;
   Node(const Node&) = delete;
@@ -41,6 +54,7 @@ struct Node : std::enable_shared_from_this<Node> {
   uint64_t sequence = 0;  // position in recording order, for tools
   std::string scope;      // name scope at recording time ("encoder/block1")
   std::source_location location;  // the user's call site
+  BackwardOrigin backward;        // set when recorded by a backward pass (create_graph)
   bool released = false;          // saved inputs were freed by a backward pass
 
   // The i-th output as a Var connected to this node.

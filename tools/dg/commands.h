@@ -9,5 +9,6 @@ namespace dg::cli {
 int ops_command(const std::vector<std::string>& args);
 int cases_command(const std::vector<std::string>& args);
 int gradcheck_command(const std::vector<std::string>& args);
+int dot_command(const std::vector<std::string>& args);
 
 }  // namespace dg::cli

@@ -20,6 +20,8 @@ void print_help() {
       "  cases PATH...        run reference-case files (a file, or every *.json in a folder)\n"
       "  gradcheck [--op NAME]... [--trials N] [--seed S] [--order 1|2] [--case-dir DIR]\n"
       "                       property-based gradient tests of the registered ops\n"
+      "  dot CASE.json [-o OUT.svg|OUT.png|OUT.dot] [--backward[=merged]] [--stats]\n"
+      "                       draw the graph of a reference case (DOT on stdout without -o)\n"
       "  help                 this text\n");
 }
 
@@ -37,6 +39,7 @@ int main(int argc, char** argv) {
     if (command == "ops") return dg::cli::ops_command(args);
     if (command == "cases") return dg::cli::cases_command(args);
     if (command == "gradcheck") return dg::cli::gradcheck_command(args);
+    if (command == "dot") return dg::cli::dot_command(args);
   } catch (const dg::Error& e) {
     fmt::print(stderr, "dg {}: {}\n", command, e.what());
     return 2;
