@@ -125,6 +125,15 @@ bool broadcastable(const Shape& from, const Shape& to) {
   return true;
 }
 
+// x of rank 1 to 4 and a random subset of its axes (some written negative), keepdims or not.
+OpSample sample_reduction(Sampler& s) {
+  const Shape shape = sample_shape(s, 1, 4);
+  Ints axes;
+  for (int d = 0; d < shape.size(); ++d)
+    if (s.boolean()) axes.push_back(s.boolean() ? d : d - shape.size());
+  return OpSample{{s.smooth(shape)}, {{"axes", axes}, {"keepdims", s.boolean()}}};
+}
+
 std::vector<AttrSpec> reduce_attrs() {
   return {{"axes", AttrType::ints, AttrValue(Ints{}), "axes to reduce; empty: all"},
           {"keepdims", AttrType::boolean, AttrValue(false), "keep reduced axes with size 1"}};
@@ -145,13 +154,7 @@ void register_reduce_ops() {
           },
       .vjp = [](const VjpContext& c) -> std::vector<Var> { return {spread(c, 1.0)}; },
       .vjp_formula = "dx = broadcast_to(g, x.shape)",
-      .sample = [](Sampler& s) {
-        const Shape shape = sample_shape(s, 1, 4);
-        Ints axes;
-        for (int d = 0; d < shape.size(); ++d)
-          if (s.boolean()) axes.push_back(s.boolean() ? d : d - shape.size());
-        return OpSample{{s.smooth(shape)}, {{"axes", axes}, {"keepdims", s.boolean()}}};
-      },
+      .sample = sample_reduction,
   });
   register_builtin({
       .name = "mean",
@@ -174,13 +177,7 @@ void register_reduce_ops() {
         return {spread(c, count ? 1.0 / static_cast<double>(count) : 0.0)};
       },
       .vjp_formula = "dx = broadcast_to(g, x.shape) / count",
-      .sample = [](Sampler& s) {
-        const Shape shape = sample_shape(s, 1, 4);
-        Ints axes;
-        for (int d = 0; d < shape.size(); ++d)
-          if (s.boolean()) axes.push_back(s.boolean() ? d : d - shape.size());
-        return OpSample{{s.smooth(shape)}, {{"axes", axes}, {"keepdims", s.boolean()}}};
-      },
+      .sample = sample_reduction,
   });
   register_builtin({
       .name = "broadcast_to",
