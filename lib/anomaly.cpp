@@ -55,7 +55,7 @@ std::string describe_values(const Tensor& t) {
   return fmt::format("{} {} {}", dtype_name(t.dtype()), to_string(t.shape()), range);
 }
 
-std::string where(const std::source_location& loc) {
+std::string where(const SourceLocation& loc) {
   return fmt::format("{}:{} ({})", loc.file_name(), loc.line(), loc.function_name());
 }
 
@@ -73,7 +73,7 @@ AnomalyVjpScope::AnomalyVjpScope(const Node* node) : previous_(anomaly.vjp_of) {
 AnomalyVjpScope::~AnomalyVjpScope() { anomaly.vjp_of = previous_; }
 
 void check_op_outputs(const OpDef& op, const Attrs& attrs, std::span<const Var> inputs,
-                      std::span<const Tensor> outputs, const std::source_location& location) {
+                      std::span<const Tensor> outputs, const SourceLocation& location) {
   for (size_t k = 0; k < outputs.size(); ++k) {
     const Scan out = scan(outputs[k]);
     if (finite(out)) continue;

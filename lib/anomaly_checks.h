@@ -1,7 +1,7 @@
 // Internal: the anomaly-mode checks run by call() and by the engine.
 #pragma once
 
-#include <source_location>
+#include "deltagraph/source_location.h"
 #include <span>
 
 #include "deltagraph/anomaly.h"
@@ -23,7 +23,7 @@ class AnomalyVjpScope {
 
 // Throws AnomalyError if an output holds NaN/Inf: naming this op if its inputs were finite.
 void check_op_outputs(const OpDef& op, const Attrs& attrs, std::span<const Var> inputs,
-                      std::span<const Tensor> outputs, const std::source_location& location);
+                      std::span<const Tensor> outputs, const SourceLocation& location);
 // Throws AnomalyError if a VJP returned NaN/Inf that none of its internal ops created (for
 // instance a non-finite cotangent given by the caller).
 void check_vjp_results(const Node& node, std::span<const Var> grad_outputs, std::span<const Var> results);

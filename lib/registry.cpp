@@ -300,7 +300,7 @@ void check_inputs(const OpDef& op, std::span<const Var> inputs) {
 }  // namespace
 
 std::vector<Var> call(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
-                      std::source_location location) {
+                      SourceLocation location) {
   check_inputs(op, inputs);
   if (attrs.op() != &op) {
     if (attrs.op() == nullptr && op.attrs.empty()) attrs = Attrs(&op, {});
@@ -360,7 +360,7 @@ std::vector<Var> call(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
 }
 
 std::vector<Var> call(std::string_view name, std::vector<Var> inputs, const AttrMap& attrs,
-                      std::source_location location) {
+                      SourceLocation location) {
   const OpDef& op = find_op(name);
   return call(op, inputs, make_attrs(op, attrs), location);
 }

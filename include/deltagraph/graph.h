@@ -7,7 +7,7 @@
 
 #include <cstdint>
 #include <memory>
-#include <source_location>
+#include "deltagraph/source_location.h"
 #include <string>
 #include <vector>
 
@@ -53,7 +53,7 @@ struct Node : std::enable_shared_from_this<Node> {
   std::vector<VarImpl> outputs;  // fixed size: Vars alias into it
   uint64_t sequence = 0;  // position in recording order, for tools
   std::string scope;      // name scope at recording time ("encoder/block1")
-  std::source_location location;  // the user's call site
+  SourceLocation location;  // the user's call site
   BackwardOrigin backward;        // set when recorded by a backward pass (create_graph)
   bool released = false;          // saved inputs were freed by a backward pass
 

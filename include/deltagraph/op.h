@@ -24,7 +24,7 @@
 #include <functional>
 #include <initializer_list>
 #include <optional>
-#include <source_location>
+#include "deltagraph/source_location.h"
 #include <span>
 #include <string>
 #include <string_view>
@@ -264,9 +264,9 @@ Attrs make_attrs(const OpDef& op, const AttrMap& given);
 // Applies an op to Vars: validates, runs the forward kernel and, if recording, puts a node on
 // the tape. The generic path behind every typed op function.
 std::vector<Var> call(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
-                      std::source_location location = std::source_location::current());
+                      SourceLocation location = SourceLocation::current());
 std::vector<Var> call(std::string_view name, std::vector<Var> inputs, const AttrMap& attrs = {},
-                      std::source_location location = std::source_location::current());
+                      SourceLocation location = SourceLocation::current());
 
 // The label an op gets in DOT graphs: "conv2d k5x5 s2 p1 g2".
 std::string op_label(const OpDef& op, const Attrs& attrs, std::span<const Shape> input_shapes = {});

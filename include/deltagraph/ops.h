@@ -6,7 +6,7 @@
 // point at the line that built the op.
 #pragma once
 
-#include <source_location>
+#include "deltagraph/source_location.h"
 #include <string>
 
 #include "deltagraph/op.h"
@@ -14,7 +14,7 @@
 
 namespace dg {
 
-using Loc = std::source_location;
+using Loc = SourceLocation;
 
 // A pair of sizes [h, w]; a single number means the same for both axes.
 struct Pair {
