@@ -76,10 +76,10 @@ const AttrValue& Attrs::get(std::string_view attr) const {
 Attrs Attrs::with(std::initializer_list<std::pair<std::string_view, AttrValue>> changes) const {
   AttrMap given;
   for (size_t i = 0; i < values_.size(); ++i) given.emplace_back(op_->attrs[i].name, values_[i]);
-  for (const auto& [name, value] : changes) {
-    auto it = std::find_if(given.begin(), given.end(), [&](auto& p) { return p.first == name; });
-    if (it == given.end()) fail("{}: no attribute '{}' ({})", op_->name, name, attr_names(*op_));
-    it->second = value;
+  for (const auto& change : changes) {
+    auto it = std::find_if(given.begin(), given.end(), [&](auto& p) { return p.first == change.first; });
+    if (it == given.end()) fail("{}: no attribute '{}' ({})", op_->name, change.first, attr_names(*op_));
+    it->second = change.second;
   }
   return make_attrs(*op_, given);
 }

@@ -47,7 +47,8 @@ std::vector<Tensor> narrow_like(const OpCall& c, const TensorSpec& spec, bool pa
   if (axis < 0) axis += x.dim();
   const int64_t start = c.attrs.integer("start");
   Tensor y = pad ? Tensor::zeros(spec.shape, spec.dtype) : Tensor(spec.shape, spec.dtype);
-  auto [outer, inner] = window_of(x.shape(), axis);
+  const Window window = window_of(x.shape(), axis);
+  const int64_t outer = window.outer, inner = window.inner;
   const int64_t x_span = x.shape()[axis] * inner, y_span = spec.shape[axis] * inner;
   dispatch_float(x.dtype(), [&](auto t) {
     using T = decltype(t);

@@ -122,7 +122,9 @@ TEST(PoolRouting, PoolVjpEqualsUnpoolWithoutOverlapAndScatterGatherAreAdjoint) {
   Tensor x = distinct({2, 2, 6, 6}, 4);
   Tape tape;
   Var xv = variable(x);
-  auto [y, idx] = max_pool2d(xv, {.kernel_size = 2});
+  // Named, not bound: the lambdas below capture them (clang 14 cannot capture bindings).
+  const PoolResult pooled = max_pool2d(xv, {.kernel_size = 2});
+  const Var &y = pooled.values, &idx = pooled.indices;
   Tensor g = Tensor::randn(y.shape(), 5, DType::f64);
   auto dx = grad({y}, {xv}, {Var(g)});
   Var unpooled = max_unpool2d(g, idx, {.kernel_size = 2, .output_size = {6, 6}});
