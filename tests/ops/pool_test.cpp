@@ -171,7 +171,7 @@ TEST(PoolErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
                "max_pool2d: padding [2,2] must be between 0 and half the kernel [2,2]");
   expect_error([&] { max_pool2d(Tensor::zeros({4, 4}), {.kernel_size = 2}); }, "max_pool2d: x must be 4-D");
   expect_error([&] { max_pool2d(x, {}); }, "max_pool2d: kernel_size must be at least 1");
-  auto [y, idx] = max_pool2d(x, {.kernel_size = 2});
+  const Var y = max_pool2d(x, {.kernel_size = 2}).values;
   expect_error([&] { max_unpool2d(Tensor::zeros({1, 1, 4, 4}), Tensor::zeros({1, 1, 4, 4}, DType::i64),
                                   {.kernel_size = 2, .output_size = {11, 11}}); },
                "max_unpool2d: output_size [11,11] does not fit input 4x4 with kernel 2, stride 2, padding 0 "
