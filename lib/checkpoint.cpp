@@ -245,7 +245,9 @@ SafetensorsContents load_safetensors(const std::string& path) {
   json header;
   try {
     header = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // Any of nlohmann's errors, not only parse_error: a number too large for a double
+    // ("1E999") is an out_of_range thrown while parsing (found by fuzz_safetensors).
     fail("{}: the header (offset 8, {} bytes) is not valid JSON: {}", path, header_length,
          e.what());
   }

@@ -1,0 +1,39 @@
+// Inputs the fuzzers (tools/fuzz) found crashing a reader, kept as regression tests: each must
+// now be rejected with a dg::Error that says what is wrong.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "deltagraph/checkpoint.h"
+#include "deltagraph/error.h"
+
+namespace {
+
+const std::filesystem::path kFuzzData = std::filesystem::path(DG_TEST_DATA) / "fuzz";
+
+// A header number too large for a double ("183E672") threw nlohmann's out_of_range out of
+// load_safetensors, which terminated the process.
+TEST(FuzzRegression, SafetensorsHeaderWithAnOverflowingNumberIsAnError) {
+  const std::string path = (kFuzzData / "safetensors_number_overflow.safetensors").string();
+  try {
+    dg::load_safetensors(path);
+    ADD_FAILURE() << "the file was accepted";
+  } catch (const dg::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is not valid JSON"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("number overflow"), std::string::npos) << e.what();
+  }
+}
+
+// Every committed crash input is rejected cleanly by the reader its name starts with.
+TEST(FuzzRegression, EveryCommittedCrashInputIsRejectedWithAnError) {
+  int checked = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(kFuzzData)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("safetensors_", 0) != 0) continue;
+    EXPECT_THROW(dg::load_safetensors(entry.path().string()), dg::Error) << name;
+    ++checked;
+  }
+  EXPECT_GE(checked, 1);
+}
+
+}  // namespace
