@@ -11,7 +11,9 @@
 
 int main(int argc, char** argv) {
   const std::string dot_path = argc > 1 ? argv[1] : "demo.dot";
-  const std::string stem = dot_path.size() > 4 && dot_path.ends_with(".dot") ? dot_path.substr(0, dot_path.size() - 4) : dot_path;
+  const std::string stem = dot_path.size() > 4 && dot_path.ends_with(".dot")
+                               ? dot_path.substr(0, dot_path.size() - 4)
+                               : dot_path;
   const std::string svg_path = stem + ".svg", backward_svg_path = stem + "_backward.svg";
 
   // Weights as PyTorch lays them out: conv2d [O, C, kH, kW], conv_transpose2d [C, O, kH, kW].
@@ -29,16 +31,16 @@ int main(int argc, char** argv) {
   {
     dg::Scope encoder("encoder");
     dg::Var h = dg::relu(dg::bias_add(dg::conv2d(image, w1, {.padding = 1}), b1));
-    auto pool = dg::max_pool2d(h, {.kernel_size = 2});                   // values + int64 indices
+    auto pool = dg::max_pool2d(h, {.kernel_size = 2});  // values + int64 indices
     pooled = pool.values;
     where = pool.indices;
   }
   {
     dg::Scope decoder("decoder");
     dg::Var up = dg::max_unpool2d(pooled, where, {.kernel_size = 2, .output_size = {6, 6}});
-    dg::Var decoded = dg::conv_transpose2d(up, w2, {.padding = 1});     // [2,3,6,6]
+    dg::Var decoded = dg::conv_transpose2d(up, w2, {.padding = 1});  // [2,3,6,6]
     dg::Scope head("head");
-    logits = dg::conv1x1(decoded, w3);                                   // [2,2,6,6] per-pixel classes
+    logits = dg::conv1x1(decoded, w3);  // [2,2,6,6] per-pixel classes
   }
   dg::Var loss = dg::softmax_xent(logits, labels).named("loss");
 
@@ -55,8 +57,9 @@ int main(int argc, char** argv) {
   dg::render({loss}, svg_path, {.title = "deltagraph demo"});
   std::vector<dg::Var> with_gradients{loss};
   with_gradients.insert(with_gradients.end(), grads.begin(), grads.end());
-  dg::render(with_gradients, backward_svg_path,
-             {.title = "deltagraph demo: forward and backward", .backward = dg::BackwardGraph::beside});
-  fmt::print("graph written to {}, rendered to {} and (with its backward pass) {}\n", dot_path, svg_path,
-             backward_svg_path);
+  dg::render(
+      with_gradients, backward_svg_path,
+      {.title = "deltagraph demo: forward and backward", .backward = dg::BackwardGraph::beside});
+  fmt::print("graph written to {}, rendered to {} and (with its backward pass) {}\n", dot_path,
+             svg_path, backward_svg_path);
 }

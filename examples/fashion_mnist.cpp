@@ -39,19 +39,30 @@ Flags parse(int argc, char** argv) {
       if (i + 1 >= argc) dg::fail("{} needs a value", a);
       return argv[++i];
     };
-    if (a == "--epochs") f.epochs = std::stoll(value());
-    else if (a == "--batch-size") f.batch_size = std::stoll(value());
-    else if (a == "--lr") f.lr = std::stod(value());
-    else if (a == "--seed") f.seed = std::stoull(value());
-    else if (a == "--threads") f.threads = std::stoi(value());
-    else if (a == "--data") f.data = value();
-    else if (a == "--out") f.out = value();
-    else if (a == "--limit") f.limit = std::stoll(value());
-    else if (a == "--test-limit") f.test_limit = std::stoll(value());
-    else if (a == "--resume") f.resume = true;
+    if (a == "--epochs")
+      f.epochs = std::stoll(value());
+    else if (a == "--batch-size")
+      f.batch_size = std::stoll(value());
+    else if (a == "--lr")
+      f.lr = std::stod(value());
+    else if (a == "--seed")
+      f.seed = std::stoull(value());
+    else if (a == "--threads")
+      f.threads = std::stoi(value());
+    else if (a == "--data")
+      f.data = value();
+    else if (a == "--out")
+      f.out = value();
+    else if (a == "--limit")
+      f.limit = std::stoll(value());
+    else if (a == "--test-limit")
+      f.test_limit = std::stoll(value());
+    else if (a == "--resume")
+      f.resume = true;
     else if (a == "--help" || a == "-h") {
-      fmt::print("usage: fashion_mnist [--epochs N] [--batch-size N] [--lr X] [--seed N] [--threads N] "
-                 "[--data DIR] [--out DIR] [--limit N] [--test-limit N] [--resume]\n");
+      fmt::print(
+          "usage: fashion_mnist [--epochs N] [--batch-size N] [--lr X] [--seed N] [--threads N] "
+          "[--data DIR] [--out DIR] [--limit N] [--test-limit N] [--resume]\n");
       std::exit(0);
     } else {
       dg::fail("unknown argument '{}' (try --help)", a);
@@ -70,8 +81,10 @@ struct Classifier {
 
   explicit Classifier(uint64_t seed)
       : params(seed),
-        conv1(params, "conv1", 1, 32, 3, {.padding = 1, .bias = false, .init = dg::nn::Init::kaiming_uniform}),
-        conv2(params, "conv2", 32, 64, 3, {.padding = 1, .bias = false, .init = dg::nn::Init::kaiming_uniform}),
+        conv1(params, "conv1", 1, 32, 3,
+              {.padding = 1, .bias = false, .init = dg::nn::Init::kaiming_uniform}),
+        conv2(params, "conv2", 32, 64, 3,
+              {.padding = 1, .bias = false, .init = dg::nn::Init::kaiming_uniform}),
         bias1(params.add("conv1.bias", dg::Tensor::zeros({32}))),
         bias2(params.add("conv2.bias", dg::Tensor::zeros({64}))),
         fc1(params, "fc1", 64 * 7 * 7, 128, {.init = dg::nn::Init::kaiming_uniform}),
@@ -79,12 +92,12 @@ struct Classifier {
 
   // [N,1,28,28] -> logits [N,10]
   dg::Var operator()(const dg::Var& images) const {
-    dg::Var h = dg::relu(dg::bias_add(conv1(images), bias1));            // [N,32,28,28]
-    h = dg::max_pool2d(h, {.kernel_size = 2}).values;                      // [N,32,14,14]
-    h = dg::relu(dg::bias_add(conv2(h), bias2));                          // [N,64,14,14]
-    h = dg::max_pool2d(h, {.kernel_size = 2}).values;                      // [N,64,7,7]
-    h = dg::relu(fc1(dg::flatten(h)));                                     // [N,128]
-    return fc2(h);                                                         // [N,10]
+    dg::Var h = dg::relu(dg::bias_add(conv1(images), bias1));  // [N,32,28,28]
+    h = dg::max_pool2d(h, {.kernel_size = 2}).values;          // [N,32,14,14]
+    h = dg::relu(dg::bias_add(conv2(h), bias2));               // [N,64,14,14]
+    h = dg::max_pool2d(h, {.kernel_size = 2}).values;          // [N,64,7,7]
+    h = dg::relu(fc1(dg::flatten(h)));                         // [N,128]
+    return fc2(h);                                             // [N,10]
   }
 };
 
@@ -111,8 +124,8 @@ int main(int argc, char** argv) try {
   const dg::Dataset train = dg::load_mnist(flags.data, "train", flags.limit);
   const dg::Dataset test = dg::load_mnist(flags.data, "t10k", flags.test_limit);
   const dg::Normalization norm = dg::compute_normalization(train.images);
-  fmt::print("Fashion-MNIST: {} training and {} test images from {}, {} threads\n", train.size(), test.size(),
-             flags.data, dg::num_threads());
+  fmt::print("Fashion-MNIST: {} training and {} test images from {}, {} threads\n", train.size(),
+             test.size(), flags.data, dg::num_threads());
 
   Classifier model(flags.seed);
   fmt::print("{}", model.params.summary());
@@ -128,12 +141,15 @@ int main(int argc, char** argv) try {
   const dg::Batches probe(train, {.batch_size = flags.batch_size});
   dg::Progress progress(flags.epochs, probe.size());
   for (int64_t epoch = first_epoch; epoch < flags.epochs; ++epoch) {
-    const dg::Batches batches(train, {.batch_size = flags.batch_size, .seed = flags.seed, .epoch = epoch});
+    const dg::Batches batches(train,
+                              {.batch_size = flags.batch_size, .seed = flags.seed, .epoch = epoch});
     progress.start_epoch(epoch);
     for (const dg::Batch& batch : batches) {
-      optimizer.set_lr(schedule(static_cast<double>(epoch) + static_cast<double>(batch.index) / batches.size()));
+      optimizer.set_lr(
+          schedule(static_cast<double>(epoch) + static_cast<double>(batch.index) / batches.size()));
       dg::Tape tape;
-      dg::Var loss = dg::softmax_xent(model(dg::input(dg::normalize(batch.images, norm))), batch.labels);
+      dg::Var loss =
+          dg::softmax_xent(model(dg::input(dg::normalize(batch.images, norm))), batch.labels);
       dg::backward(loss);
       optimizer.step();
       optimizer.zero_grad();

@@ -1,8 +1,8 @@
 // Internal: the anomaly-mode checks run by call() and by the engine.
 #pragma once
 
-#include "deltagraph/source_location.h"
 #include <span>
+#include "deltagraph/source_location.h"
 
 #include "deltagraph/anomaly.h"
 #include "deltagraph/op.h"
@@ -26,6 +26,7 @@ void check_op_outputs(const OpDef& op, const Attrs& attrs, std::span<const Var> 
                       std::span<const Tensor> outputs, const SourceLocation& location);
 // Throws AnomalyError if a VJP returned NaN/Inf that none of its internal ops created (for
 // instance a non-finite cotangent given by the caller).
-void check_vjp_results(const Node& node, std::span<const Var> grad_outputs, std::span<const Var> results);
+void check_vjp_results(const Node& node, std::span<const Var> grad_outputs,
+                       std::span<const Var> results);
 
 }  // namespace dg

@@ -11,11 +11,11 @@
 // BackwardOrigin (graph.h) naming the node whose VJP made it, for tools that draw it.
 #include <unordered_map>
 
+#include "anomaly_checks.h"
 #include "deltagraph/autodiff.h"
 #include "deltagraph/graph.h"
 #include "deltagraph/ops.h"
 #include "deltagraph/tape.h"
-#include "anomaly_checks.h"
 #include "recording.h"
 
 namespace dg {
@@ -60,8 +60,10 @@ class Pass {
       seeds_.push_back(seed);
     }
     if (!any_requires)
-      fail("{}: no output depends on a differentiable value recorded on a tape (were the ops run "
-           "while a dg::Tape was active, on a Param or dg::variable?)", who);
+      fail(
+          "{}: no output depends on a differentiable value recorded on a tape (were the ops run "
+          "while a dg::Tape was active, on a Param or dg::variable?)",
+          who);
     collect();
   }
 
@@ -79,8 +81,10 @@ class Pass {
   void run() {
     std::unique_ptr<NoGrad> no_grad;
     std::unique_ptr<ForceRecording> force;
-    if (options_.create_graph) force = std::make_unique<ForceRecording>();
-    else no_grad = std::make_unique<NoGrad>();
+    if (options_.create_graph)
+      force = std::make_unique<ForceRecording>();
+    else
+      no_grad = std::make_unique<NoGrad>();
     // Whatever this pass records (with create_graph) is marked as backward-pass work, so that
     // tools can tell the backward graph from the forward one.
     RecordingBackward marking({.in_backward_pass = true});
@@ -91,7 +95,8 @@ class Pass {
     for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
       Node& node = **it;
       NodeState& s = states_[&node];
-      bool any_grad = std::any_of(s.grads.begin(), s.grads.end(), [](auto& g) { return g.defined(); });
+      bool any_grad =
+          std::any_of(s.grads.begin(), s.grads.end(), [](auto& g) { return g.defined(); });
       if (s.needed && any_grad) backpropagate(node, s);
       if (!options_.retain_graph) node.release();
       it->reset();  // drop our hold: what nothing else needs is freed now
@@ -146,9 +151,10 @@ class Pass {
           continue;
         }
         if (node->released)
-          fail("{}: the graph was freed by an earlier backward pass (op '{}' recorded at {}:{}); "
-               "pass retain_graph = true to differentiate it again", who_, node->op->name,
-               node->location.file_name(), node->location.line());
+          fail(
+              "{}: the graph was freed by an earlier backward pass (op '{}' recorded at {}:{}); "
+              "pass retain_graph = true to differentiate it again",
+              who_, node->op->name, node->location.file_name(), node->location.line());
         order_.push_back(node->shared_from_this());
         stack.pop_back();
       }
@@ -162,8 +168,11 @@ class Pass {
       outputs.push_back(node.output(static_cast<int>(i)));
       if (!op.outputs[i].differentiable || !is_floating(node.outputs[i].value.dtype()))
         grad_outputs.emplace_back();
-      else if (s.grads[i].defined()) grad_outputs.push_back(s.grads[i]);
-      else grad_outputs.emplace_back(Tensor::zeros(node.outputs[i].value.shape(), node.outputs[i].value.dtype()));
+      else if (s.grads[i].defined())
+        grad_outputs.push_back(s.grads[i]);
+      else
+        grad_outputs.emplace_back(
+            Tensor::zeros(node.outputs[i].value.shape(), node.outputs[i].value.dtype()));
     }
     std::unique_ptr<bool[]> needs(new bool[node.inputs.size()]);
     bool any = false;
@@ -173,8 +182,8 @@ class Pass {
       any |= needs[i];
     }
     if (!any) return;
-    VjpContext ctx{op, node.attrs, node.inputs, outputs, grad_outputs,
-                   std::span<const bool>(needs.get(), node.inputs.size())};
+    VjpContext ctx{op,      node.attrs,   node.inputs,
+                   outputs, grad_outputs, std::span<const bool>(needs.get(), node.inputs.size())};
     std::vector<Var> input_grads;
     {
       RecordingBackward marking({.in_backward_pass = true, .vjp_op = &op, .vjp_of = node.sequence});
@@ -227,9 +236,11 @@ std::vector<Var> grad(const std::vector<Var>& outputs, const std::vector<Var>& w
   for (size_t i = 0; i < wrt.size(); ++i) {
     if (!wrt[i].defined()) fail("grad: wrt[{}] is an undefined Var", i);
     if (!wrt[i].requires_grad())
-      fail("grad: wrt[{}] ({} {}{}) does not require a gradient; make it a dg::Param or "
-           "dg::variable, or take it from an op recorded on a tape", i, wrt[i].dtype(),
-           wrt[i].shape(), wrt[i].name().empty() ? "" : " '" + wrt[i].name() + "'");
+      fail(
+          "grad: wrt[{}] ({} {}{}) does not require a gradient; make it a dg::Param or "
+          "dg::variable, or take it from an op recorded on a tape",
+          i, wrt[i].dtype(), wrt[i].shape(),
+          wrt[i].name().empty() ? "" : " '" + wrt[i].name() + "'");
     targets.push_back(wrt[i].impl());
   }
   Pass pass(outputs, cotangents, options, "grad");

@@ -58,7 +58,8 @@ double project(const std::vector<Var>& outputs, const std::vector<Tensor>& v) {
 
 std::vector<Tensor> to_f64(const std::vector<Tensor>& inputs) {
   std::vector<Tensor> out;
-  for (const Tensor& t : inputs) out.push_back(is_floating(t.dtype()) ? t.to(DType::f64).clone() : t);
+  for (const Tensor& t : inputs)
+    out.push_back(is_floating(t.dtype()) ? t.to(DType::f64).clone() : t);
   return out;
 }
 
@@ -108,10 +109,10 @@ struct Comparator {
     if (std::isnan(analytic) || std::isnan(numeric) || ratio > 1) {
       result.ok = false;
       if (reported++ < 8)
-        result.report += fmt::format("  {}: analytic {:.10g} vs numeric {:.10g} (|diff| {:.3g} > "
-                                     "atol {:.3g} + rtol {:.3g} * |numeric|)\n",
-                                     where, analytic, numeric, std::abs(analytic - numeric),
-                                     o.atol, o.rtol);
+        result.report += fmt::format(
+            "  {}: analytic {:.10g} vs numeric {:.10g} (|diff| {:.3g} > "
+            "atol {:.3g} + rtol {:.3g} * |numeric|)\n",
+            where, analytic, numeric, std::abs(analytic - numeric), o.atol, o.rtol);
     }
     if (!std::isnan(ratio)) result.worst_error = std::max(result.worst_error, ratio);
   }
@@ -130,7 +131,9 @@ CheckResult gradcheck(const CheckedFunction& f, const std::vector<Tensor>& raw_i
 
   // Evaluated with the checked inputs differentiable, like the analytic pass: f may itself
   // take gradients (gradgradcheck checks a VJP this way).
-  auto value_at = [&](const std::vector<Tensor>& xs) { return project(evaluate(f, xs, wrt).outputs, v); };
+  auto value_at = [&](const std::vector<Tensor>& xs) {
+    return project(evaluate(f, xs, wrt).outputs, v);
+  };
   Comparator cmp{o, {}};
   int64_t total = 0;
   for (size_t i = 0; i < inputs.size(); ++i)
@@ -174,7 +177,8 @@ CheckResult gradcheck(const CheckedFunction& f, const std::vector<Tensor>& raw_i
     }
   }
   if (!cmp.result.ok)
-    cmp.result.report = fmt::format("gradcheck failed (float64, eps {:g}):\n{}", o.eps, cmp.result.report);
+    cmp.result.report =
+        fmt::format("gradcheck failed (float64, eps {:g}):\n{}", o.eps, cmp.result.report);
   return cmp.result;
 }
 
@@ -243,16 +247,17 @@ CheckResult check_float32(const CheckedFunction& f, const std::vector<Tensor>& i
     if (!is_floating(e64.outputs[k].dtype())) continue;
     Tensor a = e32.outputs[k].value().to(DType::f64), b = e64.outputs[k].value();
     for (int64_t i = 0; i < a.numel(); ++i)
-      cmp.compare(a.at(i), b.at(i), fmt::format("output {} element {}", k, multi_index(a.shape(), i)));
+      cmp.compare(a.at(i), b.at(i),
+                  fmt::format("output {} element {}", k, multi_index(a.shape(), i)));
   }
   for (size_t i = 0; i < in64.size(); ++i) {
     if (!wrt[i]) continue;
     for (int64_t j = 0; j < g64[i].numel(); ++j)
-      cmp.compare(g32[i].at(j), g64[i].at(j),
-                  fmt::format("gradient of input {} element {}", i, multi_index(g64[i].shape(), j)));
+      cmp.compare(
+          g32[i].at(j), g64[i].at(j),
+          fmt::format("gradient of input {} element {}", i, multi_index(g64[i].shape(), j)));
   }
-  if (!cmp.result.ok)
-    cmp.result.report = "float32 vs float64 check failed:\n" + cmp.result.report;
+  if (!cmp.result.ok) cmp.result.report = "float32 vs float64 check failed:\n" + cmp.result.report;
   return cmp.result;
 }
 

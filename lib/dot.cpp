@@ -37,14 +37,22 @@ size_t utf8_sequence_length(std::string_view text, size_t i) {
   if (lead < 0x80) return 1;
   size_t length = 0;
   unsigned char low = 0x80, high = 0xBF;  // the range of the first continuation byte
-  if (lead >= 0xC2 && lead <= 0xDF) length = 2;
-  else if (lead == 0xE0) length = 3, low = 0xA0;
-  else if ((lead >= 0xE1 && lead <= 0xEC) || lead == 0xEE || lead == 0xEF) length = 3;
-  else if (lead == 0xED) length = 3, high = 0x9F;  // no UTF-16 surrogates
-  else if (lead == 0xF0) length = 4, low = 0x90;
-  else if (lead >= 0xF1 && lead <= 0xF3) length = 4;
-  else if (lead == 0xF4) length = 4, high = 0x8F;  // nothing past U+10FFFF
-  else return 0;
+  if (lead >= 0xC2 && lead <= 0xDF)
+    length = 2;
+  else if (lead == 0xE0)
+    length = 3, low = 0xA0;
+  else if ((lead >= 0xE1 && lead <= 0xEC) || lead == 0xEE || lead == 0xEF)
+    length = 3;
+  else if (lead == 0xED)
+    length = 3, high = 0x9F;  // no UTF-16 surrogates
+  else if (lead == 0xF0)
+    length = 4, low = 0x90;
+  else if (lead >= 0xF1 && lead <= 0xF3)
+    length = 4;
+  else if (lead == 0xF4)
+    length = 4, high = 0x8F;  // nothing past U+10FFFF
+  else
+    return 0;
   if (i + length > text.size()) return 0;
   if (byte(i + 1) < low || byte(i + 1) > high) return 0;
   for (size_t k = 2; k < length; ++k)
@@ -70,7 +78,8 @@ void for_each_label_char(std::string_view text, Emit&& emit) {
       continue;
     }
     const size_t length = utf8_sequence_length(text, i);
-    if (length == 0 || (length == 1 && c != '\n' && (static_cast<unsigned char>(c) < 0x20 || c == 0x7F))) {
+    if (length == 0 ||
+        (length == 1 && c != '\n' && (static_cast<unsigned char>(c) < 0x20 || c == 0x7F))) {
       emit(kReplacementCharacter);
       i += std::max<size_t>(length, 1);
       continue;
@@ -85,10 +94,14 @@ void for_each_label_char(std::string_view text, Emit&& emit) {
 std::string dot_quote(const std::string& text) {
   std::string out = "\"";
   for_each_label_char(text, [&](std::string_view ch) {
-    if (ch == "\"") out += "\\\"";
-    else if (ch == "\\") out += "\\\\";  // a label's escape sequences (\l, \N, ...) start with one
-    else if (ch == "\n") out += "\\n";
-    else out += ch;
+    if (ch == "\"")
+      out += "\\\"";
+    else if (ch == "\\")
+      out += "\\\\";  // a label's escape sequences (\l, \N, ...) start with one
+    else if (ch == "\n")
+      out += "\\n";
+    else
+      out += ch;
   });
   return out + "\"";
 }
@@ -96,12 +109,18 @@ std::string dot_quote(const std::string& text) {
 std::string dot_html_escape(const std::string& text) {
   std::string out;
   for_each_label_char(text, [&](std::string_view ch) {
-    if (ch == "&") out += "&amp;";
-    else if (ch == "<") out += "&lt;";
-    else if (ch == ">") out += "&gt;";
-    else if (ch == "\"") out += "&quot;";
-    else if (ch == "\n") out += "<BR/>";
-    else out += ch;
+    if (ch == "&")
+      out += "&amp;";
+    else if (ch == "<")
+      out += "&lt;";
+    else if (ch == ">")
+      out += "&gt;";
+    else if (ch == "\"")
+      out += "&quot;";
+    else if (ch == "\n")
+      out += "<BR/>";
+    else
+      out += ch;
   });
   return out;
 }
@@ -112,9 +131,12 @@ namespace {
 
 const char* short_dtype(DType dtype) {
   switch (dtype) {
-    case DType::f32: return "f32";
-    case DType::f64: return "f64";
-    case DType::i64: return "i64";
+    case DType::f32:
+      return "f32";
+    case DType::f64:
+      return "f64";
+    case DType::i64:
+      return "i64";
   }
   return "?";
 }
@@ -173,9 +195,15 @@ ValueSummary summarize(const Tensor& t) {
   if (!t.defined()) return s;
   s.numel = t.numel();
   switch (t.dtype()) {
-    case DType::f32: summarize_into(t.values<float>(), s); break;
-    case DType::f64: summarize_into(t.values<double>(), s); break;
-    case DType::i64: summarize_into(t.values<int64_t>(), s); break;
+    case DType::f32:
+      summarize_into(t.values<float>(), s);
+      break;
+    case DType::f64:
+      summarize_into(t.values<double>(), s);
+      break;
+    case DType::i64:
+      summarize_into(t.values<int64_t>(), s);
+      break;
   }
   return s;
 }
@@ -184,7 +212,8 @@ std::string stats_line(const ValueSummary& s) {
   if (s.numel == 0) return "empty";
   if (s.finite == 0) return "no finite values";
   if (s.numel == 1) return fmt::format("value {:.4g}", s.min);
-  return fmt::format("min {:.4g} max {:.4g} mean {:.4g}", s.min, s.max, s.sum / static_cast<double>(s.finite));
+  return fmt::format("min {:.4g} max {:.4g} mean {:.4g}", s.min, s.max,
+                     s.sum / static_cast<double>(s.finite));
 }
 
 std::string non_finite_line(const ValueSummary& s) {
@@ -265,9 +294,9 @@ struct LeafInfo {
   size_t rank = 0;
   bool has_consumer = false;
   bool consumers_all_backward = true;
-  int group = -1;             // the collapsed scope all its consumers are in, or -1
-  bool groups_agree = true;   // every consumer is in `group`
-  Placement placement;        // common prefix of the consumers' placements
+  int group = -1;            // the collapsed scope all its consumers are in, or -1
+  bool groups_agree = true;  // every consumer is in `group`
+  Placement placement;       // common prefix of the consumers' placements
 };
 
 class DotWriter {
@@ -276,8 +305,9 @@ class DotWriter {
     for (const std::string& spec : options.collapse) {
       std::vector<std::string> components = scope_components(spec);
       if (components.empty())
-        fail("to_dot: DotOptions::collapse holds an empty scope name; give scope paths such as "
-             "\"encoder\" or \"encoder/block1\"");
+        fail(
+            "to_dot: DotOptions::collapse holds an empty scope name; give scope paths such as "
+            "\"encoder\" or \"encoder/block1\"");
       collapse_specs_.push_back(std::move(components));
     }
     collect(outputs);
@@ -328,7 +358,8 @@ class DotWriter {
       }
       if (!seen_outputs.insert(impl).second) continue;
       outputs_.push_back(impl);
-      if (impl->producer && node_seen_.insert(impl->producer).second) stack.push_back(impl->producer);
+      if (impl->producer && node_seen_.insert(impl->producer).second)
+        stack.push_back(impl->producer);
       // Iterative: graphs can be far deeper than the call stack.
       while (!stack.empty()) {
         const Node* n = stack.back();
@@ -340,7 +371,8 @@ class DotWriter {
         }
       }
     }
-    std::sort(nodes_.begin(), nodes_.end(), [](const Node* a, const Node* b) { return a->sequence < b->sequence; });
+    std::sort(nodes_.begin(), nodes_.end(),
+              [](const Node* a, const Node* b) { return a->sequence < b->sequence; });
     node_rank_.reserve(nodes_.size());
     for (size_t i = 0; i < nodes_.size(); ++i) {
       node_rank_.emplace(nodes_[i], i);
@@ -373,7 +405,8 @@ class DotWriter {
       if (starts_with(components, spec) && (!best || spec.size() < best->size())) best = &spec;
     int group = -1;
     if (best) {
-      auto it = std::find_if(groups_.begin(), groups_.end(), [&](const CollapsedScope& g) { return g.components == *best; });
+      auto it = std::find_if(groups_.begin(), groups_.end(),
+                             [&](const CollapsedScope& g) { return g.components == *best; });
       if (it == groups_.end()) {
         CollapsedScope g;
         g.components = *best;
@@ -399,7 +432,8 @@ class DotWriter {
     if (beside(n)) {
       Placement p{{ClusterKind::backward, "backward", "backward pass"}};
       if (n->backward.vjp_op)
-        p.push_back({ClusterKind::vjp, std::to_string(n->backward.vjp_of), "VJP of " + forward_label(n)});
+        p.push_back(
+            {ClusterKind::vjp, std::to_string(n->backward.vjp_of), "VJP of " + forward_label(n)});
       return p;
     }
     return scope_placement(scope_components(n->scope));
@@ -445,7 +479,9 @@ class DotWriter {
       if (!beside(n)) present.push_back(scope_components(n->scope));
     for (size_t i = 0; i < collapse_specs_.size(); ++i) {
       const auto& spec = collapse_specs_[i];
-      if (std::any_of(present.begin(), present.end(), [&](const auto& p) { return starts_with(p, spec); })) continue;
+      if (std::any_of(present.begin(), present.end(),
+                      [&](const auto& p) { return starts_with(p, spec); }))
+        continue;
       std::vector<std::string> names;
       for (const auto& p : present) {
         std::string joined;
@@ -455,7 +491,8 @@ class DotWriter {
         }
       }
       std::string list;
-      for (size_t k = 0; k < names.size() && k < 12; ++k) list += (k ? ", " : "") + dot_quote(names[k]);
+      for (size_t k = 0; k < names.size() && k < 12; ++k)
+        list += (k ? ", " : "") + dot_quote(names[k]);
       if (names.size() > 12) list += ", ...";
       fail("to_dot: DotOptions::collapse names scope {}, but no drawn op was recorded in it ({})",
            dot_quote(options_.collapse[i]),
@@ -492,7 +529,9 @@ class DotWriter {
           info.group = g;
         } else {
           size_t common = 0;
-          while (common < info.placement.size() && common < p.size() && info.placement[common] == p[common]) ++common;
+          while (common < info.placement.size() && common < p.size() &&
+                 info.placement[common] == p[common])
+            ++common;
           info.placement.resize(common);
           if (info.group != g) info.groups_agree = false;
         }
@@ -535,7 +574,8 @@ class DotWriter {
       lines.push_back("(backward pass hidden)");
       fill = kGradientFill;
     } else if (leaf->kind == VarKind::param) {
-      lines.push_back("param " + to_string(leaf->value.shape()) + (leaf->value.dtype() == DType::f64 ? " f64" : ""));
+      lines.push_back("param " + to_string(leaf->value.shape()) +
+                      (leaf->value.dtype() == DType::f64 ? " f64" : ""));
       lines.push_back(plural(leaf->value.numel(), "parameter", "parameters"));
       fill = kParamFill;
       style = "rounded,filled";
@@ -555,17 +595,19 @@ class DotWriter {
       }
       if (leaf->grad.defined()) {
         const ValueSummary g = summarize(leaf->grad);
-        if (options_.stats && !g.non_finite()) lines.push_back(fmt::format("grad norm {:.4g}", grad_norm(leaf->grad)));
+        if (options_.stats && !g.non_finite())
+          lines.push_back(fmt::format("grad norm {:.4g}", grad_norm(leaf->grad)));
         if (options_.mark_non_finite && g.non_finite()) {
           lines.push_back("grad " + non_finite_line(g));
           red = true;
         }
       }
     }
-    const Placement placement = leaf->kind == VarKind::input || leaf->producer ? Placement{} : info.placement;
-    clusters_[cluster_for(placement)].statements.push_back(
-        fmt::format("{} [shape=box, style=\"{}\", fillcolor=\"{}\"{}, label={}];", leaf_id(leaf), style, fill,
-                    red ? ", color=red, fontcolor=red, penwidth=2" : "", dot_quote(join_lines(lines))));
+    const Placement placement =
+        leaf->kind == VarKind::input || leaf->producer ? Placement{} : info.placement;
+    clusters_[cluster_for(placement)].statements.push_back(fmt::format(
+        "{} [shape=box, style=\"{}\", fillcolor=\"{}\"{}, label={}];", leaf_id(leaf), style, fill,
+        red ? ", color=red, fontcolor=red, penwidth=2" : "", dot_quote(join_lines(lines))));
   }
 
   static double grad_norm(const Tensor& g) {
@@ -577,16 +619,21 @@ class DotWriter {
   void declare_op(const Node* n) {
     std::vector<std::string> lines{op_label(*n->op, n->attrs, n->input_shapes())};
     const bool backward = n->backward.in_backward_pass;
-    if (backward && !n->backward.vjp_op) lines.push_back("gradient sum");
-    else if (backward && !beside(n)) lines.push_back("VJP of " + n->backward.vjp_op->name);
+    if (backward && !n->backward.vjp_op)
+      lines.push_back("gradient sum");
+    else if (backward && !beside(n))
+      lines.push_back("VJP of " + n->backward.vjp_op->name);
     if (n->released) lines.push_back("inputs freed by backward");
     bool red = false;
     for (size_t i = 0; i < n->outputs.size(); ++i) red |= marked(&n->outputs[i]);
     std::string statement;
     if (n->outputs.size() == 1) {
       std::string attrs;
-      if (backward) attrs += fmt::format("style=\"filled{}\", fillcolor=\"{}\", ", n->released ? ",dashed" : "", kGradientFill);
-      else if (n->released) attrs += "style=dashed, ";
+      if (backward)
+        attrs += fmt::format("style=\"filled{}\", fillcolor=\"{}\", ", n->released ? ",dashed" : "",
+                             kGradientFill);
+      else if (n->released)
+        attrs += "style=dashed, ";
       if (red) attrs += "color=red, fontcolor=red, penwidth=2, ";
       statement = fmt::format("{} [{}label={}];", op_id(n), attrs, dot_quote(join_lines(lines)));
     } else {
@@ -594,7 +641,8 @@ class DotWriter {
       std::string html = "<TABLE BORDER=\"0\" CELLBORDER=\"1\" CELLSPACING=\"0\" CELLPADDING=\"4\"";
       if (backward) html += fmt::format(" BGCOLOR=\"{}\"", kGradientFill);
       if (red) html += " COLOR=\"red\"";
-      html += fmt::format("><TR><TD COLSPAN=\"{}\">{}</TD></TR><TR>", n->outputs.size(), dot_html_escape(join_lines(lines)));
+      html += fmt::format("><TR><TD COLSPAN=\"{}\">{}</TD></TR><TR>", n->outputs.size(),
+                          dot_html_escape(join_lines(lines)));
       for (size_t i = 0; i < n->outputs.size(); ++i)
         html += fmt::format("<TD PORT=\"o{}\">{}</TD>", i, dot_html_escape(n->op->outputs[i].name));
       html += "</TR></TABLE>";
@@ -606,18 +654,22 @@ class DotWriter {
   void declare_group(size_t g) {
     const CollapsedScope& group = groups_[g];
     std::vector<std::string> lines{group.name, plural(group.ops, "op", "ops")};
-    if (group.parameters) lines.back() += ", " + plural(group.parameters, "parameter", "parameters");
+    if (group.parameters)
+      lines.back() += ", " + plural(group.parameters, "parameter", "parameters");
     std::vector<std::string> parent = group.components;
     parent.pop_back();
-    clusters_[cluster_for(scope_placement(parent))].statements.push_back(
-        fmt::format("{} [shape=box3d, style=filled, fillcolor=\"{}\"{}, label={}];", group_id(g), kCollapsedFill,
-                    group.non_finite ? ", color=red, fontcolor=red, penwidth=2" : "", dot_quote(join_lines(lines))));
+    clusters_[cluster_for(scope_placement(parent))].statements.push_back(fmt::format(
+        "{} [shape=box3d, style=filled, fillcolor=\"{}\"{}, label={}];", group_id(g),
+        kCollapsedFill, group.non_finite ? ", color=red, fontcolor=red, penwidth=2" : "",
+        dot_quote(join_lines(lines))));
   }
 
   // ---- edges ----------------------------------------------------------------------------
 
   std::string op_id(const Node* n) const { return fmt::format("op{}", node_rank_.at(n)); }
-  std::string leaf_id(const VarImpl* v) const { return fmt::format("leaf{}", leaf_info_.at(v).rank); }
+  std::string leaf_id(const VarImpl* v) const {
+    return fmt::format("leaf{}", leaf_info_.at(v).rank);
+  }
   std::string group_id(size_t g) const { return fmt::format("scope{}", g); }
 
   // The endpoint an edge carrying v leaves from, and the collapsed scope it is in (or -1).
@@ -634,7 +686,8 @@ class DotWriter {
     if (g >= 0) return {group_id(g), g};
     if (p->outputs.size() == 1) return {op_id(p), -1};
     // The compass point makes the edge leave from the side facing the next rank.
-    return {fmt::format("{}:o{}:{}", op_id(p), v->output_index, options_.left_to_right ? "e" : "s"), -1};
+    return {fmt::format("{}:o{}:{}", op_id(p), v->output_index, options_.left_to_right ? "e" : "s"),
+            -1};
   }
 
   // True if v flows backwards: made by the backward pass, or a leaf only it uses (the seed).
@@ -684,7 +737,8 @@ class DotWriter {
       // past the end of its rank array when it makes room for the label of an edge within the
       // top rank (heap corruption, fixed in later versions): those edges get an external label.
       const bool unconstrained = beside(n) && !gradient;
-      std::string attrs = fmt::format("{}={}", unconstrained ? "xlabel" : "label", dot_quote(join_lines(lines)));
+      std::string attrs =
+          fmt::format("{}={}", unconstrained ? "xlabel" : "label", dot_quote(join_lines(lines)));
       if (!styles.empty()) {
         std::string style;
         for (size_t k = 0; k < styles.size(); ++k) style += (k ? "," : "") + styles[k];
@@ -711,9 +765,9 @@ class DotWriter {
       }
     }
     const std::string id = fmt::format("output{}", k);
-    clusters_[0].statements.push_back(
-        fmt::format("{} [shape=box, style=\"filled,bold\", fillcolor=\"{}\"{}, label={}];", id, kOutputFill,
-                    red ? ", color=red, fontcolor=red" : "", dot_quote(join_lines(lines))));
+    clusters_[0].statements.push_back(fmt::format(
+        "{} [shape=box, style=\"filled,bold\", fillcolor=\"{}\"{}, label={}];", id, kOutputFill,
+        red ? ", color=red, fontcolor=red" : "", dot_quote(join_lines(lines))));
     edges_.push_back(fmt::format("{} -> {} [style=bold{}];", source(v).first, id,
                                  gradient ? fmt::format(", color=\"{}\"", kGradientColour) : ""));
   }
@@ -725,15 +779,20 @@ class DotWriter {
     const std::string indent(2 * depth, ' ');
     auto out = std::back_inserter(text);
     if (index != 0) {
-      fmt::format_to(out, "{}subgraph cluster_{} {{\n", std::string(2 * (depth - 1), ' '), index - 1);
+      fmt::format_to(out, "{}subgraph cluster_{} {{\n", std::string(2 * (depth - 1), ' '),
+                     index - 1);
       fmt::format_to(out, "{}label={};\n", indent, dot_quote(c.label));
       switch (c.kind) {
-        case ClusterKind::scope: fmt::format_to(out, "{}style=\"rounded,dashed\"; color=\"#888888\";\n", indent); break;
+        case ClusterKind::scope:
+          fmt::format_to(out, "{}style=\"rounded,dashed\"; color=\"#888888\";\n", indent);
+          break;
         case ClusterKind::backward:
-          fmt::format_to(out, "{}style=\"rounded,filled\"; fillcolor=\"#f7f2fa\"; color=\"{}\";\n", indent, kGradientColour);
+          fmt::format_to(out, "{}style=\"rounded,filled\"; fillcolor=\"#f7f2fa\"; color=\"{}\";\n",
+                         indent, kGradientColour);
           break;
         case ClusterKind::vjp:
-          fmt::format_to(out, "{}style=\"rounded,filled\"; fillcolor=\"#ffffff\"; color=\"{}\";\n", indent, kGradientColour);
+          fmt::format_to(out, "{}style=\"rounded,filled\"; fillcolor=\"#ffffff\"; color=\"{}\";\n",
+                         indent, kGradientColour);
           break;
       }
     }
@@ -778,25 +837,34 @@ namespace {
 // Writes bytes to a file, with an error naming the caller, the path and the reason.
 void write_file(const char* who, const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);
-  if (!out) fail("{}: cannot open '{}' for writing ({}); check that the folder exists and is writable", who, path, std::strerror(errno));
+  if (!out)
+    fail("{}: cannot open '{}' for writing ({}); check that the folder exists and is writable", who,
+         path, std::strerror(errno));
   out << bytes;
   if (!out.flush()) fail("{}: writing '{}' failed ({})", who, path, std::strerror(errno));
 }
 
 }  // namespace
 
-void write_dot(const std::vector<Var>& outputs, const std::string& path, const DotOptions& options) {
+void write_dot(const std::vector<Var>& outputs, const std::string& path,
+               const DotOptions& options) {
   write_file("write_dot", path, to_dot(outputs, options));
 }
 
 void render(const std::vector<Var>& outputs, const std::string& path, const DotOptions& options) {
   const size_t dot = path.find_last_of('.');
   const size_t slash = path.find_last_of('/');
-  std::string extension = dot == std::string::npos || (slash != std::string::npos && dot < slash) ? "" : path.substr(dot + 1);
-  std::transform(extension.begin(), extension.end(), extension.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::string extension = dot == std::string::npos || (slash != std::string::npos && dot < slash)
+                              ? ""
+                              : path.substr(dot + 1);
+  std::transform(extension.begin(), extension.end(), extension.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   if (extension != "svg" && extension != "png" && extension != "dot")
-    fail("render: cannot tell the format of '{}' from its extension{}; use .svg or .png (or .dot for "
-         "the DOT text)", path, extension.empty() ? "" : " '." + extension + "'");
+    fail(
+        "render: cannot tell the format of '{}' from its extension{}; use .svg or .png (or .dot "
+        "for "
+        "the DOT text)",
+        path, extension.empty() ? "" : " '." + extension + "'");
   const std::string text = to_dot(outputs, options);
   write_file("render", path, extension == "dot" ? text : render_dot(text, extension));
 }

@@ -6,10 +6,10 @@
 #include <mutex>
 #include <shared_mutex>
 
+#include "anomaly_checks.h"
 #include "deltagraph/graph.h"
 #include "deltagraph/op.h"
 #include "deltagraph/tape.h"
-#include "anomaly_checks.h"
 #include "recording.h"
 
 namespace dg {
@@ -20,12 +20,18 @@ void register_builtin_ops();
 
 const char* attr_type_name(AttrType type) {
   switch (type) {
-    case AttrType::integer: return "integer";
-    case AttrType::real: return "float";
-    case AttrType::boolean: return "bool";
-    case AttrType::string: return "string";
-    case AttrType::ints: return "list of integers";
-    case AttrType::pair: return "pair [h, w]";
+    case AttrType::integer:
+      return "integer";
+    case AttrType::real:
+      return "float";
+    case AttrType::boolean:
+      return "bool";
+    case AttrType::string:
+      return "string";
+    case AttrType::ints:
+      return "list of integers";
+    case AttrType::pair:
+      return "pair [h, w]";
   }
   return "?";
 }
@@ -34,10 +40,14 @@ std::string AttrValue::to_string() const {
   return std::visit(
       [](const auto& v) -> std::string {
         using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, std::string>) return fmt::format("\"{}\"", v);
-        else if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
-        else if constexpr (std::is_same_v<T, double>) return fmt::format("{:g}", v);
-        else return fmt::format("{}", v);
+        if constexpr (std::is_same_v<T, std::string>)
+          return fmt::format("\"{}\"", v);
+        else if constexpr (std::is_same_v<T, bool>)
+          return v ? "true" : "false";
+        else if constexpr (std::is_same_v<T, double>)
+          return fmt::format("{:g}", v);
+        else
+          return fmt::format("{}", v);
       },
       value_);
 }
@@ -77,8 +87,10 @@ Attrs Attrs::with(std::initializer_list<std::pair<std::string_view, AttrValue>> 
   AttrMap given;
   for (size_t i = 0; i < values_.size(); ++i) given.emplace_back(op_->attrs[i].name, values_[i]);
   for (const auto& change : changes) {
-    auto it = std::find_if(given.begin(), given.end(), [&](auto& p) { return p.first == change.first; });
-    if (it == given.end()) fail("{}: no attribute '{}' ({})", op_->name, change.first, attr_names(*op_));
+    auto it =
+        std::find_if(given.begin(), given.end(), [&](auto& p) { return p.first == change.first; });
+    if (it == given.end())
+      fail("{}: no attribute '{}' ({})", op_->name, change.first, attr_names(*op_));
     it->second = change.second;
   }
   return make_attrs(*op_, given);
@@ -156,7 +168,8 @@ const OpDef& add_op(OpDef def) {
   }
   Registry& r = registry_storage();
   std::unique_lock lock(r.mutex);
-  if (r.by_name.count(def.name)) fail("register_op: an op named '{}' is already registered", def.name);
+  if (r.by_name.count(def.name))
+    fail("register_op: an op named '{}' is already registered", def.name);
   r.defs.push_back(std::move(def));
   const OpDef& stored = r.defs.back();
   r.by_name.emplace(stored.name, &stored);
@@ -239,10 +252,13 @@ Attrs make_attrs(const OpDef& op, const AttrMap& given) {
   std::vector<AttrValue> values;
   values.reserve(slots.size());
   for (size_t i = 0; i < slots.size(); ++i) {
-    if (slots[i]) values.push_back(std::move(*slots[i]));
-    else if (op.attrs[i].default_value) values.push_back(*op.attrs[i].default_value);
-    else fail("{}: missing required attribute '{}' ({})", op.name, op.attrs[i].name,
-              attr_type_name(op.attrs[i].type));
+    if (slots[i])
+      values.push_back(std::move(*slots[i]));
+    else if (op.attrs[i].default_value)
+      values.push_back(*op.attrs[i].default_value);
+    else
+      fail("{}: missing required attribute '{}' ({})", op.name, op.attrs[i].name,
+           attr_type_name(op.attrs[i].type));
   }
   return Attrs(&op, std::move(values));
 }
@@ -303,8 +319,10 @@ std::vector<Var> call(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
                       SourceLocation location) {
   check_inputs(op, inputs);
   if (attrs.op() != &op) {
-    if (attrs.op() == nullptr && op.attrs.empty()) attrs = Attrs(&op, {});
-    else fail("{}: attributes were made for another op", op.name);
+    if (attrs.op() == nullptr && op.attrs.empty())
+      attrs = Attrs(&op, {});
+    else
+      fail("{}: attributes were made for another op", op.name);
   }
   // The input tensors side by side for the kernel (no allocation for up to 4 inputs).
   constexpr size_t kInline = 4;
@@ -330,8 +348,9 @@ std::vector<Var> call(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
 
   if (DetectAnomaly::enabled()) check_op_outputs(op, attrs, inputs, outs, location);
 
-  bool record = op.vjp && Tape::recording() &&
-                std::any_of(inputs.begin(), inputs.end(), [](const Var& v) { return v.requires_grad(); });
+  bool record =
+      op.vjp && Tape::recording() &&
+      std::any_of(inputs.begin(), inputs.end(), [](const Var& v) { return v.requires_grad(); });
   std::vector<Var> result;
   result.reserve(outs.size());
   if (!record) {
@@ -384,13 +403,19 @@ std::string default_label(const OpDef& op, const Attrs& attrs) {
     const AttrValue& v = attrs.values()[i];
     if (spec.default_value && *spec.default_value == v) continue;
     std::string text;
-    if (v.holds<Ints>()) text = spec.type == AttrType::pair ? pair_label(v.as<Ints>()) : fmt::format("{}", v.as<Ints>());
-    else if (v.holds<std::string>()) text = v.as<std::string>();
-    else text = v.to_string();
-    if (v.holds<bool>()) s += " " + (v.as<bool>() ? spec.label.empty() ? spec.name : spec.label
-                                                  : "no_" + spec.name);
-    else if (!spec.label.empty()) s += " " + spec.label + text;
-    else s += " " + spec.name + "=" + text;
+    if (v.holds<Ints>())
+      text =
+          spec.type == AttrType::pair ? pair_label(v.as<Ints>()) : fmt::format("{}", v.as<Ints>());
+    else if (v.holds<std::string>())
+      text = v.as<std::string>();
+    else
+      text = v.to_string();
+    if (v.holds<bool>())
+      s += " " + (v.as<bool>() ? spec.label.empty() ? spec.name : spec.label : "no_" + spec.name);
+    else if (!spec.label.empty())
+      s += " " + spec.label + text;
+    else
+      s += " " + spec.name + "=" + text;
   }
   return s;
 }

@@ -173,10 +173,13 @@ std::string render_dot(const std::string& dot_text, const std::string& format) {
   session.laid_out_ = true;
   char* data = nullptr;
   unsigned int length = 0;
-  if (gvRenderData(session.context_, session.graph_, format.c_str(), &data, &length) != 0 || !data) {
+  if (gvRenderData(session.context_, session.graph_, format.c_str(), &data, &length) != 0 ||
+      !data) {
     if (data) gvFreeRenderData(data);
-    fail("render_dot: Graphviz could not render {} (is its {} plugin installed? `dot -T{}` should work){}",
-         format, format, format, graphviz_said());
+    fail(
+        "render_dot: Graphviz could not render {} (is its {} plugin installed? `dot -T{}` should "
+        "work){}",
+        format, format, format, graphviz_said());
   }
   std::string bytes(data, length);
   gvFreeRenderData(data);

@@ -13,9 +13,12 @@ namespace dg {
 
 const char* dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::f32: return "float32";
-    case DType::f64: return "float64";
-    case DType::i64: return "int64";
+    case DType::f32:
+      return "float32";
+    case DType::f64:
+      return "float64";
+    case DType::i64:
+      return "int64";
   }
   return "?";
 }
@@ -77,8 +80,9 @@ BufferCache& buffer_cache() {
 // 64-byte aligned so kernels can use full-width vector loads.
 std::shared_ptr<void> allocate(size_t bytes) {
   // Rounded to 4 KiB above the cache threshold so nearby sizes share buffers.
-  const size_t rounded = bytes >= BufferCache::kMinBytes ? (bytes + 4095) / 4096 * 4096
-                                                         : (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
+  const size_t rounded = bytes >= BufferCache::kMinBytes
+                             ? (bytes + 4095) / 4096 * 4096
+                             : (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
   if (rounded >= BufferCache::kMinBytes) {
     void* p = buffer_cache().take(rounded);
     if (!p) p = std::aligned_alloc(64, rounded);
@@ -95,9 +99,12 @@ std::shared_ptr<void> allocate(size_t bytes) {
 template <class F>
 decltype(auto) visit_dtype(DType dtype, F&& f) {
   switch (dtype) {
-    case DType::f32: return f(float{});
-    case DType::f64: return f(double{});
-    default: return f(int64_t{});
+    case DType::f32:
+      return f(float{});
+    case DType::f64:
+      return f(double{});
+    default:
+      return f(int64_t{});
   }
 }
 
@@ -116,11 +123,14 @@ Tensor::Tensor(const Shape& shape, DType dtype) : shape_(shape), dtype_(dtype) {
   int64_t elements = 1;
   const bool empty = std::find(shape.begin(), shape.end(), 0) != shape.end();
   for (int64_t d : shape)
-    if (!empty && __builtin_mul_overflow(elements, d, &elements)) fail("Tensor: shape {} has too many elements", shape);
+    if (!empty && __builtin_mul_overflow(elements, d, &elements))
+      fail("Tensor: shape {} has too many elements", shape);
   if (empty) elements = 0;
   if (elements > kMaxBytes / static_cast<int64_t>(dtype_size(dtype)))
-    fail("Tensor: shape {} of {} needs {} elements, more than the 1 TiB deltagraph allocates at once", shape,
-         dtype_name(dtype), elements);
+    fail(
+        "Tensor: shape {} of {} needs {} elements, more than the 1 TiB deltagraph allocates at "
+        "once",
+        shape, dtype_name(dtype), elements);
   storage_ = allocate(nbytes());
 }
 
@@ -285,8 +295,10 @@ Tensor Tensor::to(DType dtype) const {
 namespace {
 
 void append_value(std::string& s, const Tensor& t, int64_t i) {
-  if (t.dtype() == DType::i64) s += fmt::format("{}", t.data<int64_t>()[i]);
-  else s += fmt::format("{:.6g}", t.at(i));
+  if (t.dtype() == DType::i64)
+    s += fmt::format("{}", t.data<int64_t>()[i]);
+  else
+    s += fmt::format("{:.6g}", t.at(i));
 }
 
 // Prints nested brackets; along each axis with more than 6 entries, shows the first and last 3.
@@ -299,8 +311,10 @@ void append_axis(std::string& s, const Tensor& t, int axis, int64_t offset,
       s += "..., ";
       i = n - 3;
     }
-    if (axis + 1 == t.dim()) append_value(s, t, offset + i);
-    else append_axis(s, t, axis + 1, offset + i * strides[axis], strides);
+    if (axis + 1 == t.dim())
+      append_value(s, t, offset + i);
+    else
+      append_axis(s, t, axis + 1, offset + i * strides[axis], strides);
     if (i + 1 < n) s += axis + 1 == t.dim() ? ", " : ",\n" + std::string(axis + 1, ' ');
   }
   s += "]";

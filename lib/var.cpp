@@ -9,8 +9,8 @@ namespace dg {
 
 namespace {
 
-std::shared_ptr<VarImpl> make_leaf(Tensor value, std::string name, VarKind kind,
-                                   bool requires_grad, const char* who) {
+std::shared_ptr<VarImpl> make_leaf(Tensor value, std::string name, VarKind kind, bool requires_grad,
+                                   const char* who) {
   if (!value.defined()) fail("{}: the tensor is undefined", who);
   if (requires_grad && !is_floating(value.dtype()))
     fail("{}: only float32/float64 values can be differentiated, got an int64 tensor of shape {}",

@@ -14,14 +14,16 @@ void register_bias_ops() {
             const Shape &x = c.input(0).shape(), &b = c.input(1).shape();
             if (x.size() < 2) shape_fail(c, "x must be [N,C] or [N,C,H,W], got {}", x);
             if (!(b == Shape{x[1]}))
-              shape_fail(c, "b is {} but x {} has {} channels (axis 1); b must be [{}]", b, x, x[1], x[1]);
+              shape_fail(c, "b is {} but x {} has {} channels (axis 1); b must be [{}]", b, x, x[1],
+                         x[1]);
             return same_as_input(c);
           },
       .forward =
           [](const OpCall& c, std::span<const TensorSpec> specs) {
             const Tensor &x = c.input(0), &b = c.input(1);
             Tensor y(specs[0].shape, specs[0].dtype);
-            const int64_t C = x.shape()[1], planes = x.shape()[0] * C, inner = x.numel() / std::max<int64_t>(planes, 1);
+            const int64_t C = x.shape()[1], planes = x.shape()[0] * C,
+                          inner = x.numel() / std::max<int64_t>(planes, 1);
             dispatch_float(y.dtype(), [&](auto t) {
               using T = decltype(t);
               const T *px = x.data<T>(), *pb = b.data<T>();
@@ -46,10 +48,11 @@ void register_bias_ops() {
         return {g, db};
       },
       .vjp_formula = "dx = g, db = sum of g over every axis but 1",
-      .sample = [](Sampler& s) {
-        Shape shape = sample_shape(s, 2, 4);
-        return OpSample{{s.smooth(shape), s.smooth({shape[1]})}, {}, {true, false}};
-      },
+      .sample =
+          [](Sampler& s) {
+            Shape shape = sample_shape(s, 2, 4);
+            return OpSample{{s.smooth(shape), s.smooth({shape[1]})}, {}, {true, false}};
+          },
   });
 }
 

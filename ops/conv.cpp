@@ -56,7 +56,8 @@ std::string attrs_text(const ConvAttrs& a) {
 
 // The output_padding that makes conv_transpose2d of a conv2d output of size `out` give back
 // the input size `in` (the rows the floor division of conv2d dropped).
-int64_t recovered_output_padding(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p, int64_t d) {
+int64_t recovered_output_padding(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p,
+                                 int64_t d) {
   return in - conv_transpose_out(out, k, s, p, d, 0);
 }
 
@@ -78,13 +79,15 @@ T* scratch(int64_t n) {
 
 // y[n] = w * im2col(x[n]) (+ b), per group. y must have the conv2d output shape.
 template <class T>
-void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, const ConvAttrs& a, Tensor& y) {
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, const ConvAttrs& a,
+                    Tensor& y) {
   const int64_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
   const int64_t O = w.shape()[0], kH = w.shape()[2], kW = w.shape()[3];
   const int64_t Ho = y.shape()[2], Wo = y.shape()[3];
   const int64_t G = a.groups, Cg = C / G, Og = O / G;
-  const kernels::ConvGeometry geo{Cg, H, W, kH, kW, a.stride.h, a.stride.w, a.padding.h,
-                                  a.padding.w, a.dilation.h, a.dilation.w, Ho, Wo};
+  const kernels::ConvGeometry geo{Cg,           H,          W,           kH,          kW,
+                                  a.stride.h,   a.stride.w, a.padding.h, a.padding.w, a.dilation.h,
+                                  a.dilation.w, Ho,         Wo};
   const int64_t K = geo.col_rows(), P = geo.col_cols();
   const T* px = x.data<T>();
   const T* pw = w.data<T>();
@@ -103,7 +106,8 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, const Con
           kernels::im2col(xg, geo, col);
           rhs = col;
         }
-        kernels::gemm<T>(false, false, Og, P, K, T(1), pw + g * Og * K, K, rhs, P, pb ? T(1) : T(0), yg, P);
+        kernels::gemm<T>(false, false, Og, P, K, T(1), pw + g * Og * K, K, rhs, P, pb ? T(1) : T(0),
+                         yg, P);
       }
   });
 }
@@ -117,8 +121,9 @@ void conv_transpose2d_forward(const Tensor& x, const Tensor& w, const Tensor* b,
   const int64_t G = a.groups, Cg = C / G, O = Og * G;
   const int64_t Ho = y.shape()[2], Wo = y.shape()[3];
   // Seen as conv2d, y is the input (Ho x Wo, Og channels per group) and x the output grid.
-  const kernels::ConvGeometry geo{Og, Ho, Wo, kH, kW, a.stride.h, a.stride.w, a.padding.h,
-                                  a.padding.w, a.dilation.h, a.dilation.w, H, W};
+  const kernels::ConvGeometry geo{
+      Og,          Ho,          Wo,           kH,           kW, a.stride.h, a.stride.w,
+      a.padding.h, a.padding.w, a.dilation.h, a.dilation.w, H,  W};
   const int64_t K = geo.col_rows(), P = geo.col_cols();  // K = Og*kH*kW, P = H*W
   const T* px = x.data<T>();
   const T* pw = w.data<T>();
@@ -156,8 +161,9 @@ void conv2d_weight_grad_forward(const Tensor& x, const Tensor& g, const ConvAttr
   const int64_t O = g.shape()[1], gH = g.shape()[2], gW = g.shape()[3];
   const int64_t kH = gw.shape()[2], kW = gw.shape()[3];
   const int64_t G = a.groups, Cg = C / G, Og = O / G;
-  const kernels::ConvGeometry geo{Cg, H, W, kH, kW, a.stride.h, a.stride.w, a.padding.h,
-                                  a.padding.w, a.dilation.h, a.dilation.w, gH, gW};
+  const kernels::ConvGeometry geo{Cg,           H,          W,           kH,          kW,
+                                  a.stride.h,   a.stride.w, a.padding.h, a.padding.w, a.dilation.h,
+                                  a.dilation.w, gH,         gW};
   const int64_t K = geo.col_rows(), P = geo.col_cols();
   const T* px = x.data<T>();
   const T* pg = g.data<T>();
@@ -175,7 +181,8 @@ void conv2d_weight_grad_forward(const Tensor& x, const Tensor& g, const ConvAttr
           kernels::im2col(xg, geo, col);
           rhs = col;
         }
-        kernels::gemm<T>(false, true, Og, K, P, T(1), gg, P, rhs, P, T(1), partial.data() + grp * Og * K, K);
+        kernels::gemm<T>(false, true, Og, K, P, T(1), gg, P, rhs, P, T(1),
+                         partial.data() + grp * Og * K, K);
       }
 #pragma omp critical(dg_conv_weight_grad)
     for (size_t i = 0; i < partial.size(); ++i) out[i] += partial[i];
@@ -186,7 +193,8 @@ void conv2d_weight_grad_forward(const Tensor& x, const Tensor& g, const ConvAttr
 
 std::vector<AttrSpec> conv_attr_specs(bool transposed) {
   std::vector<AttrSpec> specs{pair_attr("stride", 1, "s"), pair_attr("padding", 0, "p")};
-  if (transposed) specs.push_back(pair_attr("output_padding", 0, "op", "extra rows/columns at the bottom/right"));
+  if (transposed)
+    specs.push_back(pair_attr("output_padding", 0, "op", "extra rows/columns at the bottom/right"));
   specs.push_back(pair_attr("dilation", 1, "d"));
   specs.push_back({"groups", AttrType::integer, AttrValue(int64_t{1}), "channel groups", "g"});
   return specs;
@@ -217,7 +225,8 @@ std::vector<TensorSpec> conv2d_shape(const OpCall& c) {
     shape_fail(c, "x has {} channels but w {} with groups={} expects {} (w.shape[1]*groups)", x[1],
                w, a.groups, w[1] * a.groups);
   if (w[0] % a.groups != 0)
-    shape_fail(c, "w {} has {} output channels, which groups={} does not divide", w, w[0], a.groups);
+    shape_fail(c, "w {} has {} output channels, which groups={} does not divide", w, w[0],
+               a.groups);
   check_bias(c, w[0]);
   const int64_t Ho = conv_out(x[2], w[2], a.stride.h, a.padding.h, a.dilation.h);
   const int64_t Wo = conv_out(x[3], w[3], a.stride.w, a.padding.w, a.dilation.w);
@@ -234,23 +243,28 @@ std::vector<TensorSpec> conv_transpose2d_shape(const OpCall& c) {
   check_conv_attrs(c, a);
   const Shape &x = c.input(0).shape(), &w = c.input(1).shape();
   if (x[1] != w[0])
-    shape_fail(c, "x has {} channels but w {} expects {} (w.shape[0]; the layout is "
-                  "[C_in, C_out/groups, kH, kW])", x[1], w, w[0]);
+    shape_fail(c,
+               "x has {} channels but w {} expects {} (w.shape[0]; the layout is "
+               "[C_in, C_out/groups, kH, kW])",
+               x[1], w, w[0]);
   if (x[1] % a.groups != 0)
     shape_fail(c, "x has {} channels, which groups={} does not divide", x[1], a.groups);
   const HW op = a.output_padding;
   if (op.h < 0 || op.w < 0 || op.h >= std::max(a.stride.h, a.dilation.h) ||
       op.w >= std::max(a.stride.w, a.dilation.w))
-    shape_fail(c, "output_padding [{},{}] must be smaller than max(stride, dilation) per axis "
-                  "([{},{}])", op.h, op.w, std::max(a.stride.h, a.dilation.h),
-               std::max(a.stride.w, a.dilation.w));
+    shape_fail(c,
+               "output_padding [{},{}] must be smaller than max(stride, dilation) per axis "
+               "([{},{}])",
+               op.h, op.w, std::max(a.stride.h, a.dilation.h), std::max(a.stride.w, a.dilation.w));
   const int64_t O = w[1] * a.groups;
   check_bias(c, O);
   const int64_t Ho = conv_transpose_out(x[2], w[2], a.stride.h, a.padding.h, a.dilation.h, op.h);
   const int64_t Wo = conv_transpose_out(x[3], w[3], a.stride.w, a.padding.w, a.dilation.w, op.w);
   if (Ho < 1 || Wo < 1)
-    shape_fail(c, "input {}x{} with kernel [{},{}], {} and output_padding [{},{}] gives an empty "
-                  "output ({}x{})", x[2], x[3], w[2], w[3], attrs_text(a), op.h, op.w, Ho, Wo);
+    shape_fail(c,
+               "input {}x{} with kernel [{},{}], {} and output_padding [{},{}] gives an empty "
+               "output ({}x{})",
+               x[2], x[3], w[2], w[3], attrs_text(a), op.h, op.w, Ho, Wo);
   return {{{x[0], O, Ho, Wo}, c.input(0).dtype()}};
 }
 
@@ -264,23 +278,30 @@ std::vector<TensorSpec> weight_grad_shape(const OpCall& c) {
   const Shape &x = c.input(0).shape(), &g = c.input(1).shape();
   if (x[0] != g[0]) shape_fail(c, "x {} and g {} have different batch sizes", x, g);
   if (x[1] % a.groups != 0 || g[1] % a.groups != 0)
-    shape_fail(c, "groups={} must divide x's channels ({}) and g's channels ({})", a.groups, x[1], g[1]);
+    shape_fail(c, "groups={} must divide x's channels ({}) and g's channels ({})", a.groups, x[1],
+               g[1]);
   // g must be a conv2d output grid of x: at most the full size, and no more rows short than a
   // conv_transpose2d's output_padding can restore (that is what its VJP needs).
-  const int64_t oph = recovered_output_padding(x[2], g[2], k.h, a.stride.h, a.padding.h, a.dilation.h);
-  const int64_t opw = recovered_output_padding(x[3], g[3], k.w, a.stride.w, a.padding.w, a.dilation.w);
+  const int64_t oph =
+      recovered_output_padding(x[2], g[2], k.h, a.stride.h, a.padding.h, a.dilation.h);
+  const int64_t opw =
+      recovered_output_padding(x[3], g[3], k.w, a.stride.w, a.padding.w, a.dilation.w);
   if (g[2] < 1 || g[3] < 1 || oph < 0 || opw < 0 || oph >= std::max(a.stride.h, a.dilation.h) ||
       opw >= std::max(a.stride.w, a.dilation.w))
-    shape_fail(c, "g's grid {}x{} is not a conv2d output of x {}x{} with kernel [{},{}] and {} "
-                  "(expected {}x{})", g[2], g[3], x[2], x[3], k.h, k.w, attrs_text(a),
+    shape_fail(c,
+               "g's grid {}x{} is not a conv2d output of x {}x{} with kernel [{},{}] and {} "
+               "(expected {}x{})",
+               g[2], g[3], x[2], x[3], k.h, k.w, attrs_text(a),
                conv_out(x[2], k.h, a.stride.h, a.padding.h, a.dilation.h),
                conv_out(x[3], k.w, a.stride.w, a.padding.w, a.dilation.w));
   return {{{g[1], x[1] / a.groups, k.h, k.w}, c.input(0).dtype()}};
 }
 
 Conv2dOptions conv2d_options(const ConvAttrs& a) {
-  return {.stride = {a.stride.h, a.stride.w}, .padding = {a.padding.h, a.padding.w},
-          .dilation = {a.dilation.h, a.dilation.w}, .groups = a.groups};
+  return {.stride = {a.stride.h, a.stride.w},
+          .padding = {a.padding.h, a.padding.w},
+          .dilation = {a.dilation.h, a.dilation.w},
+          .groups = a.groups};
 }
 
 // Crops a gradient's H and W down to the input's (conv2d of a conv_transpose2d's gradient can
@@ -300,12 +321,15 @@ std::vector<Var> conv2d_vjp(const VjpContext& c) {
   Var dx, dw, db;
   if (c.needs(0)) {
     const Shape &xs = x.shape(), &ws = w.shape(), &ys = g.shape();
-    ConvTranspose2dOptions t{.stride = {a.stride.h, a.stride.w},
-                             .padding = {a.padding.h, a.padding.w},
-                             .output_padding = {recovered_output_padding(xs[2], ys[2], ws[2], a.stride.h, a.padding.h, a.dilation.h),
-                                                recovered_output_padding(xs[3], ys[3], ws[3], a.stride.w, a.padding.w, a.dilation.w)},
-                             .dilation = {a.dilation.h, a.dilation.w},
-                             .groups = a.groups};
+    ConvTranspose2dOptions t{
+        .stride = {a.stride.h, a.stride.w},
+        .padding = {a.padding.h, a.padding.w},
+        .output_padding = {recovered_output_padding(xs[2], ys[2], ws[2], a.stride.h, a.padding.h,
+                                                    a.dilation.h),
+                           recovered_output_padding(xs[3], ys[3], ws[3], a.stride.w, a.padding.w,
+                                                    a.dilation.w)},
+        .dilation = {a.dilation.h, a.dilation.w},
+        .groups = a.groups};
     dx = conv_transpose2d(g, w, t);
   }
   if (c.needs(1)) dw = conv2d_weight_grad(x, g, {w.shape()[2], w.shape()[3]}, conv2d_options(a));
@@ -330,19 +354,24 @@ std::vector<Var> weight_grad_vjp(const VjpContext& c) {
   const Var &x = c.input(0), &g = c.input(1), &gw_bar = c.grad_output(0);
   Var dx, dg;
   if (c.needs(0)) {
-    ConvTranspose2dOptions t{.stride = {a.stride.h, a.stride.w},
-                             .padding = {a.padding.h, a.padding.w},
-                             .output_padding = {recovered_output_padding(x.shape()[2], g.shape()[2], k.h, a.stride.h, a.padding.h, a.dilation.h),
-                                                recovered_output_padding(x.shape()[3], g.shape()[3], k.w, a.stride.w, a.padding.w, a.dilation.w)},
-                             .dilation = {a.dilation.h, a.dilation.w},
-                             .groups = a.groups};
+    ConvTranspose2dOptions t{
+        .stride = {a.stride.h, a.stride.w},
+        .padding = {a.padding.h, a.padding.w},
+        .output_padding = {recovered_output_padding(x.shape()[2], g.shape()[2], k.h, a.stride.h,
+                                                    a.padding.h, a.dilation.h),
+                           recovered_output_padding(x.shape()[3], g.shape()[3], k.w, a.stride.w,
+                                                    a.padding.w, a.dilation.w)},
+        .dilation = {a.dilation.h, a.dilation.w},
+        .groups = a.groups};
     dx = conv_transpose2d(g, gw_bar, t);
   }
   if (c.needs(1)) dg = crop_to(conv2d(x, gw_bar, conv2d_options(a)), g.shape());
   return {dx, dg};
 }
 
-const Tensor* optional_input(const OpCall& c, int i) { return c.has_input(i) ? &c.input(i) : nullptr; }
+const Tensor* optional_input(const OpCall& c, int i) {
+  return c.has_input(i) ? &c.input(i) : nullptr;
+}
 
 // ---- samplers (property tests) ----------------------------------------------------------
 
@@ -374,26 +403,34 @@ SampledConv sample_conv_config(Sampler& s, bool transposed) {
       while (conv_transpose_out(h, k, st, p, d, op) < 1) ++h;
       return h;
     };
-    c.H = smallest(c.kH, c.a.stride.h, c.a.padding.h, c.a.dilation.h, c.a.output_padding.h) + s.integer(0, 3);
-    c.W = smallest(c.kW, c.a.stride.w, c.a.padding.w, c.a.dilation.w, c.a.output_padding.w) + s.integer(0, 3);
+    c.H = smallest(c.kH, c.a.stride.h, c.a.padding.h, c.a.dilation.h, c.a.output_padding.h) +
+          s.integer(0, 3);
+    c.W = smallest(c.kW, c.a.stride.w, c.a.padding.w, c.a.dilation.w, c.a.output_padding.w) +
+          s.integer(0, 3);
   } else {
-    c.H = std::max<int64_t>(1, c.a.dilation.h * (c.kH - 1) + 1 - 2 * c.a.padding.h) + s.integer(0, 4);
-    c.W = std::max<int64_t>(1, c.a.dilation.w * (c.kW - 1) + 1 - 2 * c.a.padding.w) + s.integer(0, 4);
+    c.H =
+        std::max<int64_t>(1, c.a.dilation.h * (c.kH - 1) + 1 - 2 * c.a.padding.h) + s.integer(0, 4);
+    c.W =
+        std::max<int64_t>(1, c.a.dilation.w * (c.kW - 1) + 1 - 2 * c.a.padding.w) + s.integer(0, 4);
   }
   return c;
 }
 
 AttrMap conv_attr_map(const ConvAttrs& a, bool transposed) {
-  AttrMap m{{"stride", Ints{a.stride.h, a.stride.w}}, {"padding", Ints{a.padding.h, a.padding.w}},
-            {"dilation", Ints{a.dilation.h, a.dilation.w}}, {"groups", a.groups}};
+  AttrMap m{{"stride", Ints{a.stride.h, a.stride.w}},
+            {"padding", Ints{a.padding.h, a.padding.w}},
+            {"dilation", Ints{a.dilation.h, a.dilation.w}},
+            {"groups", a.groups}};
   if (transposed) m.push_back({"output_padding", Ints{a.output_padding.h, a.output_padding.w}});
   return m;
 }
 
 OpSample sample_conv(Sampler& s, bool transposed) {
   const SampledConv c = sample_conv_config(s, transposed);
-  const Shape w = transposed ? Shape{c.C, c.O / c.G, c.kH, c.kW} : Shape{c.O, c.C / c.G, c.kH, c.kW};
-  OpSample sample{{s.smooth({c.N, c.C, c.H, c.W}), s.smooth(w)}, conv_attr_map(c.a, transposed), {true, false}};
+  const Shape w =
+      transposed ? Shape{c.C, c.O / c.G, c.kH, c.kW} : Shape{c.O, c.C / c.G, c.kH, c.kW};
+  OpSample sample{
+      {s.smooth({c.N, c.C, c.H, c.W}), s.smooth(w)}, conv_attr_map(c.a, transposed), {true, false}};
   if (s.boolean()) {
     sample.inputs.push_back(s.smooth({c.O}));
     sample.batched.push_back(false);
@@ -420,7 +457,8 @@ void register_conv_ops() {
             return std::vector<Tensor>{y};
           },
       .vjp = conv2d_vjp,
-      .vjp_formula = "dx = conv_transpose2d(g, w), dw = conv2d_weight_grad(x, g), db = sum_{n,h,w} g",
+      .vjp_formula =
+          "dx = conv_transpose2d(g, w), dw = conv2d_weight_grad(x, g), db = sum_{n,h,w} g",
       .label = conv_label(1, 2),
       .sample = [](Sampler& s) { return sample_conv(s, false); },
   });
@@ -445,8 +483,8 @@ void register_conv_ops() {
       .sample = [](Sampler& s) { return sample_conv(s, true); },
   });
   std::vector<AttrSpec> weight_grad_attrs = conv_attr_specs(false);
-  weight_grad_attrs.insert(weight_grad_attrs.begin(),
-                           {"kernel_size", AttrType::pair, std::nullopt, "the weight's [kH, kW]", "k"});
+  weight_grad_attrs.insert(weight_grad_attrs.begin(), {"kernel_size", AttrType::pair, std::nullopt,
+                                                       "the weight's [kH, kW]", "k"});
   register_builtin({
       .name = "conv2d_weight_grad",
       .summary = "dL/dw of conv2d(x, w) for output gradient g: [O, C/groups, kH, kW]",
@@ -457,20 +495,22 @@ void register_conv_ops() {
           [](const OpCall& c, std::span<const TensorSpec> specs) {
             Tensor gw(specs[0].shape, specs[0].dtype);
             dispatch_float(gw.dtype(), [&](auto t) {
-              conv2d_weight_grad_forward<decltype(t)>(c.input(0), c.input(1), conv_attrs(c.attrs, false), gw);
+              conv2d_weight_grad_forward<decltype(t)>(c.input(0), c.input(1),
+                                                      conv_attrs(c.attrs, false), gw);
             });
             return std::vector<Tensor>{gw};
           },
       .vjp = weight_grad_vjp,
       .vjp_formula = "dx = conv_transpose2d(g, gw_bar), dg = conv2d(x, gw_bar)",
-      .sample = [](Sampler& s) {
-        const SampledConv c = sample_conv_config(s, false);
-        const int64_t Ho = conv_out(c.H, c.kH, c.a.stride.h, c.a.padding.h, c.a.dilation.h);
-        const int64_t Wo = conv_out(c.W, c.kW, c.a.stride.w, c.a.padding.w, c.a.dilation.w);
-        AttrMap attrs = conv_attr_map(c.a, false);
-        attrs.push_back({"kernel_size", Ints{c.kH, c.kW}});
-        return OpSample{{s.smooth({c.N, c.C, c.H, c.W}), s.smooth({c.N, c.O, Ho, Wo})}, attrs};
-      },
+      .sample =
+          [](Sampler& s) {
+            const SampledConv c = sample_conv_config(s, false);
+            const int64_t Ho = conv_out(c.H, c.kH, c.a.stride.h, c.a.padding.h, c.a.dilation.h);
+            const int64_t Wo = conv_out(c.W, c.kW, c.a.stride.w, c.a.padding.w, c.a.dilation.w);
+            AttrMap attrs = conv_attr_map(c.a, false);
+            attrs.push_back({"kernel_size", Ints{c.kH, c.kW}});
+            return OpSample{{s.smooth({c.N, c.C, c.H, c.W}), s.smooth({c.N, c.O, Ho, Wo})}, attrs};
+          },
   });
   register_builtin({
       .name = "conv1x1",
@@ -492,7 +532,8 @@ void register_conv_ops() {
             Tensor y(specs[0].shape, specs[0].dtype);
             const ConvAttrs pointwise{{1, 1}, {0, 0}, {1, 1}, {0, 0}, 1};
             dispatch_float(y.dtype(), [&](auto t) {
-              conv2d_forward<decltype(t)>(c.input(0), c.input(1), optional_input(c, 2), pointwise, y);
+              conv2d_forward<decltype(t)>(c.input(0), c.input(1), optional_input(c, 2), pointwise,
+                                          y);
             });
             return std::vector<Tensor>{y};
           },
@@ -505,16 +546,17 @@ void register_conv_ops() {
         return {dx, dw, db};
       },
       .vjp_formula = "dx = conv1x1(g, w^T), dw = conv2d_weight_grad(x, g), db = sum_{n,h,w} g",
-      .sample = [](Sampler& s) {
-        const int64_t N = s.integer(1, 2), C = s.integer(1, 4), O = s.integer(1, 4);
-        const Shape x{N, C, s.integer(1, 4), s.integer(1, 4)};
-        OpSample sample{{s.smooth(x), s.smooth({O, C, 1, 1})}, {}, {true, false}};
-        if (s.boolean()) {
-          sample.inputs.push_back(s.smooth({O}));
-          sample.batched.push_back(false);
-        }
-        return sample;
-      },
+      .sample =
+          [](Sampler& s) {
+            const int64_t N = s.integer(1, 2), C = s.integer(1, 4), O = s.integer(1, 4);
+            const Shape x{N, C, s.integer(1, 4), s.integer(1, 4)};
+            OpSample sample{{s.smooth(x), s.smooth({O, C, 1, 1})}, {}, {true, false}};
+            if (s.boolean()) {
+              sample.inputs.push_back(s.smooth({O}));
+              sample.batched.push_back(false);
+            }
+            return sample;
+          },
   });
 }
 
@@ -524,9 +566,9 @@ Attrs conv2d_attrs(const OpDef& op, const Conv2dOptions& o) {
                      AttrValue(Ints(o.dilation)), AttrValue(o.groups)});
 }
 Attrs conv_transpose2d_attrs(const OpDef& op, const ConvTranspose2dOptions& o) {
-  return Attrs(&op, {AttrValue(Ints(o.stride)), AttrValue(Ints(o.padding)),
-                     AttrValue(Ints(o.output_padding)), AttrValue(Ints(o.dilation)),
-                     AttrValue(o.groups)});
+  return Attrs(
+      &op, {AttrValue(Ints(o.stride)), AttrValue(Ints(o.padding)),
+            AttrValue(Ints(o.output_padding)), AttrValue(Ints(o.dilation)), AttrValue(o.groups)});
 }
 }  // namespace
 
@@ -540,10 +582,11 @@ Var conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions o, Loc loc) {
 }
 Var conv2d_weight_grad(const Var& x, const Var& g, Pair k, Conv2dOptions o, Loc loc) {
   static const OpDef& op = builtin("conv2d_weight_grad");
-  return call_op(op, {x, g},
-                 Attrs(&op, {AttrValue(Ints(k)), AttrValue(Ints(o.stride)), AttrValue(Ints(o.padding)),
-                             AttrValue(Ints(o.dilation)), AttrValue(o.groups)}),
-                 loc);
+  return call_op(
+      op, {x, g},
+      Attrs(&op, {AttrValue(Ints(k)), AttrValue(Ints(o.stride)), AttrValue(Ints(o.padding)),
+                  AttrValue(Ints(o.dilation)), AttrValue(o.groups)}),
+      loc);
 }
 Var conv_transpose2d(const Var& x, const Var& w, ConvTranspose2dOptions o, Loc loc) {
   static const OpDef& op = builtin("conv_transpose2d");

@@ -21,8 +21,10 @@ Shape broadcast_shape(const OpCall& c) {
     int ia = a.size() - out.size() + i, ib = b.size() - out.size() + i;
     int64_t da = ia >= 0 ? a[ia] : 1, db = ib >= 0 ? b[ib] : 1;
     if (da != db && da != 1 && db != 1)
-      shape_fail(c, "a is {} and b is {}; they do not broadcast: axis {} from the right is {} "
-                    "vs {} (sizes must match or one must be 1)", a, b, out.size() - i, da, db);
+      shape_fail(c,
+                 "a is {} and b is {}; they do not broadcast: axis {} from the right is {} "
+                 "vs {} (sizes must match or one must be 1)",
+                 a, b, out.size() - i, da, db);
     out[i] = da == 1 ? db : da;
   }
   return out;
@@ -46,7 +48,8 @@ SampleFn binary_sample(bool positive_b) {
 SampleFn unary_sample(bool positive = false, AttrMap attrs = {}) {
   return [positive, attrs](Sampler& s) {
     const Shape shape = sample_shape(s, 0, 4);
-    return OpSample{{positive ? s.positive(shape) : s.smooth(shape)}, attrs,
+    return OpSample{{positive ? s.positive(shape) : s.smooth(shape)},
+                    attrs,
                     shape.size() ? all_batched(1) : std::vector<bool>{}};
   };
 }
@@ -112,73 +115,85 @@ static void register_activations();
 
 void register_elementwise_ops() {
   register_activations();
-  binary("add", "y = a + b (broadcasting)", "da = sum_to(g, a.shape), db = sum_to(g, b.shape)",
-         [](auto a, auto b) { return a + b; },
-         [](const VjpContext& c) -> std::vector<Var> {
-           const Var& g = c.grad_output(0);
-           return {sum_to(g, c.input(0).shape()), sum_to(g, c.input(1).shape())};
-         });
-  binary("sub", "y = a - b (broadcasting)", "da = sum_to(g, a.shape), db = -sum_to(g, b.shape)",
-         [](auto a, auto b) { return a - b; },
-         [](const VjpContext& c) -> std::vector<Var> {
-           const Var& g = c.grad_output(0);
-           return {sum_to(g, c.input(0).shape()), c.needs(1) ? neg(sum_to(g, c.input(1).shape())) : Var()};
-         });
-  binary("mul", "y = a * b (broadcasting)", "da = sum_to(g * b, a.shape), db = sum_to(g * a, b.shape)",
-         [](auto a, auto b) { return a * b; },
-         [](const VjpContext& c) -> std::vector<Var> {
-           const Var& g = c.grad_output(0);
-           return {c.needs(0) ? sum_to(mul(g, c.input(1)), c.input(0).shape()) : Var(),
-                   c.needs(1) ? sum_to(mul(g, c.input(0)), c.input(1).shape()) : Var()};
-         });
-  binary("div", "y = a / b (broadcasting)", "da = sum_to(g / b, a.shape), db = -sum_to(g * y / b, b.shape)",
-         [](auto a, auto b) { return a / b; },
-         [](const VjpContext& c) -> std::vector<Var> {
-           const Var& g = c.grad_output(0);
-           const Var& b = c.input(1);
-           return {c.needs(0) ? sum_to(div(g, b), c.input(0).shape()) : Var(),
-                   c.needs(1) ? neg(sum_to(div(mul(g, c.output(0)), b), b.shape())) : Var()};
-         },
-         binary_sample(true));
-  unary("neg", "y = -x", "dx = -g", {}, [](auto, const Attrs&) { return [](auto x) { return -x; }; },
-        [](const VjpContext& c) -> std::vector<Var> { return {neg(c.grad_output(0))}; });
-  unary("add_scalar", "y = x + c", "dx = g", {scalar_attr()},
-        [](auto t, const Attrs& a) {
-          using T = decltype(t);
-          T s = static_cast<T>(a.real("c"));
-          return [s](T x) { return x + s; };
-        },
-        [](const VjpContext& c) -> std::vector<Var> { return {c.grad_output(0)}; },
-        unary_sample(false, {{"c", 0.75}}));
-  unary("mul_scalar", "y = x * c", "dx = c * g", {scalar_attr()},
-        [](auto t, const Attrs& a) {
-          using T = decltype(t);
-          T s = static_cast<T>(a.real("c"));
-          return [s](T x) { return x * s; };
-        },
-        [](const VjpContext& c) -> std::vector<Var> {
-          return {mul_scalar(c.grad_output(0), c.attrs.real("c"))};
-        },
-        unary_sample(false, {{"c", -1.5}}));
-  unary("exp", "y = exp(x)", "dx = g * y", {},
-        [](auto, const Attrs&) { return [](auto x) { return std::exp(x); }; },
-        [](const VjpContext& c) -> std::vector<Var> { return {mul(c.grad_output(0), c.output(0))}; });
-  unary("log", "y = log(x)", "dx = g / x", {},
-        [](auto, const Attrs&) { return [](auto x) { return std::log(x); }; },
-        [](const VjpContext& c) -> std::vector<Var> { return {div(c.grad_output(0), c.input(0))}; },
-        unary_sample(true));
+  binary(
+      "add", "y = a + b (broadcasting)", "da = sum_to(g, a.shape), db = sum_to(g, b.shape)",
+      [](auto a, auto b) { return a + b; },
+      [](const VjpContext& c) -> std::vector<Var> {
+        const Var& g = c.grad_output(0);
+        return {sum_to(g, c.input(0).shape()), sum_to(g, c.input(1).shape())};
+      });
+  binary(
+      "sub", "y = a - b (broadcasting)", "da = sum_to(g, a.shape), db = -sum_to(g, b.shape)",
+      [](auto a, auto b) { return a - b; },
+      [](const VjpContext& c) -> std::vector<Var> {
+        const Var& g = c.grad_output(0);
+        return {sum_to(g, c.input(0).shape()),
+                c.needs(1) ? neg(sum_to(g, c.input(1).shape())) : Var()};
+      });
+  binary(
+      "mul", "y = a * b (broadcasting)", "da = sum_to(g * b, a.shape), db = sum_to(g * a, b.shape)",
+      [](auto a, auto b) { return a * b; },
+      [](const VjpContext& c) -> std::vector<Var> {
+        const Var& g = c.grad_output(0);
+        return {c.needs(0) ? sum_to(mul(g, c.input(1)), c.input(0).shape()) : Var(),
+                c.needs(1) ? sum_to(mul(g, c.input(0)), c.input(1).shape()) : Var()};
+      });
+  binary(
+      "div", "y = a / b (broadcasting)",
+      "da = sum_to(g / b, a.shape), db = -sum_to(g * y / b, b.shape)",
+      [](auto a, auto b) { return a / b; },
+      [](const VjpContext& c) -> std::vector<Var> {
+        const Var& g = c.grad_output(0);
+        const Var& b = c.input(1);
+        return {c.needs(0) ? sum_to(div(g, b), c.input(0).shape()) : Var(),
+                c.needs(1) ? neg(sum_to(div(mul(g, c.output(0)), b), b.shape())) : Var()};
+      },
+      binary_sample(true));
+  unary(
+      "neg", "y = -x", "dx = -g", {}, [](auto, const Attrs&) { return [](auto x) { return -x; }; },
+      [](const VjpContext& c) -> std::vector<Var> { return {neg(c.grad_output(0))}; });
+  unary(
+      "add_scalar", "y = x + c", "dx = g", {scalar_attr()},
+      [](auto t, const Attrs& a) {
+        using T = decltype(t);
+        T s = static_cast<T>(a.real("c"));
+        return [s](T x) { return x + s; };
+      },
+      [](const VjpContext& c) -> std::vector<Var> { return {c.grad_output(0)}; },
+      unary_sample(false, {{"c", 0.75}}));
+  unary(
+      "mul_scalar", "y = x * c", "dx = c * g", {scalar_attr()},
+      [](auto t, const Attrs& a) {
+        using T = decltype(t);
+        T s = static_cast<T>(a.real("c"));
+        return [s](T x) { return x * s; };
+      },
+      [](const VjpContext& c) -> std::vector<Var> {
+        return {mul_scalar(c.grad_output(0), c.attrs.real("c"))};
+      },
+      unary_sample(false, {{"c", -1.5}}));
+  unary(
+      "exp", "y = exp(x)", "dx = g * y", {},
+      [](auto, const Attrs&) { return [](auto x) { return std::exp(x); }; },
+      [](const VjpContext& c) -> std::vector<Var> { return {mul(c.grad_output(0), c.output(0))}; });
+  unary(
+      "log", "y = log(x)", "dx = g / x", {},
+      [](auto, const Attrs&) { return [](auto x) { return std::log(x); }; },
+      [](const VjpContext& c) -> std::vector<Var> { return {div(c.grad_output(0), c.input(0))}; },
+      unary_sample(true));
 }
 
 static void register_activations() {
-  unary("relu", "y = max(x, 0)", "dx = relu_backward(g, x) = g * (x > 0)", {},
-             [](auto t, const Attrs&) {
-               using T = decltype(t);
-               // Written as !(x <= 0) so that NaN propagates, as in PyTorch.
-               return [](T x) { return !(x <= T(0)) ? x : T(0); };
-             },
-             [](const VjpContext& c) -> std::vector<Var> {
-               return {relu_backward(c.grad_output(0), c.input(0))};
-             });
+  unary(
+      "relu", "y = max(x, 0)", "dx = relu_backward(g, x) = g * (x > 0)", {},
+      [](auto t, const Attrs&) {
+        using T = decltype(t);
+        // Written as !(x <= 0) so that NaN propagates, as in PyTorch.
+        return [](T x) { return !(x <= T(0)) ? x : T(0); };
+      },
+      [](const VjpContext& c) -> std::vector<Var> {
+        return {relu_backward(c.grad_output(0), c.input(0))};
+      });
 
   register_builtin({
       .name = "relu_backward",
@@ -196,7 +211,8 @@ static void register_activations() {
             Tensor y(specs[0].shape, specs[0].dtype);
             dispatch_float(y.dtype(), [&](auto t) {
               using T = decltype(t);
-              kernels::zip<T>(c.input(0), c.input(1), y, [](T g, T x) { return x <= T(0) ? T(0) : g; });
+              kernels::zip<T>(c.input(0), c.input(1), y,
+                              [](T g, T x) { return x <= T(0) ? T(0) : g; });
             });
             return std::vector<Tensor>{y};
           },
@@ -205,61 +221,66 @@ static void register_activations() {
         return {relu_backward(c.grad_output(0), c.input(1)), Var()};
       },
       .vjp_formula = "dg = relu_backward(gg, x), dx = 0",
-      .sample = [](Sampler& s) {
-        const Shape shape = sample_shape(s, 1, 4);
-        return OpSample{{s.smooth(shape), s.smooth(shape)}, {}, all_batched(2)};
-      },
+      .sample =
+          [](Sampler& s) {
+            const Shape shape = sample_shape(s, 1, 4);
+            return OpSample{{s.smooth(shape), s.smooth(shape)}, {}, all_batched(2)};
+          },
   });
 
-  unary("elu", "y = x if x > 0 else alpha*(exp(x)-1)", "dx = g * elu_grad(x)", {alpha_attr()},
-             [](auto t, const Attrs& a) {
-               using T = decltype(t);
-               T alpha = static_cast<T>(a.real("alpha"));
-               return [alpha](T x) { return x > T(0) ? x : alpha * std::expm1(x); };
-             },
-             [](const VjpContext& c) -> std::vector<Var> {
-               return {mul(c.grad_output(0), elu_grad(c.input(0), c.attrs.real("alpha")))};
-             },
-             unary_sample(false, {{"alpha", 0.7}}));
+  unary(
+      "elu", "y = x if x > 0 else alpha*(exp(x)-1)", "dx = g * elu_grad(x)", {alpha_attr()},
+      [](auto t, const Attrs& a) {
+        using T = decltype(t);
+        T alpha = static_cast<T>(a.real("alpha"));
+        return [alpha](T x) { return x > T(0) ? x : alpha * std::expm1(x); };
+      },
+      [](const VjpContext& c) -> std::vector<Var> {
+        return {mul(c.grad_output(0), elu_grad(c.input(0), c.attrs.real("alpha")))};
+      },
+      unary_sample(false, {{"alpha", 0.7}}));
 
-  unary("elu_grad", "y = 1 if x > 0 else alpha*exp(x) (the derivative of elu)",
-             "dx = g * elu_grad(x) - relu_backward(g, x)", {alpha_attr()},
-             [](auto t, const Attrs& a) {
-               using T = decltype(t);
-               T alpha = static_cast<T>(a.real("alpha"));
-               return [alpha](T x) { return x > T(0) ? T(1) : alpha * std::exp(x); };
-             },
-             // d/dx is 0 where x > 0 and alpha*exp(x) elsewhere: elu_grad(x) minus its x > 0 part.
-             [](const VjpContext& c) -> std::vector<Var> {
-               const Var& g = c.grad_output(0);
-               return {sub(mul(g, c.output(0)), relu_backward(g, c.input(0)))};
-             },
-             unary_sample(false, {{"alpha", 1.3}}));
+  unary(
+      "elu_grad", "y = 1 if x > 0 else alpha*exp(x) (the derivative of elu)",
+      "dx = g * elu_grad(x) - relu_backward(g, x)", {alpha_attr()},
+      [](auto t, const Attrs& a) {
+        using T = decltype(t);
+        T alpha = static_cast<T>(a.real("alpha"));
+        return [alpha](T x) { return x > T(0) ? T(1) : alpha * std::exp(x); };
+      },
+      // d/dx is 0 where x > 0 and alpha*exp(x) elsewhere: elu_grad(x) minus its x > 0 part.
+      [](const VjpContext& c) -> std::vector<Var> {
+        const Var& g = c.grad_output(0);
+        return {sub(mul(g, c.output(0)), relu_backward(g, c.input(0)))};
+      },
+      unary_sample(false, {{"alpha", 1.3}}));
 
-  unary("sigmoid", "y = 1 / (1 + exp(-x))", "dx = g * y * (1 - y)", {},
-             [](auto t, const Attrs&) {
-               using T = decltype(t);
-               // Written so that neither branch overflows: exp of a non-positive number only.
-               return [](T x) {
-                 if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
-                 T e = std::exp(x);
-                 return e / (T(1) + e);
-               };
-             },
-             [](const VjpContext& c) -> std::vector<Var> {
-               const Var& y = c.output(0);
-               return {mul(c.grad_output(0), mul(y, 1.0 - y))};
-             });
+  unary(
+      "sigmoid", "y = 1 / (1 + exp(-x))", "dx = g * y * (1 - y)", {},
+      [](auto t, const Attrs&) {
+        using T = decltype(t);
+        // Written so that neither branch overflows: exp of a non-positive number only.
+        return [](T x) {
+          if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
+          T e = std::exp(x);
+          return e / (T(1) + e);
+        };
+      },
+      [](const VjpContext& c) -> std::vector<Var> {
+        const Var& y = c.output(0);
+        return {mul(c.grad_output(0), mul(y, 1.0 - y))};
+      });
 
-  unary("tanh", "y = tanh(x)", "dx = g * (1 - y^2)", {},
-             [](auto t, const Attrs&) {
-               using T = decltype(t);
-               return [](T x) { return std::tanh(x); };
-             },
-             [](const VjpContext& c) -> std::vector<Var> {
-               const Var& y = c.output(0);
-               return {mul(c.grad_output(0), 1.0 - mul(y, y))};
-             });
+  unary(
+      "tanh", "y = tanh(x)", "dx = g * (1 - y^2)", {},
+      [](auto t, const Attrs&) {
+        using T = decltype(t);
+        return [](T x) { return std::tanh(x); };
+      },
+      [](const VjpContext& c) -> std::vector<Var> {
+        const Var& y = c.output(0);
+        return {mul(c.grad_output(0), 1.0 - mul(y, y))};
+      });
 }
 
 // ---- typed front ------------------------------------------------------------------------

@@ -54,19 +54,23 @@ void register_linalg_ops() {
         const Var &a = c.input(0), &b = c.input(1), &g = c.grad_output(0);
         const bool ta = c.attrs.boolean("transpose_a"), tb = c.attrs.boolean("transpose_b");
         Var da, db;
-        if (c.needs(0)) da = ta ? matmul(b, g, {.transpose_a = tb, .transpose_b = true})
-                                : matmul(g, b, {.transpose_a = false, .transpose_b = !tb});
-        if (c.needs(1)) db = tb ? matmul(g, a, {.transpose_a = true, .transpose_b = ta})
-                                : matmul(a, g, {.transpose_a = !ta, .transpose_b = false});
+        if (c.needs(0))
+          da = ta ? matmul(b, g, {.transpose_a = tb, .transpose_b = true})
+                  : matmul(g, b, {.transpose_a = false, .transpose_b = !tb});
+        if (c.needs(1))
+          db = tb ? matmul(g, a, {.transpose_a = true, .transpose_b = ta})
+                  : matmul(a, g, {.transpose_a = !ta, .transpose_b = false});
         return {da, db};
       },
       .vjp_formula = "da = g @ op(b)^T, db = op(a)^T @ g (as matmuls with transpose flags)",
-      .sample = [](Sampler& s) {
-        const int64_t M = s.integer(1, 4), N = s.integer(1, 4), K = s.integer(1, 4);
-        const bool ta = s.boolean(), tb = s.boolean();
-        return OpSample{{s.smooth(ta ? Shape{K, M} : Shape{M, K}), s.smooth(tb ? Shape{N, K} : Shape{K, N})},
-                        {{"transpose_a", ta}, {"transpose_b", tb}}};
-      },
+      .sample =
+          [](Sampler& s) {
+            const int64_t M = s.integer(1, 4), N = s.integer(1, 4), K = s.integer(1, 4);
+            const bool ta = s.boolean(), tb = s.boolean();
+            return OpSample{{s.smooth(ta ? Shape{K, M} : Shape{M, K}),
+                             s.smooth(tb ? Shape{N, K} : Shape{K, N})},
+                            {{"transpose_a", ta}, {"transpose_b", tb}}};
+          },
   });
   register_builtin({
       .name = "linear",
@@ -114,15 +118,16 @@ void register_linalg_ops() {
         return {dx, dw, db};
       },
       .vjp_formula = "dx = g @ w, dw = g^T @ x, db = sum_n g",
-      .sample = [](Sampler& s) {
-        const int64_t N = s.integer(1, 4), in = s.integer(1, 5), out = s.integer(1, 4);
-        OpSample sample{{s.smooth({N, in}), s.smooth({out, in})}, {}, {true, false}};
-        if (s.boolean()) {
-          sample.inputs.push_back(s.smooth({out}));
-          sample.batched.push_back(false);
-        }
-        return sample;
-      },
+      .sample =
+          [](Sampler& s) {
+            const int64_t N = s.integer(1, 4), in = s.integer(1, 5), out = s.integer(1, 4);
+            OpSample sample{{s.smooth({N, in}), s.smooth({out, in})}, {}, {true, false}};
+            if (s.boolean()) {
+              sample.inputs.push_back(s.smooth({out}));
+              sample.batched.push_back(false);
+            }
+            return sample;
+          },
   });
 }
 

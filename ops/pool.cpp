@@ -46,16 +46,20 @@ HW stride_or_kernel(const Attrs& a) {
 // Validates a pooling op's attributes against the input (x [N,C,H,W]); dilation 1 for ops
 // without one.
 PoolGeometry pool_geometry(const OpCall& c, const Shape& x, bool has_dilation, bool ceil_mode) {
-  const HW k = hw(c.attrs, "kernel_size"), s = stride_or_kernel(c.attrs), p = hw(c.attrs, "padding");
+  const HW k = hw(c.attrs, "kernel_size"), s = stride_or_kernel(c.attrs),
+           p = hw(c.attrs, "padding");
   const HW d = has_dilation ? hw(c.attrs, "dilation") : HW{1, 1};
   if (k.h < 1 || k.w < 1) shape_fail(c, "kernel_size must be at least 1, got [{},{}]", k.h, k.w);
-  if (s.h < 1 || s.w < 1) shape_fail(c, "stride must be at least 1 (or 0 for kernel_size), got [{},{}]", s.h, s.w);
+  if (s.h < 1 || s.w < 1)
+    shape_fail(c, "stride must be at least 1 (or 0 for kernel_size), got [{},{}]", s.h, s.w);
   if (d.h < 1 || d.w < 1) shape_fail(c, "dilation must be at least 1, got [{},{}]", d.h, d.w);
   if (p.h < 0 || p.w < 0 || 2 * p.h > k.h || 2 * p.w > k.w)
-    shape_fail(c, "padding [{},{}] must be between 0 and half the kernel [{},{}]", p.h, p.w, k.h, k.w);
+    shape_fail(c, "padding [{},{}] must be between 0 and half the kernel [{},{}]", p.h, p.w, k.h,
+               k.w);
   PoolGeometry g{{x[2], k.h, s.h, p.h, d.h, pool_out(x[2], k.h, s.h, p.h, d.h, ceil_mode)},
                  {x[3], k.w, s.w, p.w, d.w, pool_out(x[3], k.w, s.w, p.w, d.w, ceil_mode)},
-                 x[0], x[1]};
+                 x[0],
+                 x[1]};
   // With dilation, a window can straddle the whole input and hold padding only; PyTorch would
   // return -inf there. Every window must see at least one real element.
   auto window_hits_input = [](const PoolAxis& a, int64_t i) {
@@ -68,14 +72,19 @@ PoolGeometry pool_geometry(const OpCall& c, const Shape& x, bool has_dilation, b
   for (const auto& [axis, name] : {std::pair{&g.h, "row"}, std::pair{&g.w, "column"}})
     for (int64_t i = 0; i < axis->out; ++i)
       if (!window_hits_input(*axis, i))
-        shape_fail(c, "output {} {} of input {}x{} with kernel [{},{}], stride [{},{}], padding [{},{}] and "
-                      "dilation [{},{}] covers only padding", name, i, x[2], x[3], k.h, k.w, s.h, s.w, p.h,
-                   p.w, d.h, d.w);
+        shape_fail(
+            c,
+            "output {} {} of input {}x{} with kernel [{},{}], stride [{},{}], padding [{},{}] and "
+            "dilation [{},{}] covers only padding",
+            name, i, x[2], x[3], k.h, k.w, s.h, s.w, p.h, p.w, d.h, d.w);
   if (g.h.out < 1 || g.w.out < 1) {
-    std::string dilation = d.h == 1 && d.w == 1 ? "" : fmt::format(" and dilation [{},{}]", d.h, d.w);
-    shape_fail(c, "kernel [{},{}] with padding [{},{}]{} does not fit in input {}x{} (output would be {}x{})",
-               k.h, k.w, p.h, p.w, dilation, x[2], x[3], std::max<int64_t>(g.h.out, 0),
-               std::max<int64_t>(g.w.out, 0));
+    std::string dilation =
+        d.h == 1 && d.w == 1 ? "" : fmt::format(" and dilation [{},{}]", d.h, d.w);
+    shape_fail(
+        c,
+        "kernel [{},{}] with padding [{},{}]{} does not fit in input {}x{} (output would be {}x{})",
+        k.h, k.w, p.h, p.w, dilation, x[2], x[3], std::max<int64_t>(g.h.out, 0),
+        std::max<int64_t>(g.w.out, 0));
   }
   return g;
 }
@@ -173,8 +182,10 @@ void scatter(const Tensor& x, const Tensor& indices, Tensor& out, bool accumulat
     for (int64_t plane = b; plane < e; ++plane) {
       T* o = po + plane * out_plane;
       for (int64_t i = plane * in_plane; i < (plane + 1) * in_plane; ++i) {
-        if (accumulate) o[pi[i]] += px[i];
-        else o[pi[i]] = px[i];
+        if (accumulate)
+          o[pi[i]] += px[i];
+        else
+          o[pi[i]] = px[i];
       }
     }
   });
@@ -191,7 +202,8 @@ void gather(const Tensor& x, const Tensor& indices, Tensor& out) {
   T* po = out.data<T>();
   kernels::parallel_for(planes, out_plane, [&](int64_t b, int64_t e) {
     for (int64_t plane = b; plane < e; ++plane)
-      for (int64_t i = plane * out_plane; i < (plane + 1) * out_plane; ++i) po[i] = px[plane * x_plane + pi[i]];
+      for (int64_t i = plane * out_plane; i < (plane + 1) * out_plane; ++i)
+        po[i] = px[plane * x_plane + pi[i]];
   });
 }
 
@@ -231,81 +243,102 @@ void avg_pool_forward(const Tensor& x, const PoolGeometry& g, bool count_include
   const T* px = x.data<T>();
   T* py = y.data<T>();
   const int64_t plane_in = g.h.in * g.w.in, plane_out = g.h.out * g.w.out;
-  for_each_avg_window(g, count_include_pad, [&](int64_t plane, int64_t o, AvgSpan sh, AvgSpan sw, int64_t divisor) {
-    const T* in = px + plane * plane_in;
-    T total = 0;
-    for (int64_t h = sh.lo; h < sh.hi; ++h)
-      for (int64_t w = sw.lo; w < sw.hi; ++w) total += in[h * g.w.in + w];
-    py[plane * plane_out + o] = divisor ? total / static_cast<T>(divisor) : T(0);
-  });
+  for_each_avg_window(
+      g, count_include_pad, [&](int64_t plane, int64_t o, AvgSpan sh, AvgSpan sw, int64_t divisor) {
+        const T* in = px + plane * plane_in;
+        T total = 0;
+        for (int64_t h = sh.lo; h < sh.hi; ++h)
+          for (int64_t w = sw.lo; w < sw.hi; ++w) total += in[h * g.w.in + w];
+        py[plane * plane_out + o] = divisor ? total / static_cast<T>(divisor) : T(0);
+      });
 }
 
 // dx += g / divisor over each window (overlapping windows add up); dx must start at zero.
 template <class T>
-void avg_pool_adjoint(const Tensor& grad, const PoolGeometry& g, bool count_include_pad, Tensor& dx) {
+void avg_pool_adjoint(const Tensor& grad, const PoolGeometry& g, bool count_include_pad,
+                      Tensor& dx) {
   const T* pg = grad.data<T>();
   T* pd = dx.data<T>();
   const int64_t plane_in = g.h.in * g.w.in, plane_out = g.h.out * g.w.out;
-  for_each_avg_window(g, count_include_pad, [&](int64_t plane, int64_t o, AvgSpan sh, AvgSpan sw, int64_t divisor) {
-    const T share = divisor ? pg[plane * plane_out + o] / static_cast<T>(divisor) : T(0);
-    T* in = pd + plane * plane_in;
-    for (int64_t h = sh.lo; h < sh.hi; ++h)
-      for (int64_t w = sw.lo; w < sw.hi; ++w) in[h * g.w.in + w] += share;
-  });
+  for_each_avg_window(
+      g, count_include_pad, [&](int64_t plane, int64_t o, AvgSpan sh, AvgSpan sw, int64_t divisor) {
+        const T share = divisor ? pg[plane * plane_out + o] / static_cast<T>(divisor) : T(0);
+        T* in = pd + plane * plane_in;
+        for (int64_t h = sh.lo; h < sh.hi; ++h)
+          for (int64_t w = sw.lo; w < sw.hi; ++w) in[h * g.w.in + w] += share;
+      });
 }
 
 // ---- registration -------------------------------------------------------------------------
 
-AttrSpec kernel_attr() { return {"kernel_size", AttrType::pair, std::nullopt, "window [kH, kW]", "k"}; }
+AttrSpec kernel_attr() {
+  return {"kernel_size", AttrType::pair, std::nullopt, "window [kH, kW]", "k"};
+}
 AttrSpec stride_attr() { return pair_attr("stride", 0, "s", "0 means kernel_size"); }
 
 // "max_pool2d k2": a stride equal to the kernel is the default (stride 0 means kernel_size), so
 // it is left out whether it was given or not; any other stride shows ("max_pool2d k3 s2").
 std::string pool_label(const Attrs& attrs, std::span<const Shape>) {
-  if (attrs.ints("stride") == attrs.ints("kernel_size")) return default_label(*attrs.op(), attrs.with({{"stride", Ints{0, 0}}}));
+  if (attrs.ints("stride") == attrs.ints("kernel_size"))
+    return default_label(*attrs.op(), attrs.with({{"stride", Ints{0, 0}}}));
   return default_label(*attrs.op(), attrs);
 }
 
 std::vector<AttrSpec> avg_attrs() {
-  return {kernel_attr(), stride_attr(), pair_attr("padding", 0, "p"),
-          {"ceil_mode", AttrType::boolean, AttrValue(false), "ceil instead of floor for the output size", "ceil"},
-          {"count_include_pad", AttrType::boolean, AttrValue(true), "padding counts in the divisor", "incl_pad"}};
+  return {kernel_attr(),
+          stride_attr(),
+          pair_attr("padding", 0, "p"),
+          {"ceil_mode", AttrType::boolean, AttrValue(false),
+           "ceil instead of floor for the output size", "ceil"},
+          {"count_include_pad", AttrType::boolean, AttrValue(true), "padding counts in the divisor",
+           "incl_pad"}};
 }
 
 AvgPool2dOptions avg_options(const Attrs& a) {
   const HW k = hw(a, "kernel_size"), s = hw(a, "stride"), p = hw(a, "padding");
-  return {.kernel_size = {k.h, k.w}, .stride = {s.h, s.w}, .padding = {p.h, p.w},
-          .ceil_mode = a.boolean("ceil_mode"), .count_include_pad = a.boolean("count_include_pad")};
+  return {.kernel_size = {k.h, k.w},
+          .stride = {s.h, s.w},
+          .padding = {p.h, p.w},
+          .ceil_mode = a.boolean("ceil_mode"),
+          .count_include_pad = a.boolean("count_include_pad")};
 }
 
 // Default unpooled size along one axis: (h-1)*s - 2p + k.
-int64_t unpool_default(int64_t in, int64_t k, int64_t s, int64_t p) { return (in - 1) * s - 2 * p + k; }
+int64_t unpool_default(int64_t in, int64_t k, int64_t s, int64_t p) {
+  return (in - 1) * s - 2 * p + k;
+}
 
 struct UnpoolSize {
   int64_t H, W;
 };
 UnpoolSize unpool_size(const OpCall& c) {
   const Shape& x = c.input(0).shape();
-  const HW k = hw(c.attrs, "kernel_size"), s = stride_or_kernel(c.attrs), p = hw(c.attrs, "padding");
+  const HW k = hw(c.attrs, "kernel_size"), s = stride_or_kernel(c.attrs),
+           p = hw(c.attrs, "padding");
   const HW out = hw(c.attrs, "output_size");
   if (k.h < 1 || k.w < 1) shape_fail(c, "kernel_size must be at least 1, got [{},{}]", k.h, k.w);
-  if (s.h < 1 || s.w < 1) shape_fail(c, "stride must be at least 1 (or 0 for kernel_size), got [{},{}]", s.h, s.w);
+  if (s.h < 1 || s.w < 1)
+    shape_fail(c, "stride must be at least 1 (or 0 for kernel_size), got [{},{}]", s.h, s.w);
   const int64_t dh = unpool_default(x[2], k.h, s.h, p.h), dw = unpool_default(x[3], k.w, s.w, p.w);
   if (out.h == 0 && out.w == 0) {
     if (dh < 1 || dw < 1) shape_fail(c, "the default output size {}x{} is empty", dh, dw);
     return {dh, dw};
   }
   // PyTorch accepts default - stride < output_size < default + stride on each axis.
-  if (out.h <= dh - s.h || out.h >= dh + s.h || out.w <= dw - s.w || out.w >= dw + s.w || out.h < 1 || out.w < 1) {
+  if (out.h <= dh - s.h || out.h >= dh + s.h || out.w <= dw - s.w || out.w >= dw + s.w ||
+      out.h < 1 || out.w < 1) {
     std::string bounds =
         dh - s.h + 1 == dw - s.w + 1 && dh + s.h - 1 == dw + s.w - 1
-            ? fmt::format("each side must be between {} and {}", std::max<int64_t>(dh - s.h + 1, 1), dh + s.h - 1)
+            ? fmt::format("each side must be between {} and {}", std::max<int64_t>(dh - s.h + 1, 1),
+                          dh + s.h - 1)
             : fmt::format("height must be between {} and {}, width between {} and {}",
                           std::max<int64_t>(dh - s.h + 1, 1), dh + s.h - 1,
                           std::max<int64_t>(dw - s.w + 1, 1), dw + s.w - 1);
-    shape_fail(c, "output_size [{},{}] does not fit input {}x{} with kernel {}, stride {}, padding {} ({})",
-               out.h, out.w, x[2], x[3], pair_label(Ints{k.h, k.w}), pair_label(Ints{s.h, s.w}),
-               pair_label(Ints{p.h, p.w}), bounds);
+    shape_fail(
+        c,
+        "output_size [{},{}] does not fit input {}x{} with kernel {}, stride {}, padding {} ({})",
+        out.h, out.w, x[2], x[3], pair_label(Ints{k.h, k.w}), pair_label(Ints{s.h, s.w}),
+        pair_label(Ints{p.h, p.w}), bounds);
   }
   return {out.h, out.w};
 }
@@ -326,8 +359,10 @@ SampledPool sample_pool_config(Sampler& s, bool dilation) {
   p.padding = {s.integer(0, kH / 2), s.integer(0, kW / 2)};
   p.dilation = dilation ? Ints{s.integer(1, 2), s.integer(1, 2)} : Ints{1, 1};
   p.ceil_mode = s.boolean();
-  const int64_t H = std::max<int64_t>(1, p.dilation[0] * (kH - 1) + 1 - 2 * p.padding[0]) + s.integer(0, 4);
-  const int64_t W = std::max<int64_t>(1, p.dilation[1] * (kW - 1) + 1 - 2 * p.padding[1]) + s.integer(0, 4);
+  const int64_t H =
+      std::max<int64_t>(1, p.dilation[0] * (kH - 1) + 1 - 2 * p.padding[0]) + s.integer(0, 4);
+  const int64_t W =
+      std::max<int64_t>(1, p.dilation[1] * (kW - 1) + 1 - 2 * p.padding[1]) + s.integer(0, 4);
   p.x = {s.integer(1, 2), s.integer(1, 3), H, W};
   return p;
 }
@@ -356,20 +391,28 @@ void register_pool_ops() {
       .summary = "window maxima and their flat input-plane indices (first maximum wins ties)",
       .inputs = {{"x"}},
       .outputs = {{"y"}, {"indices", false}},
-      .attrs = {kernel_attr(), stride_attr(), pair_attr("padding", 0, "p"), pair_attr("dilation", 1, "d"),
-                {"ceil_mode", AttrType::boolean, AttrValue(false), "ceil instead of floor for the output size", "ceil"}},
+      .attrs = {kernel_attr(),
+                stride_attr(),
+                pair_attr("padding", 0, "p"),
+                pair_attr("dilation", 1, "d"),
+                {"ceil_mode", AttrType::boolean, AttrValue(false),
+                 "ceil instead of floor for the output size", "ceil"}},
       .shape =
           [](const OpCall& c) {
             expect_rank(c, 0, 4, "[N,C,H,W]");
-            const PoolGeometry g = pool_geometry(c, c.input(0).shape(), true, c.attrs.boolean("ceil_mode"));
+            const PoolGeometry g =
+                pool_geometry(c, c.input(0).shape(), true, c.attrs.boolean("ceil_mode"));
             const Shape out{g.N, g.C, g.h.out, g.w.out};
             return std::vector<TensorSpec>{{out, c.input(0).dtype()}, {out, DType::i64}};
           },
       .forward =
           [](const OpCall& c, std::span<const TensorSpec> specs) {
-            const PoolGeometry g = pool_geometry(c, c.input(0).shape(), true, c.attrs.boolean("ceil_mode"));
+            const PoolGeometry g =
+                pool_geometry(c, c.input(0).shape(), true, c.attrs.boolean("ceil_mode"));
             Tensor y(specs[0].shape, specs[0].dtype), indices(specs[1].shape, DType::i64);
-            dispatch_float(y.dtype(), [&](auto t) { max_pool_forward<decltype(t)>(c.input(0), g, y, indices); });
+            dispatch_float(y.dtype(), [&](auto t) {
+              max_pool_forward<decltype(t)>(c.input(0), g, y, indices);
+            });
             return std::vector<Tensor>{y, indices};
           },
       .vjp = [](const VjpContext& c) -> std::vector<Var> {
@@ -378,13 +421,17 @@ void register_pool_ops() {
       },
       .vjp_formula = "dx = scatter_add_at(g, indices, [H, W])",
       .label = pool_label,
-      .sample = [](Sampler& s) {
-        const SampledPool p = sample_pool_config(s, true);
-        return OpSample{{s.distinct(p.x)},
-                        {{"kernel_size", p.kernel}, {"stride", p.stride}, {"padding", p.padding},
-                         {"dilation", p.dilation}, {"ceil_mode", p.ceil_mode}},
-                        all_batched(1)};
-      },
+      .sample =
+          [](Sampler& s) {
+            const SampledPool p = sample_pool_config(s, true);
+            return OpSample{{s.distinct(p.x)},
+                            {{"kernel_size", p.kernel},
+                             {"stride", p.stride},
+                             {"padding", p.padding},
+                             {"dilation", p.dilation},
+                             {"ceil_mode", p.ceil_mode}},
+                            all_batched(1)};
+          },
   });
   register_builtin({
       .name = "max_unpool2d",
@@ -404,7 +451,8 @@ void register_pool_ops() {
       .forward =
           [](const OpCall& c, std::span<const TensorSpec> specs) {
             Tensor y(specs[0].shape, specs[0].dtype);
-            dispatch_float(y.dtype(), [&](auto t) { scatter<decltype(t)>(c.input(0), c.input(1), y, false); });
+            dispatch_float(y.dtype(),
+                           [&](auto t) { scatter<decltype(t)>(c.input(0), c.input(1), y, false); });
             return std::vector<Tensor>{y};
           },
       .vjp = [](const VjpContext& c) -> std::vector<Var> {
@@ -412,20 +460,23 @@ void register_pool_ops() {
       },
       .vjp_formula = "dx = gather_at(g, indices)",
       .label = pool_label,
-      .sample = [](Sampler& s) {
-        const int64_t k = s.integer(1, 3), st = s.integer(1, 3);
-        const Shape x{s.integer(1, 2), s.integer(1, 3), s.integer(1, 3), s.integer(1, 3)};
-        // Within PyTorch's accepted range (default - stride, default + stride), and at least 1.
-        auto size = [&](int64_t in) {
-          const int64_t def = unpool_default(in, k, st, 0);
-          return s.integer(std::max<int64_t>(1, def - st + 1), def + st - 1);
-        };
-        const int64_t H = size(x[2]), W = size(x[3]);
-        return OpSample{{s.smooth(x), unique_plane_indices(s, x, H, W)},
-                        {{"kernel_size", Ints{k, k}}, {"stride", Ints{st, st}}, {"padding", Ints{0, 0}},
-                         {"output_size", Ints{H, W}}},
-                        all_batched(2)};
-      },
+      .sample =
+          [](Sampler& s) {
+            const int64_t k = s.integer(1, 3), st = s.integer(1, 3);
+            const Shape x{s.integer(1, 2), s.integer(1, 3), s.integer(1, 3), s.integer(1, 3)};
+            // Within PyTorch's accepted range (default - stride, default + stride), and at least 1.
+            auto size = [&](int64_t in) {
+              const int64_t def = unpool_default(in, k, st, 0);
+              return s.integer(std::max<int64_t>(1, def - st + 1), def + st - 1);
+            };
+            const int64_t H = size(x[2]), W = size(x[3]);
+            return OpSample{{s.smooth(x), unique_plane_indices(s, x, H, W)},
+                            {{"kernel_size", Ints{k, k}},
+                             {"stride", Ints{st, st}},
+                             {"padding", Ints{0, 0}},
+                             {"output_size", Ints{H, W}}},
+                            all_batched(2)};
+          },
   });
   register_builtin({
       .name = "gather_at",
@@ -444,7 +495,8 @@ void register_pool_ops() {
       .forward =
           [](const OpCall& c, std::span<const TensorSpec> specs) {
             Tensor y(specs[0].shape, specs[0].dtype);
-            dispatch_float(y.dtype(), [&](auto t) { gather<decltype(t)>(c.input(0), c.input(1), y); });
+            dispatch_float(y.dtype(),
+                           [&](auto t) { gather<decltype(t)>(c.input(0), c.input(1), y); });
             return std::vector<Tensor>{y};
           },
       .vjp = [](const VjpContext& c) -> std::vector<Var> {
@@ -452,23 +504,26 @@ void register_pool_ops() {
         return {scatter_add_at(c.grad_output(0), c.input(1), {x[2], x[3]}), Var()};
       },
       .vjp_formula = "dx = scatter_add_at(g, indices, [H, W])",
-      .sample = [](Sampler& s) {
-        const Shape x{s.integer(1, 2), s.integer(1, 3), s.integer(1, 4), s.integer(1, 4)};
-        const Shape i{x[0], x[1], s.integer(1, 3), s.integer(1, 3)};
-        return OpSample{{s.smooth(x), s.indices(i, x[2] * x[3])}, {}, all_batched(2)};
-      },
+      .sample =
+          [](Sampler& s) {
+            const Shape x{s.integer(1, 2), s.integer(1, 3), s.integer(1, 4), s.integer(1, 4)};
+            const Shape i{x[0], x[1], s.integer(1, 3), s.integer(1, 3)};
+            return OpSample{{s.smooth(x), s.indices(i, x[2] * x[3])}, {}, all_batched(2)};
+          },
   });
   register_builtin({
       .name = "scatter_add_at",
       .summary = "y = zeros [N,C,H,W]; y[n,c].flat[indices[n,c,i,j]] += x[n,c,i,j]",
       .inputs = {{"x"}, {"indices", InputKind::int64}},
-      .attrs = {{"output_size", AttrType::pair, std::nullopt, "[H, W] of the output planes", "out"}},
+      .attrs = {{"output_size", AttrType::pair, std::nullopt, "[H, W] of the output planes",
+                 "out"}},
       .shape =
           [](const OpCall& c) {
             expect_rank(c, 0, 4, "[N,C,h,w]");
             expect_same_shape(c, 0, 1);
             const HW size = hw(c.attrs, "output_size");
-            if (size.h < 1 || size.w < 1) shape_fail(c, "output_size must be positive, got [{},{}]", size.h, size.w);
+            if (size.h < 1 || size.w < 1)
+              shape_fail(c, "output_size must be positive, got [{},{}]", size.h, size.w);
             check_indices(c, 1, size.h * size.w, size.h, size.w);
             const Shape& x = c.input(0).shape();
             return std::vector<TensorSpec>{{{x[0], x[1], size.h, size.w}, c.input(0).dtype()}};
@@ -476,18 +531,21 @@ void register_pool_ops() {
       .forward =
           [](const OpCall& c, std::span<const TensorSpec> specs) {
             Tensor y(specs[0].shape, specs[0].dtype);
-            dispatch_float(y.dtype(), [&](auto t) { scatter<decltype(t)>(c.input(0), c.input(1), y, true); });
+            dispatch_float(y.dtype(),
+                           [&](auto t) { scatter<decltype(t)>(c.input(0), c.input(1), y, true); });
             return std::vector<Tensor>{y};
           },
       .vjp = [](const VjpContext& c) -> std::vector<Var> {
         return {gather_at(c.grad_output(0), c.input(1)), Var()};
       },
       .vjp_formula = "dx = gather_at(g, indices)",
-      .sample = [](Sampler& s) {
-        const Shape x{s.integer(1, 2), s.integer(1, 3), s.integer(1, 3), s.integer(1, 3)};
-        const int64_t H = s.integer(1, 4), W = s.integer(1, 4);
-        return OpSample{{s.smooth(x), s.indices(x, H * W)}, {{"output_size", Ints{H, W}}}, all_batched(2)};
-      },
+      .sample =
+          [](Sampler& s) {
+            const Shape x{s.integer(1, 2), s.integer(1, 3), s.integer(1, 3), s.integer(1, 3)};
+            const int64_t H = s.integer(1, 4), W = s.integer(1, 4);
+            return OpSample{
+                {s.smooth(x), s.indices(x, H * W)}, {{"output_size", Ints{H, W}}}, all_batched(2)};
+          },
   });
   register_builtin({
       .name = "avg_pool2d",
@@ -497,12 +555,14 @@ void register_pool_ops() {
       .shape =
           [](const OpCall& c) {
             expect_rank(c, 0, 4, "[N,C,H,W]");
-            const PoolGeometry g = pool_geometry(c, c.input(0).shape(), false, c.attrs.boolean("ceil_mode"));
+            const PoolGeometry g =
+                pool_geometry(c, c.input(0).shape(), false, c.attrs.boolean("ceil_mode"));
             return std::vector<TensorSpec>{{{g.N, g.C, g.h.out, g.w.out}, c.input(0).dtype()}};
           },
       .forward =
           [](const OpCall& c, std::span<const TensorSpec> specs) {
-            const PoolGeometry g = pool_geometry(c, c.input(0).shape(), false, c.attrs.boolean("ceil_mode"));
+            const PoolGeometry g =
+                pool_geometry(c, c.input(0).shape(), false, c.attrs.boolean("ceil_mode"));
             Tensor y(specs[0].shape, specs[0].dtype);
             dispatch_float(y.dtype(), [&](auto t) {
               avg_pool_forward<decltype(t)>(c.input(0), g, c.attrs.boolean("count_include_pad"), y);
@@ -515,16 +575,21 @@ void register_pool_ops() {
       },
       .vjp_formula = "dx = avg_pool2d_backward(g, [H, W])",
       .label = pool_label,
-      .sample = [](Sampler& s) {
-        const SampledPool p = sample_pool_config(s, false);
-        return OpSample{{s.smooth(p.x)},
-                        {{"kernel_size", p.kernel}, {"stride", p.stride}, {"padding", p.padding},
-                         {"ceil_mode", p.ceil_mode}, {"count_include_pad", s.boolean()}},
-                        all_batched(1)};
-      },
+      .sample =
+          [](Sampler& s) {
+            const SampledPool p = sample_pool_config(s, false);
+            return OpSample{{s.smooth(p.x)},
+                            {{"kernel_size", p.kernel},
+                             {"stride", p.stride},
+                             {"padding", p.padding},
+                             {"ceil_mode", p.ceil_mode},
+                             {"count_include_pad", s.boolean()}},
+                            all_batched(1)};
+          },
   });
   std::vector<AttrSpec> backward_attrs = avg_attrs();
-  backward_attrs.insert(backward_attrs.begin(), {"input_size", AttrType::pair, std::nullopt, "[H, W] of the pooled input", "in"});
+  backward_attrs.insert(backward_attrs.begin(), {"input_size", AttrType::pair, std::nullopt,
+                                                 "[H, W] of the pooled input", "in"});
   register_builtin({
       .name = "avg_pool2d_backward",
       .summary = "spreads g / divisor over each avg_pool2d window (its adjoint)",
@@ -535,15 +600,18 @@ void register_pool_ops() {
             expect_rank(c, 0, 4, "[N,C,Ho,Wo]");
             const HW in = hw(c.attrs, "input_size");
             const Shape& g = c.input(0).shape();
-            const PoolGeometry geo = pool_geometry(c, {g[0], g[1], in.h, in.w}, false, c.attrs.boolean("ceil_mode"));
+            const PoolGeometry geo =
+                pool_geometry(c, {g[0], g[1], in.h, in.w}, false, c.attrs.boolean("ceil_mode"));
             if (geo.h.out != g[2] || geo.w.out != g[3])
-              shape_fail(c, "g is {} but avg_pool2d of a {}x{} input gives {}x{}", g, in.h, in.w, geo.h.out, geo.w.out);
+              shape_fail(c, "g is {} but avg_pool2d of a {}x{} input gives {}x{}", g, in.h, in.w,
+                         geo.h.out, geo.w.out);
             return std::vector<TensorSpec>{{{g[0], g[1], in.h, in.w}, c.input(0).dtype()}};
           },
       .forward =
           [](const OpCall& c, std::span<const TensorSpec> specs) {
             Tensor x = Tensor::zeros(specs[0].shape, specs[0].dtype);
-            const PoolGeometry g = pool_geometry(c, specs[0].shape, false, c.attrs.boolean("ceil_mode"));
+            const PoolGeometry g =
+                pool_geometry(c, specs[0].shape, false, c.attrs.boolean("ceil_mode"));
             dispatch_float(x.dtype(), [&](auto t) {
               avg_pool_adjoint<decltype(t)>(c.input(0), g, c.attrs.boolean("count_include_pad"), x);
             });
@@ -554,15 +622,22 @@ void register_pool_ops() {
       },
       .vjp_formula = "dg = avg_pool2d(gg)",
       .label = pool_label,
-      .sample = [](Sampler& s) {
-        const SampledPool p = sample_pool_config(s, false);
-        const int64_t Ho = pool_out(p.x[2], p.kernel[0], p.stride[0], p.padding[0], 1, p.ceil_mode);
-        const int64_t Wo = pool_out(p.x[3], p.kernel[1], p.stride[1], p.padding[1], 1, p.ceil_mode);
-        return OpSample{{s.smooth({p.x[0], p.x[1], Ho, Wo})},
-                        {{"input_size", Ints{p.x[2], p.x[3]}}, {"kernel_size", p.kernel}, {"stride", p.stride},
-                         {"padding", p.padding}, {"ceil_mode", p.ceil_mode}, {"count_include_pad", s.boolean()}},
-                        all_batched(1)};
-      },
+      .sample =
+          [](Sampler& s) {
+            const SampledPool p = sample_pool_config(s, false);
+            const int64_t Ho =
+                pool_out(p.x[2], p.kernel[0], p.stride[0], p.padding[0], 1, p.ceil_mode);
+            const int64_t Wo =
+                pool_out(p.x[3], p.kernel[1], p.stride[1], p.padding[1], 1, p.ceil_mode);
+            return OpSample{{s.smooth({p.x[0], p.x[1], Ho, Wo})},
+                            {{"input_size", Ints{p.x[2], p.x[3]}},
+                             {"kernel_size", p.kernel},
+                             {"stride", p.stride},
+                             {"padding", p.padding},
+                             {"ceil_mode", p.ceil_mode},
+                             {"count_include_pad", s.boolean()}},
+                            all_batched(1)};
+          },
   });
 }
 
@@ -571,10 +646,11 @@ void register_pool_ops() {
 PoolResult max_pool2d(const Var& x, MaxPool2dOptions o, Loc loc) {
   static const OpDef& op = builtin("max_pool2d");
   Var in[] = {x};
-  auto out = call(op, in,
-                  Attrs(&op, {AttrValue(Ints(o.kernel_size)), AttrValue(Ints(o.stride)), AttrValue(Ints(o.padding)),
-                              AttrValue(Ints(o.dilation)), AttrValue(o.ceil_mode)}),
-                  loc);
+  auto out = call(
+      op, in,
+      Attrs(&op, {AttrValue(Ints(o.kernel_size)), AttrValue(Ints(o.stride)),
+                  AttrValue(Ints(o.padding)), AttrValue(Ints(o.dilation)), AttrValue(o.ceil_mode)}),
+      loc);
   return {out[0], out[1]};
 }
 Var max_unpool2d(const Var& x, const Var& indices, MaxUnpool2dOptions o, Loc loc) {

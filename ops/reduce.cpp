@@ -30,8 +30,10 @@ Tensor reduce_sum(const Tensor& x, const std::vector<bool>& reduce) {
   std::vector<std::pair<int64_t, bool>> dims;
   for (int d = 0; d < x.dim(); ++d) {
     if (x.shape()[d] == 1) continue;
-    if (!dims.empty() && dims.back().second == reduce[d]) dims.back().first *= x.shape()[d];
-    else dims.emplace_back(x.shape()[d], reduce[d]);
+    if (!dims.empty() && dims.back().second == reduce[d])
+      dims.back().first *= x.shape()[d];
+    else
+      dims.emplace_back(x.shape()[d], reduce[d]);
   }
   if (dims.empty()) dims.emplace_back(1, false);
   // Output strides of the canonical dims (0 for reduced ones).
@@ -78,7 +80,8 @@ std::vector<bool> reduced_axes(const OpCall& c) {
   for (int64_t a : axes) {
     int64_t d = a < 0 ? a + rank : a;
     if (d < 0 || d >= rank)
-      shape_fail(c, "axis {} is out of range for x of shape {} (rank {})", a, c.input(0).shape(), rank);
+      shape_fail(c, "axis {} is out of range for x of shape {} (rank {})", a, c.input(0).shape(),
+                 rank);
     if (reduce[d]) shape_fail(c, "axis {} is listed twice in axes {}", a, axes);
     reduce[d] = true;
   }
@@ -88,15 +91,18 @@ std::vector<bool> reduced_axes(const OpCall& c) {
 Shape reduced_shape(const Shape& in, const std::vector<bool>& reduce, bool keepdims) {
   Shape out;
   for (int d = 0; d < in.size(); ++d) {
-    if (!reduce[d]) out.push_back(in[d]);
-    else if (keepdims) out.push_back(1);
+    if (!reduce[d])
+      out.push_back(in[d]);
+    else if (keepdims)
+      out.push_back(1);
   }
   return out;
 }
 
 std::vector<TensorSpec> reduce_shape(const OpCall& c) {
   auto reduce = reduced_axes(c);
-  return {{reduced_shape(c.input(0).shape(), reduce, c.attrs.boolean("keepdims")), c.input(0).dtype()}};
+  return {
+      {reduced_shape(c.input(0).shape(), reduce, c.attrs.boolean("keepdims")), c.input(0).dtype()}};
 }
 
 // The VJP of a reduction: g put back in the kept-dims shape, broadcast over the reduced axes.
@@ -150,7 +156,8 @@ void register_reduce_ops() {
       .shape = reduce_shape,
       .forward =
           [](const OpCall& c, std::span<const TensorSpec> specs) {
-            return std::vector<Tensor>{reduce_sum(c.input(0), reduced_axes(c)).reshape(specs[0].shape)};
+            return std::vector<Tensor>{
+                reduce_sum(c.input(0), reduced_axes(c)).reshape(specs[0].shape)};
           },
       .vjp = [](const VjpContext& c) -> std::vector<Var> { return {spread(c, 1.0)}; },
       .vjp_formula = "dx = broadcast_to(g, x.shape)",
@@ -188,8 +195,10 @@ void register_reduce_ops() {
           [](const OpCall& c) {
             const Shape target(c.attrs.ints("shape"));
             if (!broadcastable(c.input(0).shape(), target))
-              shape_fail(c, "x of shape {} cannot be broadcast to {} (aligned at the right, each "
-                            "axis must match or be 1)", c.input(0).shape(), target);
+              shape_fail(c,
+                         "x of shape {} cannot be broadcast to {} (aligned at the right, each "
+                         "axis must match or be 1)",
+                         c.input(0).shape(), target);
             return std::vector<TensorSpec>{{target, c.input(0).dtype()}};
           },
       .forward =
@@ -207,10 +216,11 @@ void register_reduce_ops() {
         return {sum_to(c.grad_output(0), c.input(0).shape())};
       },
       .vjp_formula = "dx = sum_to(g, x.shape)",
-      .sample = [](Sampler& s) {
-        const Shape full = sample_shape(s, 0, 4);
-        return OpSample{{s.smooth(sample_broadcastable(s, full))}, {{"shape", Ints(full)}}};
-      },
+      .sample =
+          [](Sampler& s) {
+            const Shape full = sample_shape(s, 0, 4);
+            return OpSample{{s.smooth(sample_broadcastable(s, full))}, {{"shape", Ints(full)}}};
+          },
   });
   register_builtin({
       .name = "sum_to",
@@ -239,10 +249,11 @@ void register_reduce_ops() {
         return {broadcast_to(c.grad_output(0), c.input(0).shape())};
       },
       .vjp_formula = "dx = broadcast_to(g, x.shape)",
-      .sample = [](Sampler& s) {
-        const Shape full = sample_shape(s, 0, 4);
-        return OpSample{{s.smooth(full)}, {{"shape", Ints(sample_broadcastable(s, full))}}};
-      },
+      .sample =
+          [](Sampler& s) {
+            const Shape full = sample_shape(s, 0, 4);
+            return OpSample{{s.smooth(full)}, {{"shape", Ints(sample_broadcastable(s, full))}}};
+          },
   });
 }
 

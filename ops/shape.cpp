@@ -22,7 +22,8 @@ template <class T>
 void copy_window(const T* src, int64_t src_span, T* dst, int64_t dst_span, int64_t outer,
                  int64_t src_offset, int64_t dst_offset, int64_t count) {
   for (int64_t o = 0; o < outer; ++o)
-    std::memcpy(dst + o * dst_span + dst_offset, src + o * src_span + src_offset, count * sizeof(T));
+    std::memcpy(dst + o * dst_span + dst_offset, src + o * src_span + src_offset,
+                count * sizeof(T));
 }
 
 // The axis attribute of narrow / narrow_backward, resolved against the input's rank.
@@ -52,8 +53,10 @@ std::vector<Tensor> narrow_like(const OpCall& c, const TensorSpec& spec, bool pa
   const int64_t x_span = x.shape()[axis] * inner, y_span = spec.shape[axis] * inner;
   dispatch_float(x.dtype(), [&](auto t) {
     using T = decltype(t);
-    if (pad) copy_window(x.data<T>(), x_span, y.data<T>(), y_span, outer, 0, start * inner, x_span);
-    else copy_window(x.data<T>(), x_span, y.data<T>(), y_span, outer, start * inner, 0, y_span);
+    if (pad)
+      copy_window(x.data<T>(), x_span, y.data<T>(), y_span, outer, 0, start * inner, x_span);
+    else
+      copy_window(x.data<T>(), x_span, y.data<T>(), y_span, outer, start * inner, 0, y_span);
   });
   return {y};
 }
@@ -80,11 +83,12 @@ void register_shape_ops() {
         return {reshape(c.grad_output(0), c.input(0).shape())};
       },
       .vjp_formula = "dx = reshape(g, x.shape)",
-      .sample = [](Sampler& s) {
-        const Shape shape = sample_shape(s, 1, 4);
-        Ints target = s.boolean() ? Ints{-1} : Ints{shape.back(), -1};
-        return OpSample{{s.smooth(shape)}, {{"shape", target}}};
-      },
+      .sample =
+          [](Sampler& s) {
+            const Shape shape = sample_shape(s, 1, 4);
+            Ints target = s.boolean() ? Ints{-1} : Ints{shape.back(), -1};
+            return OpSample{{s.smooth(shape)}, {{"shape", target}}};
+          },
   });
   register_builtin({
       .name = "flatten",
@@ -93,7 +97,8 @@ void register_shape_ops() {
       .shape =
           [](const OpCall& c) {
             const Tensor& x = c.input(0);
-            if (x.dim() < 2) shape_fail(c, "x must have at least 2 axes [N, ...], got {}", x.shape());
+            if (x.dim() < 2)
+              shape_fail(c, "x must have at least 2 axes [N, ...], got {}", x.shape());
             int64_t features = 1;  // not numel / N, which loses the sizes when N is 0
             for (int d = 1; d < x.dim(); ++d) features *= x.shape()[d];
             return std::vector<TensorSpec>{{{x.shape()[0], features}, x.dtype()}};
@@ -106,9 +111,10 @@ void register_shape_ops() {
         return {reshape(c.grad_output(0), c.input(0).shape())};
       },
       .vjp_formula = "dx = reshape(g, x.shape)",
-      .sample = [](Sampler& s) {
-        return OpSample{{s.smooth(sample_shape(s, 2, 4))}, {}, all_batched(1)};
-      },
+      .sample =
+          [](Sampler& s) {
+            return OpSample{{s.smooth(sample_shape(s, 2, 4))}, {}, all_batched(1)};
+          },
   });
   register_builtin({
       .name = "permute",
@@ -120,12 +126,14 @@ void register_shape_ops() {
             const Shape& in = c.input(0).shape();
             const Ints& dims = c.attrs.ints("dims");
             if (dims.size() != in.size())
-              shape_fail(c, "dims {} must list each of the {} axes of x {} once", dims, in.size(), in);
+              shape_fail(c, "dims {} must list each of the {} axes of x {} once", dims, in.size(),
+                         in);
             Shape out;
             std::vector<bool> seen(in.size());
             for (int64_t d : dims) {
               if (d < 0 || d >= in.size() || seen[d])
-                shape_fail(c, "dims {} is not a permutation of 0..{} (x is {})", dims, in.size() - 1, in);
+                shape_fail(c, "dims {} is not a permutation of 0..{} (x is {})", dims,
+                           in.size() - 1, in);
               seen[d] = true;
               out.push_back(in[d]);
             }
@@ -157,7 +165,8 @@ void register_shape_ops() {
                 py[0] = px[0];
                 return;
               }
-              const int64_t inner = out.back(), rows = rank ? y.numel() / std::max<int64_t>(inner, 1) : 1;
+              const int64_t inner = out.back(),
+                            rows = rank ? y.numel() / std::max<int64_t>(inner, 1) : 1;
               const int64_t step = src.back();
               for (int64_t r = 0; r < rows; ++r) {
                 int64_t offset = 0, rest = r;
@@ -178,19 +187,22 @@ void register_shape_ops() {
         return {permute(c.grad_output(0), inverse)};
       },
       .vjp_formula = "dx = permute(g, inverse(dims))",
-      .sample = [](Sampler& s) {
-        const Shape shape = sample_shape(s, 1, 4);
-        Ints dims;
-        for (int d = 0; d < shape.size(); ++d) dims.push_back(d);
-        for (int d = shape.size() - 1; d > 0; --d) std::swap(dims[d], dims[static_cast<int>(s.integer(0, d))]);
-        return OpSample{{s.smooth(shape)}, {{"dims", dims}}};
-      },
+      .sample =
+          [](Sampler& s) {
+            const Shape shape = sample_shape(s, 1, 4);
+            Ints dims;
+            for (int d = 0; d < shape.size(); ++d) dims.push_back(d);
+            for (int d = shape.size() - 1; d > 0; --d)
+              std::swap(dims[d], dims[static_cast<int>(s.integer(0, d))]);
+            return OpSample{{s.smooth(shape)}, {{"dims", dims}}};
+          },
   });
   register_builtin({
       .name = "narrow",
       .summary = "elements [start, start+length) along one axis",
       .inputs = {{"x"}},
-      .attrs = {{"axis", AttrType::integer, std::nullopt, "the axis (negative counts from the end)"},
+      .attrs = {{"axis", AttrType::integer, std::nullopt,
+                 "the axis (negative counts from the end)"},
                 {"start", AttrType::integer, std::nullopt, "first index kept"},
                 {"length", AttrType::integer, std::nullopt, "how many are kept"}},
       .shape =
@@ -199,7 +211,8 @@ void register_shape_ops() {
             const int axis = normalize_axis(c, c.attrs.integer("axis"), in.size(), "axis");
             const int64_t start = c.attrs.integer("start"), length = c.attrs.integer("length");
             if (start < 0 || length < 0 || start + length > in[axis])
-              shape_fail(c, "the window start {} length {} does not fit axis {} of size {} (x is {})",
+              shape_fail(c,
+                         "the window start {} length {} does not fit axis {} of size {} (x is {})",
                          start, length, axis, in[axis], in);
             Shape out = in;
             out[axis] = length;
@@ -211,17 +224,19 @@ void register_shape_ops() {
           },
       .vjp = [](const VjpContext& c) -> std::vector<Var> {
         const int64_t axis = resolved_axis(c);
-        return {narrow_backward(c.grad_output(0), axis, c.attrs.integer("start"), c.input(0).size(static_cast<int>(axis)))};
+        return {narrow_backward(c.grad_output(0), axis, c.attrs.integer("start"),
+                                c.input(0).size(static_cast<int>(axis)))};
       },
       .vjp_formula = "dx = narrow_backward(g, axis, start, x.shape[axis])",
-      .sample = [](Sampler& s) {
-        const Shape shape = sample_shape(s, 1, 4);
-        const int axis = static_cast<int>(s.integer(0, shape.size() - 1));
-        const int64_t start = s.integer(0, shape[axis] - 1);
-        const int64_t length = s.integer(1, shape[axis] - start);
-        return OpSample{{s.smooth(shape)},
-                        {{"axis", int64_t{axis}}, {"start", start}, {"length", length}}};
-      },
+      .sample =
+          [](Sampler& s) {
+            const Shape shape = sample_shape(s, 1, 4);
+            const int axis = static_cast<int>(s.integer(0, shape.size() - 1));
+            const int64_t start = s.integer(0, shape[axis] - 1);
+            const int64_t length = s.integer(1, shape[axis] - start);
+            return OpSample{{s.smooth(shape)},
+                            {{"axis", int64_t{axis}}, {"start", start}, {"length", length}}};
+          },
   });
   register_builtin({
       .name = "narrow_backward",
@@ -248,16 +263,20 @@ void register_shape_ops() {
           },
       .vjp = [](const VjpContext& c) -> std::vector<Var> {
         const int64_t axis = resolved_axis(c);
-        return {narrow(c.grad_output(0), axis, c.attrs.integer("start"), c.input(0).size(static_cast<int>(axis)))};
+        return {narrow(c.grad_output(0), axis, c.attrs.integer("start"),
+                       c.input(0).size(static_cast<int>(axis)))};
       },
       .vjp_formula = "dg = narrow(gg, axis, start, g.shape[axis])",
-      .sample = [](Sampler& s) {
-        const Shape shape = sample_shape(s, 1, 4);
-        const int axis = static_cast<int>(s.integer(0, shape.size() - 1));
-        const int64_t start = s.integer(0, 2);
-        return OpSample{{s.smooth(shape)},
-                        {{"axis", int64_t{axis}}, {"start", start}, {"size", start + shape[axis] + s.integer(0, 2)}}};
-      },
+      .sample =
+          [](Sampler& s) {
+            const Shape shape = sample_shape(s, 1, 4);
+            const int axis = static_cast<int>(s.integer(0, shape.size() - 1));
+            const int64_t start = s.integer(0, 2);
+            return OpSample{{s.smooth(shape)},
+                            {{"axis", int64_t{axis}},
+                             {"start", start},
+                             {"size", start + shape[axis] + s.integer(0, 2)}}};
+          },
   });
 }
 

@@ -67,14 +67,16 @@ void softmax_forward(const Tensor& x, Tensor& y, bool log) {
 }
 
 void check_class_input(const OpCall& c) {
-  if (c.input(0).dim() < 2) shape_fail(c, "x must be [N,C] or [N,C,H,W], got {}", c.input(0).shape());
+  if (c.input(0).dim() < 2)
+    shape_fail(c, "x must be [N,C] or [N,C,H,W], got {}", c.input(0).shape());
 }
 
 bool is_class_labels(const Tensor& labels) { return labels.dtype() == DType::i64; }
 
 // Per-element losses l = lse - z[label] (class labels) or sum_c t_c (lse - z_c) (probabilities).
 template <class T>
-void xent_forward(const Tensor& logits, const Tensor& labels, int64_t ignore_index, Tensor& losses) {
+void xent_forward(const Tensor& logits, const Tensor& labels, int64_t ignore_index,
+                  Tensor& losses) {
   const ClassLayout L = class_layout(logits.shape());
   const T* pz = logits.data<T>();
   T* pl = losses.data<T>();
@@ -165,7 +167,8 @@ OpSample sample_softmax(Sampler& s) {
 
 void register_softmax_ops() {
   // softmax and log_softmax share their shape rule and kernel (log picks the output form).
-  auto register_softmax_like = [](std::string name, std::string summary, bool log, VjpFn vjp, std::string formula) {
+  auto register_softmax_like = [](std::string name, std::string summary, bool log, VjpFn vjp,
+                                  std::string formula) {
     register_builtin({
         .name = std::move(name),
         .summary = std::move(summary),
@@ -178,7 +181,8 @@ void register_softmax_ops() {
         .forward =
             [log](const OpCall& c, std::span<const TensorSpec> specs) {
               Tensor y(specs[0].shape, specs[0].dtype);
-              dispatch_float(y.dtype(), [&](auto t) { softmax_forward<decltype(t)>(c.input(0), y, log); });
+              dispatch_float(y.dtype(),
+                             [&](auto t) { softmax_forward<decltype(t)>(c.input(0), y, log); });
               return std::vector<Tensor>{y};
             },
         .vjp = std::move(vjp),
@@ -186,24 +190,28 @@ void register_softmax_ops() {
         .sample = sample_softmax,
     });
   };
-  register_softmax_like("softmax", "exp(x) / sum_c exp(x) over axis 1", false,
-                        [](const VjpContext& c) -> std::vector<Var> {
-                          const Var &y = c.output(0), &g = c.grad_output(0);
-                          return {mul(y, sub(g, sum(mul(y, g), {.axes = {1}, .keepdims = true})))};
-                        },
-                        "dx = y * (g - sum_c(y * g))");
-  register_softmax_like("log_softmax", "x - log(sum_c exp(x)) over axis 1", true,
-                        [](const VjpContext& c) -> std::vector<Var> {
-                          const Var& g = c.grad_output(0);
-                          return {sub(g, mul(softmax(c.input(0)), sum(g, {.axes = {1}, .keepdims = true})))};
-                        },
-                        "dx = g - softmax(x) * sum_c(g)");
+  register_softmax_like(
+      "softmax", "exp(x) / sum_c exp(x) over axis 1", false,
+      [](const VjpContext& c) -> std::vector<Var> {
+        const Var &y = c.output(0), &g = c.grad_output(0);
+        return {mul(y, sub(g, sum(mul(y, g), {.axes = {1}, .keepdims = true})))};
+      },
+      "dx = y * (g - sum_c(y * g))");
+  register_softmax_like(
+      "log_softmax", "x - log(sum_c exp(x)) over axis 1", true,
+      [](const VjpContext& c) -> std::vector<Var> {
+        const Var& g = c.grad_output(0);
+        return {sub(g, mul(softmax(c.input(0)), sum(g, {.axes = {1}, .keepdims = true})))};
+      },
+      "dx = g - softmax(x) * sum_c(g)");
   register_builtin({
       .name = "one_hot",
-      .summary = "int64 labels [N, d...] -> [N, C, d...] with 1 at each label (labels outside [0, C) give 0s)",
+      .summary = "int64 labels [N, d...] -> [N, C, d...] with 1 at each label (labels outside [0, "
+                 "C) give 0s)",
       .inputs = {{"labels", InputKind::int64}},
       .attrs = {{"num_classes", AttrType::integer, std::nullopt, "C"},
-                {"float64", AttrType::boolean, AttrValue(false), "float64 output instead of float32"}},
+                {"float64", AttrType::boolean, AttrValue(false),
+                 "float64 output instead of float32"}},
       .shape =
           [](const OpCall& c) {
             const Shape& l = c.input(0).shape();
@@ -212,7 +220,8 @@ void register_softmax_ops() {
             if (C < 1) shape_fail(c, "num_classes must be at least 1, got {}", C);
             Shape out{l[0], C};
             for (int d = 1; d < l.size(); ++d) out.push_back(l[d]);
-            return std::vector<TensorSpec>{{out, c.attrs.boolean("float64") ? DType::f64 : DType::f32}};
+            return std::vector<TensorSpec>{
+                {out, c.attrs.boolean("float64") ? DType::f64 : DType::f32}};
           },
       .forward =
           [](const OpCall& c, std::span<const TensorSpec> specs) {
@@ -224,17 +233,20 @@ void register_softmax_ops() {
               T* py = y.data<T>();
               for (int64_t k = 0; k < L.N * L.S; ++k) {
                 const int64_t label = pl[k];
-                if (label >= 0 && label < L.C) py[(k / L.S) * L.C * L.S + label * L.S + k % L.S] = T(1);
+                if (label >= 0 && label < L.C)
+                  py[(k / L.S) * L.C * L.S + label * L.S + k % L.S] = T(1);
               }
             });
             return std::vector<Tensor>{y};
           },
-      .sample = [](Sampler& s) {
-        const Shape l = sample_shape(s, 1, 3);
-        const int64_t classes = s.integer(1, 4);
-        return OpSample{{s.indices(l, classes + 1)}, {{"num_classes", classes}, {"float64", s.dtype() == DType::f64}},
-                        all_batched(1)};
-      },
+      .sample =
+          [](Sampler& s) {
+            const Shape l = sample_shape(s, 1, 3);
+            const int64_t classes = s.integer(1, 4);
+            return OpSample{{s.indices(l, classes + 1)},
+                            {{"num_classes", classes}, {"float64", s.dtype() == DType::f64}},
+                            all_batched(1)};
+          },
   });
   register_builtin({
       .name = "softmax_xent",
@@ -250,12 +262,15 @@ void register_softmax_ops() {
             if (z.dim() < 2) shape_fail(c, "logits must be [N,C] or [N,C,H,W], got {}", z.shape());
             const std::string& reduction = c.attrs.string("reduction");
             if (reduction != "mean" && reduction != "sum" && reduction != "none")
-              shape_fail(c, "reduction must be \"mean\", \"sum\" or \"none\", got \"{}\"", reduction);
+              shape_fail(c, "reduction must be \"mean\", \"sum\" or \"none\", got \"{}\"",
+                         reduction);
             const Shape elements = element_shape(z.shape());
             if (is_class_labels(labels)) {
               if (!(labels.shape() == elements))
-                shape_fail(c, "class labels are {} but logits {} need labels {} (the logits without "
-                              "the class axis 1)", labels.shape(), z.shape(), elements);
+                shape_fail(c,
+                           "class labels are {} but logits {} need labels {} (the logits without "
+                           "the class axis 1)",
+                           labels.shape(), z.shape(), elements);
               const int64_t C = z.shape()[1], ignore = c.attrs.integer("ignore_index");
               const int64_t* pl = labels.data<int64_t>();
               for (int64_t i = 0; i < labels.numel(); ++i)
@@ -267,7 +282,8 @@ void register_softmax_ops() {
                 shape_fail(c, "probability labels are {} but logits are {}; they must match",
                            labels.shape(), z.shape());
               if (labels.dtype() != z.dtype())
-                shape_fail(c, "probability labels are {} but logits are {}", labels.dtype(), z.dtype());
+                shape_fail(c, "probability labels are {} but logits are {}", labels.dtype(),
+                           z.dtype());
             }
             return std::vector<TensorSpec>{{reduction == "none" ? elements : Shape{}, z.dtype()}};
           },
@@ -276,7 +292,8 @@ void register_softmax_ops() {
             const Tensor &z = c.input(0), &labels = c.input(1);
             const int64_t ignore = c.attrs.integer("ignore_index");
             Tensor losses(element_shape(z.shape()), z.dtype());
-            dispatch_float(z.dtype(), [&](auto t) { xent_forward<decltype(t)>(z, labels, ignore, losses); });
+            dispatch_float(z.dtype(),
+                           [&](auto t) { xent_forward<decltype(t)>(z, labels, ignore, losses); });
             const std::string& reduction = c.attrs.string("reduction");
             if (reduction == "none") return std::vector<Tensor>{losses};
             double total = 0;
@@ -289,35 +306,39 @@ void register_softmax_ops() {
           },
       .vjp = xent_vjp,
       .vjp_formula = "dz = s * (softmax(z) * sum_c t - t), dt = -s * log_softmax(z)",
-      .sample = [](Sampler& s) {
-        const Shape shape = sample_class_shape(s);
-        const std::string reduction = s.choose<const char*>({"mean", "sum", "none"});
-        const bool classes = s.boolean();
-        Tensor labels;
-        if (classes) {
-          // Classes in [0, C), with some elements set to ignore_index -1.
-          labels = s.indices(element_shape(shape), shape[1] + 1);
-          for (int64_t& v : labels.values<int64_t>()) v = v == shape[1] ? -1 : v;
-          // A mean over no counted element is 0/0 (NaN, as in PyTorch): keep one counted.
-          labels.data<int64_t>()[0] = std::max<int64_t>(labels.data<int64_t>()[0], 0);
-        } else {
-          Tensor raw = s.positive(shape);
-          Tensor normalised = raw.clone();
-          const ClassLayout L = class_layout(shape);
-          dispatch_float(raw.dtype(), [&](auto t) {
-            using T = decltype(t);
-            T* p = normalised.data<T>();
-            for (int64_t k = 0; k < L.N * L.S; ++k) {
-              T total = 0;
-              for (int64_t c = 0; c < L.C; ++c) total += p[(k / L.S) * L.C * L.S + c * L.S + k % L.S];
-              for (int64_t c = 0; c < L.C; ++c) p[(k / L.S) * L.C * L.S + c * L.S + k % L.S] /= total;
+      .sample =
+          [](Sampler& s) {
+            const Shape shape = sample_class_shape(s);
+            const std::string reduction = s.choose<const char*>({"mean", "sum", "none"});
+            const bool classes = s.boolean();
+            Tensor labels;
+            if (classes) {
+              // Classes in [0, C), with some elements set to ignore_index -1.
+              labels = s.indices(element_shape(shape), shape[1] + 1);
+              for (int64_t& v : labels.values<int64_t>()) v = v == shape[1] ? -1 : v;
+              // A mean over no counted element is 0/0 (NaN, as in PyTorch): keep one counted.
+              labels.data<int64_t>()[0] = std::max<int64_t>(labels.data<int64_t>()[0], 0);
+            } else {
+              Tensor raw = s.positive(shape);
+              Tensor normalised = raw.clone();
+              const ClassLayout L = class_layout(shape);
+              dispatch_float(raw.dtype(), [&](auto t) {
+                using T = decltype(t);
+                T* p = normalised.data<T>();
+                for (int64_t k = 0; k < L.N * L.S; ++k) {
+                  T total = 0;
+                  for (int64_t c = 0; c < L.C; ++c)
+                    total += p[(k / L.S) * L.C * L.S + c * L.S + k % L.S];
+                  for (int64_t c = 0; c < L.C; ++c)
+                    p[(k / L.S) * L.C * L.S + c * L.S + k % L.S] /= total;
+                }
+              });
+              labels = normalised;
             }
-          });
-          labels = normalised;
-        }
-        return OpSample{{s.smooth(shape), labels}, {{"reduction", reduction}, {"ignore_index", int64_t{-1}}},
-                        reduction == "none" ? all_batched(2) : std::vector<bool>{}};
-      },
+            return OpSample{{s.smooth(shape), labels},
+                            {{"reduction", reduction}, {"ignore_index", int64_t{-1}}},
+                            reduction == "none" ? all_batched(2) : std::vector<bool>{}};
+          },
   });
 }
 
@@ -335,7 +356,8 @@ Var one_hot(const Var& labels, int64_t num_classes, bool float64, Loc loc) {
 }
 Var softmax_xent(const Var& logits, const Var& labels, SoftmaxXentOptions o, Loc loc) {
   static const OpDef& op = builtin("softmax_xent");
-  return call_op(op, {logits, labels}, Attrs(&op, {AttrValue(o.reduction), AttrValue(o.ignore_index)}), loc);
+  return call_op(op, {logits, labels},
+                 Attrs(&op, {AttrValue(o.reduction), AttrValue(o.ignore_index)}), loc);
 }
 
 }  // namespace dg

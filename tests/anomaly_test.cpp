@@ -25,7 +25,8 @@ TEST(Anomaly, LogOfANegativeNumberIsBlamedOnLogWithItsCallSite) {
   Var x = variable(f64({1.0, -2.0, 3.0}, {3}), "x");
   const int line = __LINE__ + 1;
   const std::string m = anomaly_message([&] { sum(log(mul_scalar(x, 2.0))); });
-  EXPECT_NE(m.find("anomaly: 'log' created 1 NaN and 0 Inf (first at [1])"), std::string::npos) << m;
+  EXPECT_NE(m.find("anomaly: 'log' created 1 NaN and 0 Inf (first at [1])"), std::string::npos)
+      << m;
   EXPECT_NE(m.find("forward pass"), std::string::npos) << m;
   EXPECT_NE(m.find(fmt::format("anomaly_test.cpp:{}", line)), std::string::npos) << m;
   EXPECT_NE(m.find("x = float64 [3] values in [-4, 6]"), std::string::npos) << m;
@@ -69,7 +70,10 @@ TEST(Anomaly, ANonFiniteLeafIsReportedAsComingFromOutside) {
 
 TEST(Anomaly, OffByDefaultAndOffAfterTheScope) {
   EXPECT_FALSE(DetectAnomaly::enabled());
-  { DetectAnomaly detect; EXPECT_TRUE(DetectAnomaly::enabled()); }
+  {
+    DetectAnomaly detect;
+    EXPECT_TRUE(DetectAnomaly::enabled());
+  }
   EXPECT_FALSE(DetectAnomaly::enabled());
   Var y = log(f64({-1}, {1}));  // no scope: NaN flows through, no error
   EXPECT_TRUE(std::isnan(y.item()));

@@ -32,7 +32,8 @@ void expect_one_complete_version(const std::string& path, const std::string& whe
   ASSERT_NO_THROW(load_checkpoint(path, loaded)) << when;
   const double version = loaded.at("conv.weight").value().at(0);
   for (const auto& [name, p] : loaded)
-    for (int64_t i = 0; i < p.numel(); i += 97) ASSERT_EQ(p.value().at(i), version) << name << ", " << when;
+    for (int64_t i = 0; i < p.numel(); i += 97)
+      ASSERT_EQ(p.value().at(i), version) << name << ", " << when;
 }
 
 struct TempDir {
@@ -101,7 +102,8 @@ TEST(CheckpointKill, KilledMidWriteAtRandomBytesLeavesThePreviousCheckpoint) {
     expect_one_complete_version(path, "after a kill at byte " + std::to_string(limit));
     ParamList loaded = model(-1);
     load_checkpoint(path, loaded);
-    EXPECT_EQ(loaded.at("fc.bias").value().at(0), 0.0) << "the interrupted save must not replace the checkpoint";
+    EXPECT_EQ(loaded.at("fc.bias").value().at(0), 0.0)
+        << "the interrupted save must not replace the checkpoint";
   }
 }
 

@@ -20,7 +20,7 @@ std::vector<Tensor> gradients(const Shared& s, const Tensor& images, const Tenso
   Var h = relu(bias_add(conv2d(images, s.w1, {.padding = 1}), s.b1));
   auto [p, idx] = max_pool2d(h, {.kernel_size = 2});
   Var up = max_unpool2d(p, idx, {.kernel_size = 2, .output_size = {6, 6}});
-  Var pooled = avg_pool2d(up, {.kernel_size = 2});                      // [N,4,3,3]
+  Var pooled = avg_pool2d(up, {.kernel_size = 2});  // [N,4,3,3]
   Var logits = reshape(conv1x1(reshape(pooled, {-1, 36, 1, 1}), s.w2), {-1, 3});
   Var loss = softmax_xent(logits, labels);
   std::vector<Tensor> out;

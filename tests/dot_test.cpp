@@ -163,13 +163,18 @@ TEST(Dot, ConvLabelsShowKernelAndNonDefaultAttributes) {
 
 TEST(Dot, PoolLabelsLeaveOutAStrideEqualToTheKernel) {
   const dg::OpDef& pool = dg::find_op("max_pool2d");
-  const auto label = [&](dg::AttrMap attrs) { return dg::op_label(pool, dg::make_attrs(pool, attrs)); };
+  const auto label = [&](dg::AttrMap attrs) {
+    return dg::op_label(pool, dg::make_attrs(pool, attrs));
+  };
   EXPECT_EQ(label({{"kernel_size", 2}}), "max_pool2d k2");
   EXPECT_EQ(label({{"kernel_size", 2}, {"stride", 2}}), "max_pool2d k2");
   EXPECT_EQ(label({{"kernel_size", 3}, {"stride", 2}, {"padding", 1}}), "max_pool2d k3 s2 p1");
-  EXPECT_EQ(label({{"kernel_size", dg::Ints{3, 2}}, {"stride", dg::Ints{3, 2}}}), "max_pool2d k3x2");
+  EXPECT_EQ(label({{"kernel_size", dg::Ints{3, 2}}, {"stride", dg::Ints{3, 2}}}),
+            "max_pool2d k3x2");
   const dg::OpDef& avg = dg::find_op("avg_pool2d");
-  EXPECT_EQ(dg::op_label(avg, dg::make_attrs(avg, {{"kernel_size", 2}, {"stride", 1}, {"count_include_pad", false}})),
+  EXPECT_EQ(dg::op_label(
+                avg, dg::make_attrs(
+                         avg, {{"kernel_size", 2}, {"stride", 1}, {"count_include_pad", false}})),
             "avg_pool2d k2 s1 no_count_include_pad");
 }
 
@@ -247,7 +252,8 @@ TEST(Dot, LeftToRightLayoutTurnsPortsEast) {
   dg::Tape tape;
   dg::Var x = dg::variable(dg::Tensor::randn({1, 1, 2, 2}, 1));
   auto [p, i] = dg::max_pool2d(x, {.kernel_size = 2});
-  const std::string dot = dg::to_dot({dg::max_unpool2d(p, i, {.kernel_size = 2})}, {.left_to_right = true});
+  const std::string dot =
+      dg::to_dot({dg::max_unpool2d(p, i, {.kernel_size = 2})}, {.left_to_right = true});
   EXPECT_NE(dot.find("rankdir=LR;"), std::string::npos);
   EXPECT_NE(dot.find("op0:o1:e -> op1"), std::string::npos);
 }
@@ -255,10 +261,23 @@ TEST(Dot, LeftToRightLayoutTurnsPortsEast) {
 // ---- escaping -----------------------------------------------------------------------------
 
 const std::vector<std::string> kHostileNames = {
-    "quote\"inside",  "back\\slash",   "trailing\\",       "brace{x}|y",    "<b>angle</b>",
-    "line\nbreak",    "\\N\\G\\l",      "amp&amp;",         "cr\r\nlf",       "tab\there",
-    "\"];\nevil [label=\"x", "-> op0", "}\ndigraph{",        "</TD></TR>",     "bad\xff\xfeutf8",
-    "ctrl\x01\x1f",   "truncated\xe2\x82",
+    "quote\"inside",
+    "back\\slash",
+    "trailing\\",
+    "brace{x}|y",
+    "<b>angle</b>",
+    "line\nbreak",
+    "\\N\\G\\l",
+    "amp&amp;",
+    "cr\r\nlf",
+    "tab\there",
+    "\"];\nevil [label=\"x",
+    "-> op0",
+    "}\ndigraph{",
+    "</TD></TR>",
+    "bad\xff\xfeutf8",
+    "ctrl\x01\x1f",
+    "truncated\xe2\x82",
 };
 
 TEST(Dot, HostileNamesParseAndCannotAddNodesOrEdges) {
@@ -296,9 +315,11 @@ TEST(Dot, QuoteAndHtmlEscapeRules) {
   EXPECT_EQ(dg::dot_quote("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
   EXPECT_EQ(dg::dot_quote("x\r\ny\rz\tw"), "\"x\\ny\\nz w\"");
   EXPECT_EQ(dg::dot_quote("\x01"), "\"\xEF\xBF\xBD\"");
-  EXPECT_EQ(dg::dot_quote("caf\xc3\xa9 \xe2\x88\x82"), "\"caf\xc3\xa9 \xe2\x88\x82\"");  // UTF-8 kept
-  EXPECT_EQ(dg::dot_quote("\xc3"), "\"\xEF\xBF\xBD\"");                                 // truncated
-  EXPECT_EQ(dg::dot_quote("\xed\xa0\x80"), "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"");  // surrogate
+  EXPECT_EQ(dg::dot_quote("caf\xc3\xa9 \xe2\x88\x82"),
+            "\"caf\xc3\xa9 \xe2\x88\x82\"");             // UTF-8 kept
+  EXPECT_EQ(dg::dot_quote("\xc3"), "\"\xEF\xBF\xBD\"");  // truncated
+  EXPECT_EQ(dg::dot_quote("\xed\xa0\x80"),
+            "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"");  // surrogate
   EXPECT_EQ(dg::dot_html_escape("<a & \"b\">\nc"), "&lt;a &amp; &quot;b&quot;&gt;<BR/>c");
 }
 
@@ -309,13 +330,17 @@ TEST(Dot, HostileOpAndOutputNamesInHtmlLabels) {
       .summary = "two copies of x",
       .inputs = {{"x"}},
       .outputs = {{"<first>"}, {"second&\"</TD>"}},
-      .shape = [](const dg::OpCall& c) {
-        return std::vector<dg::TensorSpec>(2, {c.input(0).shape(), c.input(0).dtype()});
+      .shape =
+          [](const dg::OpCall& c) {
+            return std::vector<dg::TensorSpec>(2, {c.input(0).shape(), c.input(0).dtype()});
+          },
+      .forward =
+          [](const dg::OpCall& c, std::span<const dg::TensorSpec>) {
+            return std::vector<dg::Tensor>{c.input(0).clone(), c.input(0).clone()};
+          },
+      .vjp = [](const dg::VjpContext& c) -> std::vector<dg::Var> {
+        return {c.grad_output(0) + c.grad_output(1)};
       },
-      .forward = [](const dg::OpCall& c, std::span<const dg::TensorSpec>) {
-        return std::vector<dg::Tensor>{c.input(0).clone(), c.input(0).clone()};
-      },
-      .vjp = [](const dg::VjpContext& c) -> std::vector<dg::Var> { return {c.grad_output(0) + c.grad_output(1)}; },
       .vjp_formula = "dx = g0 + g1",
   });
   dg::Tape tape;
@@ -455,7 +480,8 @@ TEST(Dot, MergedBackwardShowsConvTransposeAsConv2dsVjp) {
   dg::Tape tape;
   Model m(false);
   std::vector<dg::Var> outputs{m.loss};
-  for (const dg::Var& g : dg::grad(m.loss, m.params(), {.create_graph = true})) outputs.push_back(g);
+  for (const dg::Var& g : dg::grad(m.loss, m.params(), {.create_graph = true}))
+    outputs.push_back(g);
   ParsedGraph g = parse(dg::to_dot(outputs, {.backward = dg::BackwardGraph::merged}));
   ASSERT_TRUE(g);
   // The decoder's conv_transpose2d is differentiated into a conv2d, and back.
@@ -465,7 +491,8 @@ TEST(Dot, MergedBackwardShowsConvTransposeAsConv2dsVjp) {
   EXPECT_EQ(nodes_labelled(g.get(), "gather_at\\nVJP of max_unpool2d").size(), 1u);
   EXPECT_EQ(nodes_labelled(g.get(), "scatter_add_at out6\\nVJP of max_pool2d").size(), 1u);
   // Edges into gradient nodes are dashed; the pooling indices still stand out.
-  for (Agedge_t* e : in_edges(g.get(), vjp[0])) EXPECT_NE(attr(e, "style").find("dashed"), std::string::npos);
+  for (Agedge_t* e : in_edges(g.get(), vjp[0]))
+    EXPECT_NE(attr(e, "style").find("dashed"), std::string::npos);
   Agnode_t* scatter = nodes_labelled(g.get(), "scatter_add_at")[0];
   bool saw_indices = false;
   for (Agedge_t* e : in_edges(g.get(), scatter))
@@ -486,7 +513,8 @@ TEST(Dot, BesideBackwardGroupsEachVjpInItsOwnCluster) {
   dg::Tape tape;
   Model m;
   std::vector<dg::Var> outputs{m.loss};
-  for (const dg::Var& g : dg::grad(m.loss, m.params(), {.create_graph = true})) outputs.push_back(g);
+  for (const dg::Var& g : dg::grad(m.loss, m.params(), {.create_graph = true}))
+    outputs.push_back(g);
   const std::string dot = dg::to_dot(outputs, {.backward = dg::BackwardGraph::beside});
   ParsedGraph g = parse(dot);
   ASSERT_TRUE(g);
@@ -495,7 +523,8 @@ TEST(Dot, BesideBackwardGroupsEachVjpInItsOwnCluster) {
   ASSERT_TRUE(backward && conv_vjp);
   EXPECT_EQ(agparent(conv_vjp), backward);
   std::vector<std::string> in_vjp;
-  for (Agnode_t* n = agfstnode(conv_vjp); n; n = agnxtnode(conv_vjp, n)) in_vjp.push_back(attr(n, "label"));
+  for (Agnode_t* n = agfstnode(conv_vjp); n; n = agnxtnode(conv_vjp, n))
+    in_vjp.push_back(attr(n, "label"));
   std::sort(in_vjp.begin(), in_vjp.end());
   // dx = conv2d(g, w), dw = conv2d_weight_grad(g, x)
   EXPECT_EQ(in_vjp, (std::vector<std::string>{"conv2d k3 p1", "conv2d_weight_grad k3 p1"}));
@@ -516,13 +545,15 @@ TEST(Dot, HiddenBackwardLeavesGradientsOutAndSaysSo) {
   dg::Tape tape;
   Model m(false);
   std::vector<dg::Var> outputs{m.loss};
-  for (const dg::Var& g : dg::grad(m.loss, m.params(), {.create_graph = true})) outputs.push_back(g);
+  for (const dg::Var& g : dg::grad(m.loss, m.params(), {.create_graph = true}))
+    outputs.push_back(g);
   const std::string hidden = dg::to_dot(outputs);
   dg::Tape other;
   Model plain(false);
   // Exactly the forward graph, plus a note.
   std::string forward = dg::to_dot({plain.loss});
-  const std::string note = "154 parameters\\n4 gradient outputs not drawn (DotOptions::backward is hidden)";
+  const std::string note =
+      "154 parameters\\n4 gradient outputs not drawn (DotOptions::backward is hidden)";
   forward.replace(forward.find("154 parameters"), std::string("154 parameters").size(), note);
   EXPECT_EQ(hidden, forward);
 }
@@ -550,8 +581,10 @@ TEST(Dot, StatsOnEdgesLeavesAndScalarOutputs) {
   dg::Var w = dg::variable(dg::Tensor::from(std::vector<double>{1, 1, 1}, {3}), "w");
   dg::Var y = dg::sum(x * w).named("s");
   const std::string dot = dg::to_dot({y}, {.stats = true});
-  EXPECT_NE(dot.find("label=\"x\\ninput [3] f64\\nmin -1 max 5 mean 2\""), std::string::npos) << dot;
-  EXPECT_NE(dot.find("op0 -> op1 [label=\"[3] f64\\nmin -1 max 5 mean 2\"];"), std::string::npos) << dot;
+  EXPECT_NE(dot.find("label=\"x\\ninput [3] f64\\nmin -1 max 5 mean 2\""), std::string::npos)
+      << dot;
+  EXPECT_NE(dot.find("op0 -> op1 [label=\"[3] f64\\nmin -1 max 5 mean 2\"];"), std::string::npos)
+      << dot;
   EXPECT_NE(dot.find("label=\"s\\n[] f64\\nvalue 6\""), std::string::npos) << dot;
   EXPECT_EQ(dg::to_dot({y}).find("mean"), std::string::npos);  // off by default
 }
@@ -562,7 +595,9 @@ TEST(Dot, ParameterGradientNormAfterBackward) {
   dg::Var loss = dg::sum(w * w) * 0.5;  // dL/dw = w, norm 5
   dg::backward(loss, {}, {.retain_graph = true});
   const std::string dot = dg::to_dot({loss}, {.stats = true});
-  EXPECT_NE(dot.find("w\\nparam [2] f64\\n2 parameters\\nmin 3 max 4 mean 3.5\\ngrad norm 5\""), std::string::npos) << dot;
+  EXPECT_NE(dot.find("w\\nparam [2] f64\\n2 parameters\\nmin 3 max 4 mean 3.5\\ngrad norm 5\""),
+            std::string::npos)
+      << dot;
 }
 
 TEST(Dot, NanAndInfAreMarkedRed) {
@@ -590,8 +625,10 @@ TEST(Dot, NonFiniteLeafAndGradientAreMarked) {
   dg::Tape tape;
   dg::Var loss = dg::sum(w);
   const std::string dot = dg::to_dot({loss});
-  EXPECT_NE(dot.find("color=red, fontcolor=red, penwidth=2, label=\"w\\nparam [2] f64\\n2 parameters\\nholds 1 NaN\""),
-            std::string::npos) << dot;
+  EXPECT_NE(dot.find("color=red, fontcolor=red, penwidth=2, label=\"w\\nparam [2] f64\\n2 "
+                     "parameters\\nholds 1 NaN\""),
+            std::string::npos)
+      << dot;
   dg::Param v(dg::Tensor::from(std::vector<double>{1, 2}, {2}), "v");
   v.mutable_grad() = dg::Tensor::from(std::vector<double>{INFINITY, 0}, {2});
   EXPECT_NE(dg::to_dot({dg::sum(v)}).find("grad holds 1 Inf"), std::string::npos);
@@ -603,7 +640,9 @@ TEST(Dot, ReleasedNodesSayTheirInputsWereFreed) {
   dg::Var loss = dg::sum(dg::exp(w));
   dg::backward(loss);  // frees the saved inputs
   const std::string dot = dg::to_dot({loss});
-  EXPECT_NE(dot.find("op0 [style=dashed, label=\"sum\\ninputs freed by backward\"];"), std::string::npos) << dot;
+  EXPECT_NE(dot.find("op0 [style=dashed, label=\"sum\\ninputs freed by backward\"];"),
+            std::string::npos)
+      << dot;
 }
 
 // ---- rendering -----------------------------------------------------------------------------
@@ -612,10 +651,14 @@ TEST(Render, RealGraphsParseAndRenderToSvgInMemory) {
   dg::Tape tape;
   Model m;
   std::vector<dg::Var> outputs{m.loss};
-  for (const dg::Var& g : dg::grad(m.loss, m.params(), {.create_graph = true})) outputs.push_back(g);
+  for (const dg::Var& g : dg::grad(m.loss, m.params(), {.create_graph = true}))
+    outputs.push_back(g);
   const std::vector<dg::DotOptions> variants = {
-      {}, {.stats = true}, {.collapse = {"encoder", "decoder/head"}},
-      {.backward = dg::BackwardGraph::merged}, {.backward = dg::BackwardGraph::beside, .stats = true},
+      {},
+      {.stats = true},
+      {.collapse = {"encoder", "decoder/head"}},
+      {.backward = dg::BackwardGraph::merged},
+      {.backward = dg::BackwardGraph::beside, .stats = true},
       {.scope_clusters = false, .left_to_right = true}};
   for (size_t i = 0; i < variants.size(); ++i) {
     SCOPED_TRACE(i);
@@ -637,7 +680,8 @@ TEST(Render, SameTextGivesTheSamePictureEveryTime) {
   dg::Tape tape;
   Model m;
   std::vector<dg::Var> outputs{m.loss};
-  for (const dg::Var& g : dg::grad(m.loss, m.params(), {.create_graph = true})) outputs.push_back(g);
+  for (const dg::Var& g : dg::grad(m.loss, m.params(), {.create_graph = true}))
+    outputs.push_back(g);
   const std::string dot = dg::to_dot(outputs, {.backward = dg::BackwardGraph::beside});
   const std::string first = dg::render_dot(dot, "svg");
   for (int i = 0; i < 3; ++i) {
@@ -680,14 +724,18 @@ TEST_F(RenderFiles, FormatByExtension) {
 TEST_F(RenderFiles, ErrorsSayWhatToDo) {
   dg::Tape tape;
   dg::Var y = dg::neg(dg::variable(dg::Tensor::ones({1})));
-  EXPECT_TRUE(ThrowsError([&] { dg::render({y}, path("g.jpg")); }, {"render", "'.jpg'", "use .svg or .png"}));
-  EXPECT_TRUE(ThrowsError([&] { dg::render({y}, path("noextension")); }, {"render", "use .svg or .png"}));
+  EXPECT_TRUE(ThrowsError([&] { dg::render({y}, path("g.jpg")); },
+                          {"render", "'.jpg'", "use .svg or .png"}));
+  EXPECT_TRUE(
+      ThrowsError([&] { dg::render({y}, path("noextension")); }, {"render", "use .svg or .png"}));
   EXPECT_TRUE(ThrowsError([&] { dg::render({y}, path("missing/dir/g.svg")); },
                           {"render", "cannot open", "missing/dir/g.svg", "writable"}));
-  EXPECT_TRUE(ThrowsError([&] { dg::write_dot({y}, path("missing/g.dot")); }, {"write_dot", "cannot open"}));
+  EXPECT_TRUE(ThrowsError([&] { dg::write_dot({y}, path("missing/g.dot")); },
+                          {"write_dot", "cannot open"}));
   EXPECT_TRUE(ThrowsError([] { dg::render_dot("digraph { a -> }", "svg"); },
                           {"render_dot", "could not parse", "Graphviz:", "syntax error"}));
-  EXPECT_TRUE(ThrowsError([] { dg::render_dot("digraph { a }", "gif"); }, {"unsupported format 'gif'"}));
+  EXPECT_TRUE(
+      ThrowsError([] { dg::render_dot("digraph { a }", "gif"); }, {"unsupported format 'gif'"}));
   // Graphviz still works after an error.
   EXPECT_NE(dg::render_dot("digraph { a -> b }", "svg").find("</svg>"), std::string::npos);
 }
@@ -723,7 +771,8 @@ TEST_F(DotCommand, EveryReferenceCaseDrawsParsesAndRenders) {
   for (const std::filesystem::path& c : cases) {
     for (const std::string options : {"", "--backward --stats"}) {
       SCOPED_TRACE(c.filename().string() + " " + options);
-      const std::string out = path(c.stem().string() + (options.empty() ? "" : "_backward") + ".dot");
+      const std::string out =
+          path(c.stem().string() + (options.empty() ? "" : "_backward") + ".dot");
       const ToolRun run = run_dot_tool(c.string() + " " + options + " -o " + out);
       ASSERT_EQ(run.status, 0) << run.output;
       const std::string dot = read(out);
@@ -741,7 +790,8 @@ TEST_F(DotCommand, EveryReferenceCaseDrawsParsesAndRenders) {
 }
 
 TEST_F(DotCommand, BackwardOfACaseShowsWhoseVjpEachOpIs) {
-  const ToolRun run = run_dot_tool(kReference + "/net_segnet_encoder_decoder.json --backward=merged");
+  const ToolRun run =
+      run_dot_tool(kReference + "/net_segnet_encoder_decoder.json --backward=merged");
   ASSERT_EQ(run.status, 0) << run.output;
   ParsedGraph g = parse(run.output);
   ASSERT_TRUE(g) << run.output;

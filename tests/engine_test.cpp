@@ -34,11 +34,10 @@ const dg::OpDef& counted_identity_op() {
           [](const dg::OpCall& c, std::span<const dg::TensorSpec>) {
             return std::vector<Tensor>{c.input(0).clone()};
           },
-      .vjp =
-          [](const dg::VjpContext& c) -> std::vector<Var> {
-            ++counted_vjp_calls;
-            return {c.grad_output(0)};
-          },
+      .vjp = [](const dg::VjpContext& c) -> std::vector<Var> {
+        ++counted_vjp_calls;
+        return {c.grad_output(0)};
+      },
       .vjp_formula = "dx = g",
   });
   return op;
@@ -344,7 +343,7 @@ TEST(Engine, ThreadsHaveSeparateTapes) {
   EXPECT_TRUE(dg::allclose(r2[0], e2[0], 1e-14, 0));
   EXPECT_TRUE(dg::allclose(r2[1], e2[1], 1e-14, 0));
   EXPECT_FALSE(dg::allclose(r1[1], r2[1]));  // different expressions, different gradients
-  EXPECT_FALSE(W.grad().defined());         // grad() does not touch Param::grad
+  EXPECT_FALSE(W.grad().defined());          // grad() does not touch Param::grad
 }
 
 TEST(Engine, BackwardAccumulatesIntoParamGrad) {
@@ -377,7 +376,7 @@ TEST(Engine, BackwardWithCotangentAndVariables) {
   dg::backward(y, dg::constant(f64({1, -1}, {2})));
   EXPECT_TRUE(ValuesNear(w.grad(), {2}, {3, -4}));
   EXPECT_TRUE(ValuesNear(v.grad(), {2}, {1, -2}));  // variables accumulate as well
-  EXPECT_FALSE(c.grad().defined());                  // constants never do
+  EXPECT_FALSE(c.grad().defined());                 // constants never do
 }
 
 TEST(Engine, GradWithRespectToIntermediate) {
@@ -442,7 +441,8 @@ TEST(Engine, Errors) {
 TEST(Engine, LeafConstructorsRejectBadValues) {
   EXPECT_TRUE(ThrowsError([] { (void)dg::variable(Tensor::zeros({2}, DType::i64)); },
                           {"variable", "int64"}));
-  EXPECT_TRUE(ThrowsError([] { (void)dg::Param(Tensor::zeros({2}, DType::i64)); }, {"Param", "int64"}));
+  EXPECT_TRUE(
+      ThrowsError([] { (void)dg::Param(Tensor::zeros({2}, DType::i64)); }, {"Param", "int64"}));
   EXPECT_TRUE(ThrowsError([] { (void)dg::input(Tensor()); }, {"input", "undefined"}));
   Var labels = dg::input(Tensor::zeros({2}, DType::i64), "labels");  // int64 data is fine
   EXPECT_FALSE(labels.requires_grad());

@@ -28,7 +28,8 @@ std::vector<std::string> builtin_op_names() {
 TEST(Properties, EveryBuiltinOpHasPropertyCoverage) {
   const auto names = builtin_op_names();
   EXPECT_GE(names.size(), 40u);
-  for (const std::string& name : names) EXPECT_TRUE(static_cast<bool>(find_op(name).sample)) << name << " has no sampler";
+  for (const std::string& name : names)
+    EXPECT_TRUE(static_cast<bool>(find_op(name).sample)) << name << " has no sampler";
 }
 
 class OpProperties : public ::testing::TestWithParam<std::string> {};
@@ -66,8 +67,12 @@ RC_GTEST_PROP(Identities, ConvTransposeIsTheAdjointOfConv2d, ()) {
     const int64_t in = x.shape()[2 + axis], out = y.shape()[2 + axis], k = w.shape()[2 + axis];
     return in - ((out - 1) * st[axis] - 2 * p[axis] + d[axis] * (k - 1) + 1);
   };
-  Var back = conv_transpose2d(g, w, {.stride = {st[0], st[1]}, .padding = {p[0], p[1]}, .output_padding = {op(0), op(1)},
-                                     .dilation = {d[0], d[1]}, .groups = a.integer("groups")});
+  Var back = conv_transpose2d(g, w,
+                              {.stride = {st[0], st[1]},
+                               .padding = {p[0], p[1]},
+                               .output_padding = {op(0), op(1)},
+                               .dilation = {d[0], d[1]},
+                               .groups = a.integer("groups")});
   RC_ASSERT(back.shape() == x.shape());
   const double lhs = dot(y, g), rhs = dot(x, back);
   RC_ASSERT(std::abs(lhs - rhs) <= 1e-10 * (1 + std::abs(lhs)));
@@ -81,8 +86,11 @@ RC_GTEST_PROP(Identities, Conv2dIsTheAdjointOfConvTranspose, ()) {
   Var y = call(find_op("conv_transpose2d"), std::vector<Var>{x, w}, a)[0];
   Tensor g = *gen::smooth(y.shape());
   const Ints st = a.ints("stride"), p = a.ints("padding"), d = a.ints("dilation");
-  Var back = conv2d(g, w, {.stride = {st[0], st[1]}, .padding = {p[0], p[1]}, .dilation = {d[0], d[1]},
-                           .groups = a.integer("groups")});
+  Var back = conv2d(g, w,
+                    {.stride = {st[0], st[1]},
+                     .padding = {p[0], p[1]},
+                     .dilation = {d[0], d[1]},
+                     .groups = a.integer("groups")});
   back = narrow(narrow(back, 2, 0, x.shape()[2]), 3, 0, x.shape()[3]);
   const double lhs = dot(y, g), rhs = dot(x, back);
   RC_ASSERT(std::abs(lhs - rhs) <= 1e-10 * (1 + std::abs(lhs)));
@@ -92,11 +100,15 @@ RC_GTEST_PROP(Identities, Conv2dIsTheAdjointOfConvTranspose, ()) {
 RC_GTEST_PROP(Identities, Conv2dIsLinearInEachArgument, ()) {
   OpSample s = *gen::op_sample(find_op("conv2d"));
   const Attrs a = make_attrs(find_op("conv2d"), s.attrs);
-  auto conv = [&](const Var& x, const Var& w) { return call(find_op("conv2d"), std::vector<Var>{x, w}, a)[0]; };
+  auto conv = [&](const Var& x, const Var& w) {
+    return call(find_op("conv2d"), std::vector<Var>{x, w}, a)[0];
+  };
   Var x = s.inputs[0], w = s.inputs[1];
   Var x2 = *gen::smooth(x.shape()), w2 = *gen::smooth(w.shape());
-  RC_ASSERT(allclose(conv(2.0 * x - x2, w).value(), (2.0 * conv(x, w) - conv(x2, w)).value(), 1e-10, 1e-10));
-  RC_ASSERT(allclose(conv(x, w + 3.0 * w2).value(), (conv(x, w) + 3.0 * conv(x, w2)).value(), 1e-10, 1e-10));
+  RC_ASSERT(allclose(conv(2.0 * x - x2, w).value(), (2.0 * conv(x, w) - conv(x2, w)).value(), 1e-10,
+                     1e-10));
+  RC_ASSERT(allclose(conv(x, w + 3.0 * w2).value(), (conv(x, w) + 3.0 * conv(x, w2)).value(), 1e-10,
+                     1e-10));
 }
 
 // max_pool2d's VJP routes each cotangent to its window's maximum: it equals max_unpool2d of the
@@ -111,13 +123,17 @@ RC_GTEST_PROP(Identities, MaxPoolVjpIsUnpoolWithoutOverlapAndScatterAddWithIt, (
   Tensor dx = grad({out[0]}, {x}, {Var(g)})[0].value();
   const Shape& xs = x.shape();
   RC_ASSERT(allclose(dx, scatter_add_at(g, out[1], {xs[2], xs[3]}).value(), 0, 1e-15));
-  const Ints k = a.ints("kernel_size"), st = a.ints("stride"), p = a.ints("padding"), d = a.ints("dilation");
-  const bool tiling = st[0] == k[0] && st[1] == k[1] && d[0] == 1 && d[1] == 1 && p[0] == 0 && p[1] == 0 &&
-                      !a.boolean("ceil_mode");
+  const Ints k = a.ints("kernel_size"), st = a.ints("stride"), p = a.ints("padding"),
+             d = a.ints("dilation");
+  const bool tiling = st[0] == k[0] && st[1] == k[1] && d[0] == 1 && d[1] == 1 && p[0] == 0 &&
+                      p[1] == 0 && !a.boolean("ceil_mode");
   if (tiling) {
     // Windows that tile the input select distinct positions, so assignment and addition agree.
-    Var unpooled = max_unpool2d(g, out[1], {.kernel_size = {k[0], k[1]}, .stride = {st[0], st[1]},
-                                            .padding = {p[0], p[1]}, .output_size = {xs[2], xs[3]}});
+    Var unpooled = max_unpool2d(g, out[1],
+                                {.kernel_size = {k[0], k[1]},
+                                 .stride = {st[0], st[1]},
+                                 .padding = {p[0], p[1]},
+                                 .output_size = {xs[2], xs[3]}});
     RC_ASSERT(allclose(dx, unpooled.value(), 0, 0));
   }
 }
@@ -126,8 +142,8 @@ RC_GTEST_PROP(Identities, MaxPoolVjpIsUnpoolWithoutOverlapAndScatterAddWithIt, (
 // indices.
 RC_GTEST_PROP(Identities, UnpoolThenPoolReturnsTheValuesAtTheSameIndices, ()) {
   const int64_t k = *rc::gen::inRange<int64_t>(1, 4);
-  const Shape xs{*rc::gen::inRange<int64_t>(1, 3), *rc::gen::inRange<int64_t>(1, 3), k * *rc::gen::inRange<int64_t>(1, 4),
-                 k * *rc::gen::inRange<int64_t>(1, 4)};
+  const Shape xs{*rc::gen::inRange<int64_t>(1, 3), *rc::gen::inRange<int64_t>(1, 3),
+                 k * *rc::gen::inRange<int64_t>(1, 4), k * *rc::gen::inRange<int64_t>(1, 4)};
   Tensor x = *gen::distinct(xs);
   auto [y, idx] = max_pool2d(x, {.kernel_size = k});
   Var shifted = add_scalar(y, 10.0);  // positive, so the zeros around them never win
@@ -141,10 +157,12 @@ RC_GTEST_PROP(Identities, UnpoolThenPoolReturnsTheValuesAtTheSameIndices, ()) {
 RC_GTEST_PROP(Identities, Conv1x1IsConv2dAndLinearPerPixel, ()) {
   OpSample s = *gen::op_sample(find_op("conv1x1"));
   Var x = s.inputs[0], w = s.inputs[1];
-  const int64_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3], O = w.shape()[0];
+  const int64_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3],
+                O = w.shape()[0];
   Var a = conv1x1(x, w), b = conv2d(x, w);
-  Var per_pixel = permute(reshape(linear(reshape(permute(x, {0, 2, 3, 1}), {-1, C}), reshape(w, {O, C})), {N, H, W, O}),
-                          {0, 3, 1, 2});
+  Var per_pixel = permute(
+      reshape(linear(reshape(permute(x, {0, 2, 3, 1}), {-1, C}), reshape(w, {O, C})), {N, H, W, O}),
+      {0, 3, 1, 2});
   RC_ASSERT(allclose(a.value(), b.value(), 1e-12, 1e-12));
   RC_ASSERT(allclose(a.value(), per_pixel.value(), 1e-12, 1e-12));
 }
@@ -171,9 +189,12 @@ RC_GTEST_PROP(Identities, BiasGradientIsThePerChannelSum, ()) {
 RC_GTEST_PROP(Identities, SoftmaxXentShiftInvarianceAndZeroSumGradient, ()) {
   OpSample s = *gen::op_sample(find_op("softmax_xent"));
   const Attrs a = make_attrs(find_op("softmax_xent"), s.attrs);
-  auto xent = [&](const Var& z) { return call(find_op("softmax_xent"), std::vector<Var>{z, s.inputs[1]}, a)[0]; };
+  auto xent = [&](const Var& z) {
+    return call(find_op("softmax_xent"), std::vector<Var>{z, s.inputs[1]}, a)[0];
+  };
   const double shift = *rc::gen::inRange<int>(-50, 50);
-  RC_ASSERT(allclose(xent(add_scalar(s.inputs[0], shift)).value(), xent(s.inputs[0]).value(), 1e-9, 1e-9));
+  RC_ASSERT(allclose(xent(add_scalar(s.inputs[0], shift)).value(), xent(s.inputs[0]).value(), 1e-9,
+                     1e-9));
   if (s.inputs[1].dtype() != DType::i64) return;
   Tape tape;
   Var z = variable(s.inputs[0]);
@@ -191,17 +212,27 @@ TEST(Properties, AWrongVjpIsCaughtShrunkAndWrittenAsAFailingCase) {
       .name = "test_square_with_wrong_vjp",
       .summary = "y = x^2, with a deliberately wrong VJP",
       .inputs = {{"x"}},
-      .shape = [](const OpCall& c) { return std::vector<TensorSpec>{{c.input(0).shape(), c.input(0).dtype()}}; },
-      .forward = [](const OpCall& c, std::span<const TensorSpec>) {
-        Tensor y = c.input(0).to(DType::f64).clone();
-        for (double& v : y.values<double>()) v = v * v;
-        return std::vector<Tensor>{y.to(c.input(0).dtype())};
+      .shape =
+          [](const OpCall& c) {
+            return std::vector<TensorSpec>{{c.input(0).shape(), c.input(0).dtype()}};
+          },
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec>) {
+            Tensor y = c.input(0).to(DType::f64).clone();
+            for (double& v : y.values<double>()) v = v * v;
+            return std::vector<Tensor>{y.to(c.input(0).dtype())};
+          },
+      .vjp = [](const VjpContext& c) -> std::vector<Var> {
+        return {c.grad_output(0) * (3.0 * c.input(0))};
       },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> { return {c.grad_output(0) * (3.0 * c.input(0))}; },
       .vjp_formula = "dx = 3 x g (wrong: should be 2 x g)",
-      .sample = [](Sampler& s) { return OpSample{{s.smooth(sample_shape(s, 0, 3, 5))}, {}}; },
+      .sample =
+          [](Sampler& s) {
+            return OpSample{{s.smooth(sample_shape(s, 0, 3, 5))}, {}};
+          },
   });
-  const std::string dir = (std::filesystem::temp_directory_path() / "dg_property_case_test").string();
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / "dg_property_case_test").string();
   std::filesystem::remove_all(dir);
   PropertyOptions options;
   options.trials = 20;
@@ -214,7 +245,9 @@ TEST(Properties, AWrongVjpIsCaughtShrunkAndWrittenAsAFailingCase) {
   EXPECT_EQ(vjp.property, "vjp");
   ASSERT_FALSE(vjp.ok);
   // The report names the minimal configuration, the seed to replay it and the case file.
-  EXPECT_NE(vjp.report.find("minimal failing configuration: test_square_with_wrong_vjp(x float64 []"), std::string::npos)
+  EXPECT_NE(
+      vjp.report.find("minimal failing configuration: test_square_with_wrong_vjp(x float64 []"),
+      std::string::npos)
       << vjp.report;
   EXPECT_NE(vjp.report.find("seed 12345"), std::string::npos) << vjp.report;
   ASSERT_FALSE(vjp.case_file.empty());

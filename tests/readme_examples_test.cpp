@@ -8,15 +8,23 @@ namespace {
 
 TEST(Readme, PropertyTestForYourOwnOp) {
   const dg::OpDef& cube = dg::register_op({
-      .name = "readme_cube", .inputs = {{"x"}},
-      .shape = [](const dg::OpCall& c) { return std::vector<dg::TensorSpec>{{c.input(0).shape(), c.input(0).dtype()}}; },
-      .forward = [](const dg::OpCall& c, std::span<const dg::TensorSpec>) {
-        return std::vector<dg::Tensor>{(dg::Var(c.input(0)) * c.input(0) * c.input(0)).value()};
-      },
+      .name = "readme_cube",
+      .inputs = {{"x"}},
+      .shape =
+          [](const dg::OpCall& c) {
+            return std::vector<dg::TensorSpec>{{c.input(0).shape(), c.input(0).dtype()}};
+          },
+      .forward =
+          [](const dg::OpCall& c, std::span<const dg::TensorSpec>) {
+            return std::vector<dg::Tensor>{(dg::Var(c.input(0)) * c.input(0) * c.input(0)).value()};
+          },
       .vjp = [](const dg::VjpContext& c) -> std::vector<dg::Var> {
         return {c.grad_output(0) * (3.0 * c.input(0) * c.input(0))};  // dx = 3 x^2 g
       },
-      .sample = [](dg::Sampler& s) { return dg::OpSample{{s.smooth(dg::sample_shape(s, 0, 3))}, {}}; },
+      .sample =
+          [](dg::Sampler& s) {
+            return dg::OpSample{{s.smooth(dg::sample_shape(s, 0, 3))}, {}};
+          },
   });
   dg::PropertyOptions options;
   options.seed = 1;
@@ -33,7 +41,7 @@ TEST(Readme, SecondDerivativeOfACube) {
   dg::Tape tape;
   dg::Var y = x * x * x;
   dg::Var dy = dg::grad(y, {x}, {.create_graph = true})[0];  // 3x^2 = 12, differentiable
-  dg::Var d2y = dg::grad(dy, {x})[0];                          // 6x = 12
+  dg::Var d2y = dg::grad(dy, {x})[0];                        // 6x = 12
   EXPECT_DOUBLE_EQ(dy.item(), 12.0);
   EXPECT_DOUBLE_EQ(d2y.item(), 12.0);
 }

@@ -38,15 +38,16 @@ dg::OpDef cube_def() {
       .forward =
           [](const dg::OpCall& c, std::span<const dg::TensorSpec> specs) {
             Tensor y(specs[0].shape, specs[0].dtype);
-            if (y.dtype() == DType::f64) cube_kernel<double>(c.input(0), y);
-            else cube_kernel<float>(c.input(0), y);
+            if (y.dtype() == DType::f64)
+              cube_kernel<double>(c.input(0), y);
+            else
+              cube_kernel<float>(c.input(0), y);
             return std::vector<Tensor>{y};
           },
-      .vjp =
-          [](const dg::VjpContext& c) -> std::vector<Var> {
-            const Var& x = c.input(0);
-            return {dg::mul_scalar(dg::mul(c.grad_output(0), dg::mul(x, x)), 3.0)};
-          },
+      .vjp = [](const dg::VjpContext& c) -> std::vector<Var> {
+        const Var& x = c.input(0);
+        return {dg::mul_scalar(dg::mul(c.grad_output(0), dg::mul(x, x)), 3.0)};
+      },
       .vjp_formula = "dx = 3 x^2 g",
   };
 }
@@ -74,7 +75,8 @@ const dg::OpDef& floor_op() {
       .forward =
           [](const dg::OpCall& c, std::span<const dg::TensorSpec> specs) {
             Tensor y(specs[0].shape, DType::f64);
-            for (int64_t i = 0; i < y.numel(); ++i) y.data<double>()[i] = std::floor(c.input(0).at(i));
+            for (int64_t i = 0; i < y.numel(); ++i)
+              y.data<double>()[i] = std::floor(c.input(0).at(i));
             return std::vector<Tensor>{y.to(specs[0].dtype)};
           },
   });
@@ -125,50 +127,90 @@ TEST(Registry, CallByNameRecordsLikeTypedFunctions) {
 
 TEST(Registry, UnknownOpSuggestsCloseNames) {
   Var x = dg::input(f64({1}, {1}));
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::call("reul", {x}); }, {"unknown op 'reul'", "did you mean", "relu"}));
+  EXPECT_TRUE(ThrowsError([&] { (void)dg::call("reul", {x}); },
+                          {"unknown op 'reul'", "did you mean", "relu"}));
   EXPECT_TRUE(ThrowsError([&] { (void)dg::call("matmull", {x, x}); }, {"'matmull'", "matmul"}));
   EXPECT_TRUE(ThrowsError([&] { (void)dg::find_op("narow"); }, {"narrow"}));
   EXPECT_TRUE(ThrowsError([&] { (void)dg::find_op("sigmod"); }, {"sigmoid"}));
   // Nothing close: no suggestion, but a pointer to the list.
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::find_op("qqqqqqqqqqqq"); }, {"unknown op 'qqqqqqqqqqqq'", "dg ops"}));
+  EXPECT_TRUE(ThrowsError([&] { (void)dg::find_op("qqqqqqqqqqqq"); },
+                          {"unknown op 'qqqqqqqqqqqq'", "dg ops"}));
 }
 
 TEST(Registry, AttributeErrorsNameOpAndAttribute) {
   Var x = dg::input(f64({1, -1}, {2}));
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::call("elu", {x}, {{"alpah", 0.5}}); },
-                          {"elu", "unknown attribute 'alpah'", "alpha"}));
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::call("relu", {x}, {{"alpha", 0.5}}); },
-                          {"relu", "unknown attribute 'alpha'", "it has none"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        (void)dg::call("elu", {x}, {{"alpah", 0.5}});
+      },
+      {"elu", "unknown attribute 'alpah'", "alpha"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        (void)dg::call("relu", {x}, {{"alpha", 0.5}});
+      },
+      {"relu", "unknown attribute 'alpha'", "it has none"}));
   EXPECT_TRUE(ThrowsError([&] { (void)dg::call("reshape", {x}); },
                           {"reshape", "missing required attribute 'shape'"}));
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::call("narrow", {x}, {{"axis", 0}, {"start", 0}}); },
-                          {"narrow", "missing required attribute 'length'", "integer"}));
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::call("elu", {x}, {{"alpha", "big"}}); },
-                          {"elu", "attribute 'alpha'", "must be a float", "a string"}));
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::call("matmul", {x, x}, {{"transpose_a", 1}}); },
-                          {"matmul", "attribute 'transpose_a'", "bool", "an integer"}));
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::call("narrow", {x}, {{"axis", 0.5}, {"start", 0}, {"length", 1}}); },
-                          {"narrow", "attribute 'axis'", "integer", "got a float"}));
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::call("reshape", {x}, {{"shape", 2}}); },
-                          {"reshape", "attribute 'shape'", "list of integers"}));
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::call("elu", {x}, {{"alpha", 1.0}, {"alpha", 2.0}}); },
-                          {"elu", "'alpha'", "given twice"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        (void)dg::call("narrow", {x}, {{"axis", 0}, {"start", 0}});
+      },
+      {"narrow", "missing required attribute 'length'", "integer"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        (void)dg::call("elu", {x}, {{"alpha", "big"}});
+      },
+      {"elu", "attribute 'alpha'", "must be a float", "a string"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        (void)dg::call("matmul", {x, x}, {{"transpose_a", 1}});
+      },
+      {"matmul", "attribute 'transpose_a'", "bool", "an integer"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        (void)dg::call("narrow", {x}, {{"axis", 0.5}, {"start", 0}, {"length", 1}});
+      },
+      {"narrow", "attribute 'axis'", "integer", "got a float"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        (void)dg::call("reshape", {x}, {{"shape", 2}});
+      },
+      {"reshape", "attribute 'shape'", "list of integers"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        (void)dg::call("elu", {x}, {{"alpha", 1.0}, {"alpha", 2.0}});
+      },
+      {"elu", "'alpha'", "given twice"}));
 }
 
 TEST(Registry, InputErrorsNameOpAndArgument) {
   Var x = dg::input(f64({1, 2}, {1, 2}));
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::call("relu", {x, x}); }, {"relu", "expects 1 inputs (x)", "got 2"}));
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::call("add", {x}); }, {"add", "expects 2 inputs (a, b)", "got 1"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        (void)dg::call("relu", {x, x});
+      },
+      {"relu", "expects 1 inputs (x)", "got 2"}));
+  EXPECT_TRUE(ThrowsError([&] { (void)dg::call("add", {x}); },
+                          {"add", "expects 2 inputs (a, b)", "got 1"}));
   EXPECT_TRUE(ThrowsError([&] { (void)dg::call("linear", {x}); },
                           {"linear", "expects 2 to 3 inputs (x, w, b?)", "got 1"}));
   EXPECT_TRUE(ThrowsError([&] { (void)dg::call("linear", {x, x, x, x}); }, {"linear", "got 4"}));
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::call("add", {x, Var()}); }, {"add", "input 'b'", "undefined"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        (void)dg::call("add", {x, Var()});
+      },
+      {"add", "input 'b'", "undefined"}));
 
   Var x32 = dg::input(Tensor::ones({1, 2}, DType::f32));
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::call("add", {x32, x}); },
-                          {"add", "input 'b' is float64", "'a' is float32"}));
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::mul(x, x32); }, {"mul", "input 'b' is float32", "'a' is float64"}));
-  Var w32 = dg::input(Tensor::ones({3, 2}, DType::f32)), b64 = dg::input(Tensor::ones({3}, DType::f64));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        (void)dg::call("add", {x32, x});
+      },
+      {"add", "input 'b' is float64", "'a' is float32"}));
+  EXPECT_TRUE(ThrowsError([&] { (void)dg::mul(x, x32); },
+                          {"mul", "input 'b' is float32", "'a' is float64"}));
+  Var w32 = dg::input(Tensor::ones({3, 2}, DType::f32)),
+      b64 = dg::input(Tensor::ones({3}, DType::f64));
   EXPECT_TRUE(ThrowsError([&] { (void)dg::linear(x32, w32, b64); },
                           {"linear", "input 'b' is float64", "'x' is float32"}));
 
@@ -187,18 +229,20 @@ TEST(Registry, OpsAreListedSorted) {
   EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
   EXPECT_EQ(std::set<std::string>(names.begin(), names.end()).size(), names.size());
   for (const char* expected :
-       {"add", "sub", "mul", "div", "neg", "add_scalar", "mul_scalar", "exp", "log", "relu",
-        "relu_backward", "elu", "elu_grad", "sigmoid", "tanh", "sum", "mean", "broadcast_to",
-        "sum_to", "reshape", "flatten", "permute", "narrow", "narrow_backward", "matmul", "linear"})
+       {"add",        "sub",     "mul",     "div",     "neg",           "add_scalar",
+        "mul_scalar", "exp",     "log",     "relu",    "relu_backward", "elu",
+        "elu_grad",   "sigmoid", "tanh",    "sum",     "mean",          "broadcast_to",
+        "sum_to",     "reshape", "flatten", "permute", "narrow",        "narrow_backward",
+        "matmul",     "linear"})
     EXPECT_NE(std::find(names.begin(), names.end(), expected), names.end()) << expected;
   // Every built-in op documents itself and is differentiable, unless it has no floating input
   // to differentiate (one_hot reads int64 labels only).
   for (const dg::OpDef* op : list) {
     if (!op->builtin) continue;  // ops other tests register
     EXPECT_FALSE(op->summary.empty()) << op->name;
-    const bool has_float_input = std::any_of(op->inputs.begin(), op->inputs.end(), [](const dg::InputSpec& in) {
-      return in.kind != dg::InputKind::int64;
-    });
+    const bool has_float_input =
+        std::any_of(op->inputs.begin(), op->inputs.end(),
+                    [](const dg::InputSpec& in) { return in.kind != dg::InputKind::int64; });
     if (!has_float_input) {
       EXPECT_FALSE(static_cast<bool>(op->vjp)) << op->name;
       continue;
@@ -231,7 +275,8 @@ TEST(Registry, UserOpPassesGradientChecks) {
     return dg_test::Vars{dg::sum(dg::tanh(cube(dg::mul(in[0], in[1]))), {.axes = {1}})};
   };
   EXPECT_TRUE(Passed(dg::gradcheck(g2, {dg_test::rand64({2, 3}, 12), dg_test::rand64({3}, 13)})));
-  EXPECT_TRUE(Passed(dg::gradgradcheck(g2, {dg_test::rand64({2, 3}, 12), dg_test::rand64({3}, 13)})));
+  EXPECT_TRUE(
+      Passed(dg::gradgradcheck(g2, {dg_test::rand64({2, 3}, 12), dg_test::rand64({3}, 13)})));
 }
 
 TEST(Registry, GradcheckCatchesAWrongVjp) {
@@ -300,10 +345,12 @@ TEST(Registry, CheckFloat32CatchesAFloat32OnlyBug) {
 
 TEST(Registry, DuplicateNamesAreRejected) {
   cube_op();
-  EXPECT_TRUE(ThrowsError([] { (void)dg::register_op(cube_def()); }, {"register_op", "'cube'", "already registered"}));
+  EXPECT_TRUE(ThrowsError([] { (void)dg::register_op(cube_def()); },
+                          {"register_op", "'cube'", "already registered"}));
   dg::OpDef relu_again = cube_def();
   relu_again.name = "relu";
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::register_op(relu_again); }, {"'relu'", "already registered"}));
+  EXPECT_TRUE(
+      ThrowsError([&] { (void)dg::register_op(relu_again); }, {"'relu'", "already registered"}));
   // The original is untouched.
   Var x = dg::input(f64({-1, 2}, {2}));
   EXPECT_TRUE(ValuesNear(dg::relu(x), {2}, {0, 2}));
@@ -316,19 +363,23 @@ TEST(Registry, IncompleteDefinitionsAreRejected) {
   dg::OpDef no_shape = cube_def();
   no_shape.name = "test_no_shape";
   no_shape.shape = nullptr;
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::register_op(no_shape); }, {"'test_no_shape'", "shape rule"}));
+  EXPECT_TRUE(
+      ThrowsError([&] { (void)dg::register_op(no_shape); }, {"'test_no_shape'", "shape rule"}));
   dg::OpDef no_forward = cube_def();
   no_forward.name = "test_no_forward";
   no_forward.forward = nullptr;
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::register_op(no_forward); }, {"'test_no_forward'", "forward"}));
+  EXPECT_TRUE(
+      ThrowsError([&] { (void)dg::register_op(no_forward); }, {"'test_no_forward'", "forward"}));
   dg::OpDef optional_first = cube_def();
   optional_first.name = "test_optional_first";
   optional_first.inputs = {{"b", dg::InputKind::floating, true}, {"x"}};
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::register_op(optional_first); }, {"required input 'x'", "optional"}));
+  EXPECT_TRUE(ThrowsError([&] { (void)dg::register_op(optional_first); },
+                          {"required input 'x'", "optional"}));
   dg::OpDef bad_default = cube_def();
   bad_default.name = "test_bad_default";
   bad_default.attrs = {{"k", dg::AttrType::integer, dg::AttrValue("three")}};
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::register_op(bad_default); }, {"'test_bad_default'", "'k'", "a string"}));
+  EXPECT_TRUE(ThrowsError([&] { (void)dg::register_op(bad_default); },
+                          {"'test_bad_default'", "'k'", "a string"}));
   // None of them was registered.
   EXPECT_THROW((void)dg::find_op("test_no_shape"), dg::Error);
   EXPECT_THROW((void)dg::find_op("test_bad_default"), dg::Error);

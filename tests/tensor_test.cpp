@@ -77,8 +77,11 @@ TEST(Tensor, FromCopiesValuesRowMajor) {
   EXPECT_EQ(i.dtype(), DType::i64);
   EXPECT_EQ(i.data<int64_t>()[2], int64_t{1} << 40);
 
-  EXPECT_TRUE(ThrowsError([] { (void)Tensor::from(std::vector<double>{1, 2, 3}, {2, 2}); },
-                          {"Tensor::from", "3 values", "[2,2]"}));
+  EXPECT_TRUE(ThrowsError(
+      [] {
+        (void)Tensor::from(std::vector<double>{1, 2, 3}, {2, 2});
+      },
+      {"Tensor::from", "3 values", "[2,2]"}));
 }
 
 TEST(Tensor, Arange) {
@@ -163,7 +166,11 @@ TEST(Tensor, SixDimensionalShapes) {
   Tensor z = Tensor::zeros({1, 2, 1, 2, 1, 2}, DType::f64);
   EXPECT_EQ(z.numel(), 8);
   // Shapes hold at most 8 dimensions.
-  EXPECT_TRUE(ThrowsError([] { (void)Tensor::zeros({1, 1, 1, 1, 1, 1, 1, 1, 1}); }, {"more than 8"}));
+  EXPECT_TRUE(ThrowsError(
+      [] {
+        (void)Tensor::zeros({1, 1, 1, 1, 1, 1, 1, 1, 1});
+      },
+      {"more than 8"}));
   EXPECT_TRUE(ThrowsError([] { (void)Tensor::zeros({2, -1}); }, {"negative"}));
 }
 
@@ -288,7 +295,7 @@ TEST(Tensor, FormatElidesLongTensors) {
   std::string m = fmt::format("{}", Tensor::arange(200, DType::i64).reshape({20, 10}));
   EXPECT_NE(m.find("int64 [20,10]"), std::string::npos);
   EXPECT_NE(m.find("..."), std::string::npos);
-  EXPECT_NE(m.find("[0, 1, 2, ..., 7, 8, 9]"), std::string::npos);  // first row
+  EXPECT_NE(m.find("[0, 1, 2, ..., 7, 8, 9]"), std::string::npos);              // first row
   EXPECT_NE(m.find("[190, 191, 192, ..., 197, 198, 199]"), std::string::npos);  // last row
   EXPECT_EQ(m.find("[100,"), std::string::npos);  // a middle row is elided
   EXPECT_LT(m.size(), 300u);

@@ -44,7 +44,7 @@ inline dg::Tensor rand64(const dg::Shape& shape, uint64_t seed, double low = -1,
 
 // Passes when the message of the dg::Error thrown by f contains every one of `parts`.
 inline ::testing::AssertionResult ThrowsError(const std::function<void()>& f,
-                                             std::initializer_list<std::string> parts) {
+                                              std::initializer_list<std::string> parts) {
   std::string message;
   try {
     f();
@@ -56,21 +56,21 @@ inline ::testing::AssertionResult ThrowsError(const std::function<void()>& f,
   }
   for (const std::string& part : parts)
     if (message.find(part) == std::string::npos)
-      return ::testing::AssertionFailure() << "the message \"" << message << "\" does not contain \""
-                                           << part << "\"";
+      return ::testing::AssertionFailure()
+             << "the message \"" << message << "\" does not contain \"" << part << "\"";
   return ::testing::AssertionSuccess() << message;
 }
 
 // Passes when f throws a dg::Error whose message is exactly `expected`.
 inline ::testing::AssertionResult ThrowsExactly(const std::function<void()>& f,
-                                               const std::string& expected) {
+                                                const std::string& expected) {
   try {
     f();
     return ::testing::AssertionFailure() << "no exception was thrown";
   } catch (const dg::Error& e) {
     if (expected == e.what()) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "message \"" << e.what() << "\"\n  expected \""
-                                         << expected << "\"";
+    return ::testing::AssertionFailure()
+           << "message \"" << e.what() << "\"\n  expected \"" << expected << "\"";
   }
 }
 
@@ -81,24 +81,25 @@ inline ::testing::AssertionResult Passed(const dg::CheckResult& r) {
 
 // Element-wise comparison of a tensor with expected values and shape.
 inline ::testing::AssertionResult ValuesNear(const dg::Tensor& t, const dg::Shape& shape,
-                                            const std::vector<double>& expected,
-                                            double tol = 1e-12) {
+                                             const std::vector<double>& expected,
+                                             double tol = 1e-12) {
   if (!(t.shape() == shape))
-    return ::testing::AssertionFailure() << "shape " << dg::to_string(t.shape()) << ", expected "
-                                         << dg::to_string(shape);
+    return ::testing::AssertionFailure()
+           << "shape " << dg::to_string(t.shape()) << ", expected " << dg::to_string(shape);
   if (t.numel() != static_cast<int64_t>(expected.size()))
     return ::testing::AssertionFailure() << t.numel() << " elements, expected " << expected.size();
   for (int64_t i = 0; i < t.numel(); ++i) {
     const double a = t.at(i), e = expected[i];
     if (!(std::abs(a - e) <= tol * (1 + std::abs(e))))
-      return ::testing::AssertionFailure() << "element " << i << " is " << a << ", expected " << e
-                                           << "\n" << dg::to_string(t);
+      return ::testing::AssertionFailure()
+             << "element " << i << " is " << a << ", expected " << e << "\n"
+             << dg::to_string(t);
   }
   return ::testing::AssertionSuccess();
 }
 inline ::testing::AssertionResult ValuesNear(const dg::Var& v, const dg::Shape& shape,
-                                            const std::vector<double>& expected,
-                                            double tol = 1e-12) {
+                                             const std::vector<double>& expected,
+                                             double tol = 1e-12) {
   return ValuesNear(v.value(), shape, expected, tol);
 }
 
@@ -122,10 +123,12 @@ namespace dg::test {
 
 inline Tensor f64(std::vector<double> values, Shape shape) { return Tensor::from(values, shape); }
 
-inline void expect_values(const Tensor& t, const std::vector<double>& expected, double tol = 1e-12) {
+inline void expect_values(const Tensor& t, const std::vector<double>& expected,
+                          double tol = 1e-12) {
   ASSERT_EQ(t.numel(), static_cast<int64_t>(expected.size())) << to_string(t);
   for (size_t i = 0; i < expected.size(); ++i)
-    EXPECT_NEAR(t.at(static_cast<int64_t>(i)), expected[i], tol) << "element " << i << " of " << to_string(t);
+    EXPECT_NEAR(t.at(static_cast<int64_t>(i)), expected[i], tol)
+        << "element " << i << " of " << to_string(t);
 }
 
 // Asserts that `body` throws dg::Error whose message contains `needle`.

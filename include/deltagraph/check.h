@@ -37,7 +37,7 @@ struct CheckOptions {
 
 struct CheckResult {
   bool ok = true;
-  std::string report;  // what failed: input, element, analytic vs numeric, tolerance
+  std::string report;      // what failed: input, element, analytic vs numeric, tolerance
   double worst_error = 0;  // largest |analytic - numeric| / (atol + rtol |numeric|)
 };
 

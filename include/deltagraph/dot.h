@@ -61,12 +61,14 @@ struct DotOptions {
 std::string to_dot(const std::vector<Var>& outputs, const DotOptions& options = {});
 
 // Writes to_dot(...) to `path`; throws dg::Error if the file cannot be written.
-void write_dot(const std::vector<Var>& outputs, const std::string& path, const DotOptions& options = {});
+void write_dot(const std::vector<Var>& outputs, const std::string& path,
+               const DotOptions& options = {});
 
 // Lays out and renders the graph in-process with Graphviz (libgvc, the "dot" layout), choosing
 // the format by the extension of `path`: .svg or .png (.dot writes the DOT text, as write_dot).
 // Throws dg::Error for another extension, a Graphviz failure or a path that cannot be written.
-void render(const std::vector<Var>& outputs, const std::string& path, const DotOptions& options = {});
+void render(const std::vector<Var>& outputs, const std::string& path,
+            const DotOptions& options = {});
 
 // Renders DOT text to "svg" or "png" bytes in memory with Graphviz. Throws dg::Error carrying
 // Graphviz's own message if the text does not parse or the layout or rendering fails.

@@ -7,9 +7,9 @@
 
 #include <cstdint>
 #include <memory>
-#include "deltagraph/source_location.h"
 #include <string>
 #include <vector>
+#include "deltagraph/source_location.h"
 
 #include "deltagraph/op.h"
 #include "deltagraph/var.h"
@@ -49,13 +49,13 @@ struct Node : std::enable_shared_from_this<Node> {
 
   const OpDef* op = nullptr;
   Attrs attrs;
-  std::vector<Var> inputs;      // cleared when the graph is released after backward
+  std::vector<Var> inputs;       // cleared when the graph is released after backward
   std::vector<VarImpl> outputs;  // fixed size: Vars alias into it
-  uint64_t sequence = 0;  // position in recording order, for tools
-  std::string scope;      // name scope at recording time ("encoder/block1")
-  SourceLocation location;  // the user's call site
-  BackwardOrigin backward;        // set when recorded by a backward pass (create_graph)
-  bool released = false;          // saved inputs were freed by a backward pass
+  uint64_t sequence = 0;         // position in recording order, for tools
+  std::string scope;             // name scope at recording time ("encoder/block1")
+  SourceLocation location;       // the user's call site
+  BackwardOrigin backward;       // set when recorded by a backward pass (create_graph)
+  bool released = false;         // saved inputs were freed by a backward pass
 
   // The i-th output as a Var connected to this node.
   Var output(int i) { return Var(std::shared_ptr<VarImpl>(shared_from_this(), &outputs[i])); }

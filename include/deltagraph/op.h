@@ -8,7 +8,8 @@
 // The VJP contract
 // ----------------
 // For an op y_1..y_m = f(x_1..x_n), the VJP receives the inputs and outputs as Vars and one
-// cotangent g_j = dL/dy_j per output, and returns one Var per input: dL/dx_i = sum_j g_j^T dy_j/dx_i.
+// cotangent g_j = dL/dy_j per output, and returns one Var per input: dL/dx_i = sum_j g_j^T
+// dy_j/dx_i.
 // - It is written with registered ops (dg::mul, dg::conv_transpose2d, ...), never with raw loops,
 //   so that when the engine records the backward pass (create_graph) the gradient is itself a
 //   differentiable expression: gradients of gradients come from the same code.
@@ -24,13 +25,13 @@
 #include <functional>
 #include <initializer_list>
 #include <optional>
-#include "deltagraph/source_location.h"
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
+#include "deltagraph/source_location.h"
 
 #include "deltagraph/shape.h"
 #include "deltagraph/tensor.h"
@@ -41,12 +42,12 @@ namespace dg {
 using Ints = Dims;
 
 enum class AttrType : uint8_t {
-  integer,   // int64
-  real,      // double
+  integer,  // int64
+  real,     // double
   boolean,
   string,
-  ints,      // a list of int64 (e.g. a target shape)
-  pair,      // exactly two int64, [h, w]
+  ints,  // a list of int64 (e.g. a target shape)
+  pair,  // exactly two int64, [h, w]
 };
 const char* attr_type_name(AttrType type);
 
@@ -55,13 +56,13 @@ class AttrValue {
  public:
   using Storage = std::variant<int64_t, double, bool, std::string, Ints>;
   AttrValue() : value_(int64_t{0}) {}
-  AttrValue(int v) : value_(int64_t{v}) {}          // NOLINT
-  AttrValue(int64_t v) : value_(v) {}               // NOLINT
-  AttrValue(double v) : value_(v) {}                // NOLINT
-  AttrValue(bool v) : value_(v) {}                  // NOLINT
-  AttrValue(const char* v) : value_(std::string(v)) {}  // NOLINT
-  AttrValue(std::string v) : value_(std::move(v)) {}    // NOLINT
-  AttrValue(Ints v) : value_(v) {}                      // NOLINT
+  AttrValue(int v) : value_(int64_t{v}) {}                          // NOLINT
+  AttrValue(int64_t v) : value_(v) {}                               // NOLINT
+  AttrValue(double v) : value_(v) {}                                // NOLINT
+  AttrValue(bool v) : value_(v) {}                                  // NOLINT
+  AttrValue(const char* v) : value_(std::string(v)) {}              // NOLINT
+  AttrValue(std::string v) : value_(std::move(v)) {}                // NOLINT
+  AttrValue(Ints v) : value_(v) {}                                  // NOLINT
   AttrValue(std::initializer_list<int64_t> v) : value_(Ints(v)) {}  // NOLINT
 
   const Storage& storage() const { return value_; }
@@ -123,8 +124,8 @@ using AttrMap = std::vector<std::pair<std::string, AttrValue>>;
 
 // What kinds of tensor an input accepts.
 enum class InputKind : uint8_t {
-  floating,     // float32 or float64; every floating input of an op must share one dtype
-  int64,        // indices or class labels
+  floating,        // float32 or float64; every floating input of an op must share one dtype
+  int64,           // indices or class labels
   float_or_int64,  // class labels (int64) or probabilities (floating)
 };
 
@@ -168,7 +169,9 @@ struct VjpContext {
   bool has_input(int i) const { return i < static_cast<int>(inputs.size()); }
   const Var& output(int i) const { return outputs[i]; }
   const Var& grad_output(int i) const { return grad_outputs[i]; }
-  bool needs(int i) const { return i < static_cast<int>(needs_input_grad.size()) && needs_input_grad[i]; }
+  bool needs(int i) const {
+    return i < static_cast<int>(needs_input_grad.size()) && needs_input_grad[i];
+  }
 };
 
 // Draws random valid inputs and attributes for an op, for property-based tests. Implemented over
@@ -225,7 +228,6 @@ inline Shape sample_broadcastable(Sampler& s, const Shape& full) {
   return shape;
 }
 
-
 using ShapeFn = std::function<std::vector<TensorSpec>(const OpCall&)>;
 using ForwardFn = std::function<std::vector<Tensor>(const OpCall&, std::span<const TensorSpec>)>;
 using VjpFn = std::function<std::vector<Var>(const VjpContext&)>;
@@ -241,8 +243,8 @@ struct OpDef {
   ForwardFn forward;  // computes outputs of the shapes the rule gave; inputs are already valid
   VjpFn vjp;          // nullptr: the op is not differentiable (its outputs never require grad)
   std::string vjp_formula;  // one line, for `dg ops` and the README ("dx = g * (x > 0)")
-  LabelFn label;      // DOT label; default: name plus non-default attributes
-  SampleFn sample;    // random valid inputs for the property tests (every built-in op has one)
+  LabelFn label;            // DOT label; default: name plus non-default attributes
+  SampleFn sample;       // random valid inputs for the property tests (every built-in op has one)
   bool builtin = false;  // registered by the library itself (set by the registry)
 
   int required_inputs() const;

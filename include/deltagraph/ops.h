@@ -6,8 +6,8 @@
 // point at the line that built the op.
 #pragma once
 
-#include "deltagraph/source_location.h"
 #include <string>
+#include "deltagraph/source_location.h"
 
 #include "deltagraph/op.h"
 #include "deltagraph/var.h"
@@ -136,8 +136,8 @@ struct ConvTranspose2dOptions {
 // dx = conv2d(g, w); dw = conv2d_weight_grad(g, x); db = sum_{n,h,w} g.
 Var conv_transpose2d(const Var& x, const Var& w, ConvTranspose2dOptions options = {},
                      Loc loc = Loc::current());
-Var conv_transpose2d(const Var& x, const Var& w, const Var& b,
-                     ConvTranspose2dOptions options = {}, Loc loc = Loc::current());
+Var conv_transpose2d(const Var& x, const Var& w, const Var& b, ConvTranspose2dOptions options = {},
+                     Loc loc = Loc::current());
 
 // Per-pixel fully connected layer: y[n,o,h,w] = b[o] + sum_c w[o,c,0,0] x[n,c,h,w]; a GEMM per
 // image. dx = conv1x1(g, w^T); dw = conv2d_weight_grad(x, g); db = sum_{n,h,w} g.

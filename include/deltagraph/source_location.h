@@ -16,7 +16,8 @@ using SourceLocation = std::source_location;
 #else
 class SourceLocation {
  public:
-  static constexpr SourceLocation current(const char* file = __builtin_FILE(), unsigned line = __builtin_LINE(),
+  static constexpr SourceLocation current(const char* file = __builtin_FILE(),
+                                          unsigned line = __builtin_LINE(),
                                           const char* function = __builtin_FUNCTION()) noexcept {
     SourceLocation here;
     here.file_ = file;

@@ -25,8 +25,10 @@ inline bool is_floating(DType dtype) { return dtype != DType::i64; }
 
 template <class T>
 constexpr DType dtype_of() {
-  if constexpr (std::is_same_v<T, float>) return DType::f32;
-  else if constexpr (std::is_same_v<T, double>) return DType::f64;
+  if constexpr (std::is_same_v<T, float>)
+    return DType::f32;
+  else if constexpr (std::is_same_v<T, double>)
+    return DType::f64;
   else {
     static_assert(std::is_same_v<T, int64_t>, "deltagraph tensors hold float, double or int64_t");
     return DType::i64;
@@ -55,10 +57,10 @@ class Tensor {
   // 0, 1, ..., n-1 (times step, plus start).
   static Tensor arange(int64_t n, DType dtype = DType::f32, double start = 0, double step = 1);
   // Seeded and reproducible: the same seed gives the same values on every run.
-  static Tensor randn(const Shape& shape, uint64_t seed, DType dtype = DType::f32,
-                      double mean = 0, double stddev = 1);
-  static Tensor uniform(const Shape& shape, uint64_t seed, DType dtype = DType::f32,
-                        double low = 0, double high = 1);
+  static Tensor randn(const Shape& shape, uint64_t seed, DType dtype = DType::f32, double mean = 0,
+                      double stddev = 1);
+  static Tensor uniform(const Shape& shape, uint64_t seed, DType dtype = DType::f32, double low = 0,
+                        double high = 1);
 
   bool defined() const { return storage_ != nullptr; }
   DType dtype() const { return dtype_; }

@@ -60,7 +60,7 @@ uint64_t default_seed();
 struct PropertyOptions {
   int trials = default_trials();
   uint64_t seed = default_seed();  // RapidCheck seed; 0 picks one (printed on failure for replay)
-  int order = 2;       // 1: first-order properties only; 2: also vjp_of_vjp
+  int order = 2;                   // 1: first-order properties only; 2: also vjp_of_vjp
   bool float32 = true;
   bool batch = true;
   std::string case_dir = "";  // where to write the minimal failing case ("" = nowhere)
@@ -70,13 +70,14 @@ struct PropertyResult {
   std::string op;
   std::string property;  // "vjp", "vjp_of_vjp", "float32", "batch"
   bool ok = true;
-  bool skipped = false;  // the property does not apply (e.g. batch for a non-separable op)
-  std::string report;    // on failure: the minimal configuration, the check's report, the seed
-  std::string case_file; // on failure with case_dir: the written reference case
+  bool skipped = false;   // the property does not apply (e.g. batch for a non-separable op)
+  std::string report;     // on failure: the minimal configuration, the check's report, the seed
+  std::string case_file;  // on failure with case_dir: the written reference case
 };
 
 // Runs every applicable property for `op`. Throws dg::Error if the op has no sampler.
-std::vector<PropertyResult> check_op_properties(const OpDef& op, const PropertyOptions& options = {});
+std::vector<PropertyResult> check_op_properties(const OpDef& op,
+                                                const PropertyOptions& options = {});
 
 // Describes a sample for reports: input shapes/dtypes and attributes.
 std::string describe(const OpDef& op, const OpSample& sample);

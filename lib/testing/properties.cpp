@@ -22,7 +22,9 @@ int64_t PropertySampler::integer(int64_t lo, int64_t hi) {
   return *rc::gen::inRange<int64_t>(lo, hi + 1);
 }
 
-uint64_t PropertySampler::seed() { return static_cast<uint64_t>(*rc::gen::inRange<int64_t>(0, int64_t{1} << 40)); }
+uint64_t PropertySampler::seed() {
+  return static_cast<uint64_t>(*rc::gen::inRange<int64_t>(0, int64_t{1} << 40));
+}
 
 namespace {
 
@@ -38,7 +40,8 @@ Tensor smooth_values(const Shape& shape, DType dtype, uint64_t seed) {
 Tensor distinct_values(const Shape& shape, DType dtype, uint64_t seed) {
   const int64_t n = shape.product();
   std::vector<double> v(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) v[i] = 0.01 * static_cast<double>(i) - 0.005 * static_cast<double>(n);
+  for (int64_t i = 0; i < n; ++i)
+    v[i] = 0.01 * static_cast<double>(i) - 0.005 * static_cast<double>(n);
   std::shuffle(v.begin(), v.end(), std::mt19937_64(seed));
   return Tensor::from(v, shape).to(dtype);
 }
@@ -54,20 +57,26 @@ Tensor index_values(const Shape& shape, int64_t bound, uint64_t seed) {
 }  // namespace
 
 Tensor PropertySampler::smooth(const Shape& shape) { return smooth_values(shape, dtype_, seed()); }
-Tensor PropertySampler::distinct(const Shape& shape) { return distinct_values(shape, dtype_, seed()); }
+Tensor PropertySampler::distinct(const Shape& shape) {
+  return distinct_values(shape, dtype_, seed());
+}
 Tensor PropertySampler::positive(const Shape& shape) {
   return Tensor::uniform(shape, seed(), DType::f64, 0.5, 2.0).to(dtype_);
 }
-Tensor PropertySampler::indices(const Shape& shape, int64_t bound) { return index_values(shape, bound, seed()); }
+Tensor PropertySampler::indices(const Shape& shape, int64_t bound) {
+  return index_values(shape, bound, seed());
+}
 
 namespace gen {
 rc::Gen<Tensor> smooth(const Shape& shape, DType dtype) {
-  return rc::gen::map(rc::gen::inRange<int64_t>(0, int64_t{1} << 40),
-                      [=](int64_t seed) { return smooth_values(shape, dtype, static_cast<uint64_t>(seed)); });
+  return rc::gen::map(rc::gen::inRange<int64_t>(0, int64_t{1} << 40), [=](int64_t seed) {
+    return smooth_values(shape, dtype, static_cast<uint64_t>(seed));
+  });
 }
 rc::Gen<Tensor> distinct(const Shape& shape, DType dtype) {
-  return rc::gen::map(rc::gen::inRange<int64_t>(0, int64_t{1} << 40),
-                      [=](int64_t seed) { return distinct_values(shape, dtype, static_cast<uint64_t>(seed)); });
+  return rc::gen::map(rc::gen::inRange<int64_t>(0, int64_t{1} << 40), [=](int64_t seed) {
+    return distinct_values(shape, dtype, static_cast<uint64_t>(seed));
+  });
 }
 rc::Gen<Tensor> positive(const Shape& shape, DType dtype) {
   return rc::gen::map(rc::gen::inRange<int64_t>(0, int64_t{1} << 40), [=](int64_t seed) {
@@ -113,7 +122,8 @@ std::string describe(const OpDef& op, const OpSample& sample) {
     s += fmt::format("{}{} {} {}", i ? ", " : "", i < op.inputs.size() ? op.inputs[i].name : "?",
                      dtype_name(sample.inputs[i].dtype()), to_string(sample.inputs[i].shape()));
   s += ")";
-  for (const auto& [name, value] : sample.attrs) s += fmt::format(" {}={}", name, value.to_string());
+  for (const auto& [name, value] : sample.attrs)
+    s += fmt::format(" {}={}", name, value.to_string());
   return s;
 }
 
@@ -134,12 +144,14 @@ CheckedFunction op_function(const OpDef& op, const Attrs& attrs) {
 
 bool differentiable(const OpDef& op, const OpSample& sample) {
   if (!op.vjp) return false;
-  return std::any_of(sample.inputs.begin(), sample.inputs.end(), [](const Tensor& t) { return is_floating(t.dtype()); });
+  return std::any_of(sample.inputs.begin(), sample.inputs.end(),
+                     [](const Tensor& t) { return is_floating(t.dtype()); });
 }
 
 // Central finite differences of <v, f(x)> for every element of every floating input: the
 // exact J^T v up to O(eps^2), used as the expected gradient of a written case.
-std::vector<Tensor> numeric_vjp(const CheckedFunction& f, std::vector<Tensor> inputs, const std::vector<Tensor>& v) {
+std::vector<Tensor> numeric_vjp(const CheckedFunction& f, std::vector<Tensor> inputs,
+                                const std::vector<Tensor>& v) {
   const double eps = 1e-6;
   auto project = [&](const std::vector<Tensor>& xs) {
     std::vector<Var> vars(xs.begin(), xs.end());
@@ -174,7 +186,8 @@ std::vector<Tensor> numeric_vjp(const CheckedFunction& f, std::vector<Tensor> in
 std::string write_failing_case(const OpDef& op, const OpSample& sample, const std::string& dir,
                                const std::string& property) {
   std::vector<Tensor> inputs;
-  for (const Tensor& t : sample.inputs) inputs.push_back(is_floating(t.dtype()) ? t.to(DType::f64) : t);
+  for (const Tensor& t : sample.inputs)
+    inputs.push_back(is_floating(t.dtype()) ? t.to(DType::f64) : t);
   const Attrs attrs = make_attrs(op, sample.attrs);
   Case c;
   c.name = fmt::format("property_{}_{}", op.name, property);
@@ -196,8 +209,9 @@ std::string write_failing_case(const OpDef& op, const OpSample& sample, const st
     node.outputs.push_back(name);
     c.expected.push_back({name, outs[k].value()});
     if (op.outputs[k].differentiable && is_floating(outs[k].dtype())) {
-      Tensor v = outs[k].numel() == 1 && outs[k].dim() == 0 ? Tensor::ones({}, DType::f64)
-                                                             : Tensor::randn(outs[k].shape(), 17 + k, DType::f64);
+      Tensor v = outs[k].numel() == 1 && outs[k].dim() == 0
+                     ? Tensor::ones({}, DType::f64)
+                     : Tensor::randn(outs[k].shape(), 17 + k, DType::f64);
       c.cotangents.push_back({name, v});
       cotangents.push_back(v);
     }
@@ -236,7 +250,8 @@ CheckResult batch_consistency(const OpDef& op, const OpSample& sample) {
       Shape s = t.shape();
       s[0] = 1;
       Tensor piece(s, t.dtype());
-      std::memcpy(piece.raw(), static_cast<const char*>(t.raw()) + n * row * dtype_size(t.dtype()), row * dtype_size(t.dtype()));
+      std::memcpy(piece.raw(), static_cast<const char*>(t.raw()) + n * row * dtype_size(t.dtype()),
+                  row * dtype_size(t.dtype()));
       one.emplace_back(piece);
     }
     std::vector<Var> part = call(op, one, attrs);
@@ -247,8 +262,9 @@ CheckResult batch_consistency(const OpDef& op, const OpSample& sample) {
         const double tol = whole[k].dtype() == DType::f32 ? 1e-5 : 1e-12;
         if (!(std::abs(a - b) <= tol * (1 + std::abs(b)))) {
           r.ok = false;
-          r.report = fmt::format("batch consistency: output {} sample {} element {}: batched {} vs alone {}", k, n,
-                                 multi_index(part[k].shape(), e), a, b);
+          r.report = fmt::format(
+              "batch consistency: output {} sample {} element {}: batched {} vs alone {}", k, n,
+              multi_index(part[k].shape(), e), a, b);
           return r;
         }
       }
@@ -262,8 +278,9 @@ struct Failure {
   std::string report;
 };
 
-PropertyResult run_property(const OpDef& op, const std::string& property, const PropertyOptions& options,
-                            DType dtype, const std::function<CheckResult(const OpSample&)>& check,
+PropertyResult run_property(const OpDef& op, const std::string& property,
+                            const PropertyOptions& options, DType dtype,
+                            const std::function<CheckResult(const OpSample&)>& check,
                             const std::function<bool(const OpSample&)>& applies) {
   PropertyResult result{op.name, property};
   std::string last_failure;
@@ -324,38 +341,52 @@ PropertyResult run_property(const OpDef& op, const std::string& property, const 
   result.ok = false;
   std::ostringstream rc_report;
   rc::detail::printResultMessage(outcome, rc_report);
-  result.report = fmt::format("{} {} failed (seed {}, replay: dg gradcheck --op {} --seed {}):\n{}\n{}", op.name,
-                              property, params.seed, op.name, params.seed,
-                              last_failure.empty() ? "" : "minimal failing configuration: " + last_failure,
-                              rc_report.str());
+  result.report =
+      fmt::format("{} {} failed (seed {}, replay: dg gradcheck --op {} --seed {}):\n{}\n{}",
+                  op.name, property, params.seed, op.name, params.seed,
+                  last_failure.empty() ? "" : "minimal failing configuration: " + last_failure,
+                  rc_report.str());
   result.case_file = case_file;
-  if (!case_file.empty()) result.report += fmt::format("\nwritten as a reference case: {}", case_file);
+  if (!case_file.empty())
+    result.report += fmt::format("\nwritten as a reference case: {}", case_file);
   return result;
 }
 
 }  // namespace
 
 std::vector<PropertyResult> check_op_properties(const OpDef& op, const PropertyOptions& options) {
-  if (!op.sample) fail("property tests: op '{}' has no sampler (OpDef::sample), so it is not covered", op.name);
+  if (!op.sample)
+    fail("property tests: op '{}' has no sampler (OpDef::sample), so it is not covered", op.name);
   std::vector<PropertyResult> results;
   auto has_gradient = [&op](const OpSample& s) { return differentiable(op, s); };
-  results.push_back(run_property(op, "vjp", options, DType::f64, [&op](const OpSample& s) {
-    return gradcheck(op_function(op, make_attrs(op, s.attrs)), s.inputs);
-  }, has_gradient));
+  results.push_back(run_property(
+      op, "vjp", options, DType::f64,
+      [&op](const OpSample& s) {
+        return gradcheck(op_function(op, make_attrs(op, s.attrs)), s.inputs);
+      },
+      has_gradient));
   if (options.order >= 2)
-    results.push_back(run_property(op, "vjp_of_vjp", options, DType::f64, [&op](const OpSample& s) {
-      return gradgradcheck(op_function(op, make_attrs(op, s.attrs)), s.inputs);
-    }, has_gradient));
+    results.push_back(run_property(
+        op, "vjp_of_vjp", options, DType::f64,
+        [&op](const OpSample& s) {
+          return gradgradcheck(op_function(op, make_attrs(op, s.attrs)), s.inputs);
+        },
+        has_gradient));
   if (options.float32)
-    results.push_back(run_property(op, "float32", options, DType::f64, [&op](const OpSample& s) {
-      return check_float32(op_function(op, make_attrs(op, s.attrs)), s.inputs);
-    }, has_gradient));
+    results.push_back(run_property(
+        op, "float32", options, DType::f64,
+        [&op](const OpSample& s) {
+          return check_float32(op_function(op, make_attrs(op, s.attrs)), s.inputs);
+        },
+        has_gradient));
   if (options.batch)
-    results.push_back(run_property(op, "batch", options, DType::f64, [&op](const OpSample& s) {
-      return batch_consistency(op, s);
-    }, [](const OpSample& s) {
-      return !s.batched.empty() && !s.inputs.empty() && s.inputs[0].dim() > 0 && s.inputs[0].shape()[0] > 0;
-    }));
+    results.push_back(run_property(
+        op, "batch", options, DType::f64,
+        [&op](const OpSample& s) { return batch_consistency(op, s); },
+        [](const OpSample& s) {
+          return !s.batched.empty() && !s.inputs.empty() && s.inputs[0].dim() > 0 &&
+                 s.inputs[0].shape()[0] > 0;
+        }));
   return results;
 }
 

@@ -5,8 +5,8 @@
 namespace dg::kernels {
 
 template <class T>
-void gemm(bool transpose_a, bool transpose_b, int64_t M, int64_t N, int64_t K, T alpha,
-          const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+void gemm(bool transpose_a, bool transpose_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using ConstMap = Eigen::Map<const Matrix, Eigen::Unaligned, Eigen::OuterStride<>>;
   using Map = Eigen::Map<Matrix, Eigen::Unaligned, Eigen::OuterStride<>>;
@@ -19,13 +19,19 @@ void gemm(bool transpose_a, bool transpose_b, int64_t M, int64_t N, int64_t K, T
   ConstMap a(A, transpose_a ? K : M, transpose_a ? M : K, Eigen::OuterStride<>(lda));
   ConstMap b(B, transpose_b ? N : K, transpose_b ? K : N, Eigen::OuterStride<>(ldb));
   auto run = [&](const auto& lhs, const auto& rhs) {
-    if (beta == T(0)) c.noalias() = alpha * (lhs * rhs);
-    else c.noalias() += alpha * (lhs * rhs);
+    if (beta == T(0))
+      c.noalias() = alpha * (lhs * rhs);
+    else
+      c.noalias() += alpha * (lhs * rhs);
   };
-  if (!transpose_a && !transpose_b) run(a, b);
-  else if (!transpose_a) run(a, b.transpose());
-  else if (!transpose_b) run(a.transpose(), b);
-  else run(a.transpose(), b.transpose());
+  if (!transpose_a && !transpose_b)
+    run(a, b);
+  else if (!transpose_a)
+    run(a, b.transpose());
+  else if (!transpose_b)
+    run(a.transpose(), b);
+  else
+    run(a.transpose(), b.transpose());
 }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,

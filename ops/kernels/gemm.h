@@ -10,7 +10,7 @@ namespace dg::kernels {
 // (lda >= K), or K x M if transpose_a (lda >= M); likewise op(B) is K x N. beta is 0 or 1.
 // Uses the OpenMP threads when called outside a parallel region.
 template <class T>
-void gemm(bool transpose_a, bool transpose_b, int64_t M, int64_t N, int64_t K, T alpha,
-          const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+void gemm(bool transpose_a, bool transpose_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
 
 }  // namespace dg::kernels

@@ -13,12 +13,12 @@
 namespace dg::kernels {
 
 struct ConvGeometry {
-  int64_t C, H, W;     // input channels and size
-  int64_t kH, kW;      // kernel
-  int64_t sh, sw;      // stride
-  int64_t ph, pw;      // padding
-  int64_t dh, dw;      // dilation
-  int64_t Ho, Wo;      // output grid
+  int64_t C, H, W;  // input channels and size
+  int64_t kH, kW;   // kernel
+  int64_t sh, sw;   // stride
+  int64_t ph, pw;   // padding
+  int64_t dh, dw;   // dilation
+  int64_t Ho, Wo;   // output grid
 
   int64_t col_rows() const { return C * kH * kW; }
   int64_t col_cols() const { return Ho * Wo; }
@@ -55,7 +55,8 @@ void im2col(const T* x, const ConvGeometry& g, T* col) {
           }
           const T* in = x + (c * g.H + h) * g.W + w_first;
           std::fill(row, row + j0, T(0));
-          if (g.sw == 1) std::memcpy(row + j0, in, (j1 - j0) * sizeof(T));
+          if (g.sw == 1)
+            std::memcpy(row + j0, in, (j1 - j0) * sizeof(T));
           else
             for (int64_t j = j0; j < j1; ++j) row[j] = in[(j - j0) * g.sw];
           std::fill(row + j1, row + g.Wo, T(0));

@@ -11,8 +11,8 @@ namespace dg::kernels {
 // work per index (elements touched), so small loops skip the thread start-up.
 template <class Body>
 void parallel_for(int64_t n, int64_t cost, Body&& body) {
-  const bool split = n > 1 && n * cost >= (int64_t{1} << 15) && !omp_in_parallel() &&
-                     omp_get_max_threads() > 1;
+  const bool split =
+      n > 1 && n * cost >= (int64_t{1} << 15) && !omp_in_parallel() && omp_get_max_threads() > 1;
   if (!split) {
     if (n > 0) body(int64_t{0}, n);
     return;

@@ -18,7 +18,8 @@ int main() {
   }
   std::printf("consumer: training pieces %s\n", training_pieces ? "linked" : "BROKEN");
   if (!training_pieces) return 1;
-  const bool ok = std::abs(g[0].value().at(0) - 3.0) < 1e-12 && std::abs(g[0].value().at(1) + 4.0) < 1e-12;
+  const bool ok =
+      std::abs(g[0].value().at(0) - 3.0) < 1e-12 && std::abs(g[0].value().at(1) + 4.0) < 1e-12;
   std::printf("consumer: gradient %s\n", ok ? "correct" : "WRONG");
   return ok ? 0 : 1;
 }

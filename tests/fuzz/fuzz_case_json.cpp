@@ -9,7 +9,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
-    const dg::Case c = dg::parse_case(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz.json");
+    const dg::Case c =
+        dg::parse_case(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz.json");
     // Keep each run small: the fuzzer looks for memory errors, not for slow convolutions.
     int64_t elements = 0;
     for (const auto& in : c.inputs) elements += in.value.numel();

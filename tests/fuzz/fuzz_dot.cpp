@@ -15,8 +15,10 @@ int unquoted_brace_balance(const std::string& dot) {
   for (size_t i = 0; i < dot.size(); ++i) {
     const char c = dot[i];
     if (quoted) {
-      if (c == '\\') ++i;
-      else if (c == '"') quoted = false;
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        quoted = false;
     } else if (c == '"') {
       quoted = true;
     } else if (c == '{') {

@@ -62,7 +62,9 @@ struct ConvCase {
 // Random valid configurations (the property-test issue widens this with RapidCheck).
 std::vector<ConvCase> random_cases(uint64_t seed, int count, bool transposed) {
   std::mt19937_64 rng(seed);
-  auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  auto pick = [&](int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+  };
   std::vector<ConvCase> out;
   while (static_cast<int>(out.size()) < count) {
     ConvCase c{};
@@ -80,7 +82,8 @@ std::vector<ConvCase> random_cases(uint64_t seed, int count, bool transposed) {
       if ((c.H - 1) * c.sh - 2 * c.ph + c.dh * (c.kH - 1) + c.oph + 1 < 1) continue;
       if ((c.W - 1) * c.sw - 2 * c.pw + c.dw * (c.kW - 1) + c.opw + 1 < 1) continue;
     } else {
-      if (c.H + 2 * c.ph - c.dh * (c.kH - 1) - 1 < 0 || c.W + 2 * c.pw - c.dw * (c.kW - 1) - 1 < 0) continue;
+      if (c.H + 2 * c.ph - c.dh * (c.kH - 1) - 1 < 0 || c.W + 2 * c.pw - c.dw * (c.kW - 1) - 1 < 0)
+        continue;
     }
     out.push_back(c);
   }
@@ -90,48 +93,70 @@ std::vector<ConvCase> random_cases(uint64_t seed, int count, bool transposed) {
 TEST(Conv2d, GradientsMatchFiniteDifferencesOverRandomConfigurations) {
   int index = 0;
   for (const ConvCase& c : random_cases(1, 12, false)) {
-    SCOPED_TRACE(fmt::format("case {}: N{} C{} {}x{} O{} k{}x{} s{}x{} p{}x{} d{}x{} g{} bias {}", index++,
-                             c.N, c.C, c.H, c.W, c.O, c.kH, c.kW, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw,
-                             c.groups, c.bias));
-    Conv2dOptions o{.stride = {c.sh, c.sw}, .padding = {c.ph, c.pw}, .dilation = {c.dh, c.dw}, .groups = c.groups};
-    std::vector<Tensor> in{Tensor::randn({c.N, c.C, c.H, c.W}, 10 + index, DType::f64),
-                           Tensor::randn({c.O, c.C / c.groups, c.kH, c.kW}, 20 + index, DType::f64)};
+    SCOPED_TRACE(fmt::format("case {}: N{} C{} {}x{} O{} k{}x{} s{}x{} p{}x{} d{}x{} g{} bias {}",
+                             index++, c.N, c.C, c.H, c.W, c.O, c.kH, c.kW, c.sh, c.sw, c.ph, c.pw,
+                             c.dh, c.dw, c.groups, c.bias));
+    Conv2dOptions o{.stride = {c.sh, c.sw},
+                    .padding = {c.ph, c.pw},
+                    .dilation = {c.dh, c.dw},
+                    .groups = c.groups};
+    std::vector<Tensor> in{
+        Tensor::randn({c.N, c.C, c.H, c.W}, 10 + index, DType::f64),
+        Tensor::randn({c.O, c.C / c.groups, c.kH, c.kW}, 20 + index, DType::f64)};
     if (c.bias) in.push_back(Tensor::randn({c.O}, 30 + index, DType::f64));
-    expect_gradients_ok([&](const std::vector<Var>& v) {
-      return std::vector<Var>{v.size() == 3 ? conv2d(v[0], v[1], v[2], o) : conv2d(v[0], v[1], o)};
-    }, in);
+    expect_gradients_ok(
+        [&](const std::vector<Var>& v) {
+          return std::vector<Var>{v.size() == 3 ? conv2d(v[0], v[1], v[2], o)
+                                                : conv2d(v[0], v[1], o)};
+        },
+        in);
   }
 }
 
 TEST(ConvTranspose2d, GradientsMatchFiniteDifferencesOverRandomConfigurations) {
   int index = 0;
   for (const ConvCase& c : random_cases(2, 12, true)) {
-    SCOPED_TRACE(fmt::format("case {}: N{} C{} {}x{} O{} k{}x{} s{}x{} p{}x{} d{}x{} g{} op{}x{} bias {}",
-                             index++, c.N, c.C, c.H, c.W, c.O, c.kH, c.kW, c.sh, c.sw, c.ph, c.pw,
-                             c.dh, c.dw, c.groups, c.oph, c.opw, c.bias));
-    ConvTranspose2dOptions o{.stride = {c.sh, c.sw}, .padding = {c.ph, c.pw},
-                             .output_padding = {c.oph, c.opw}, .dilation = {c.dh, c.dw}, .groups = c.groups};
-    std::vector<Tensor> in{Tensor::randn({c.N, c.C, c.H, c.W}, 40 + index, DType::f64),
-                           Tensor::randn({c.C, c.O / c.groups, c.kH, c.kW}, 50 + index, DType::f64)};
+    SCOPED_TRACE(
+        fmt::format("case {}: N{} C{} {}x{} O{} k{}x{} s{}x{} p{}x{} d{}x{} g{} op{}x{} bias {}",
+                    index++, c.N, c.C, c.H, c.W, c.O, c.kH, c.kW, c.sh, c.sw, c.ph, c.pw, c.dh,
+                    c.dw, c.groups, c.oph, c.opw, c.bias));
+    ConvTranspose2dOptions o{.stride = {c.sh, c.sw},
+                             .padding = {c.ph, c.pw},
+                             .output_padding = {c.oph, c.opw},
+                             .dilation = {c.dh, c.dw},
+                             .groups = c.groups};
+    std::vector<Tensor> in{
+        Tensor::randn({c.N, c.C, c.H, c.W}, 40 + index, DType::f64),
+        Tensor::randn({c.C, c.O / c.groups, c.kH, c.kW}, 50 + index, DType::f64)};
     if (c.bias) in.push_back(Tensor::randn({c.O}, 60 + index, DType::f64));
-    expect_gradients_ok([&](const std::vector<Var>& v) {
-      return std::vector<Var>{v.size() == 3 ? conv_transpose2d(v[0], v[1], v[2], o) : conv_transpose2d(v[0], v[1], o)};
-    }, in);
+    expect_gradients_ok(
+        [&](const std::vector<Var>& v) {
+          return std::vector<Var>{v.size() == 3 ? conv_transpose2d(v[0], v[1], v[2], o)
+                                                : conv_transpose2d(v[0], v[1], o)};
+        },
+        in);
   }
 }
 
 // <conv2d(x, w), y> = <x, conv_transpose2d(y, w)>: the transposed convolution is the adjoint.
 TEST(ConvTranspose2d, IsTheAdjointOfConv2d) {
   for (const ConvCase& c : random_cases(3, 20, false)) {
-    Conv2dOptions o{.stride = {c.sh, c.sw}, .padding = {c.ph, c.pw}, .dilation = {c.dh, c.dw}, .groups = c.groups};
+    Conv2dOptions o{.stride = {c.sh, c.sw},
+                    .padding = {c.ph, c.pw},
+                    .dilation = {c.dh, c.dw},
+                    .groups = c.groups};
     Tensor x = Tensor::randn({c.N, c.C, c.H, c.W}, 1, DType::f64);
     Tensor w = Tensor::randn({c.O, c.C / c.groups, c.kH, c.kW}, 2, DType::f64);
     Var y = conv2d(x, w, o);
     Tensor g = Tensor::randn(y.shape(), 3, DType::f64);
     const int64_t oph = c.H - ((y.shape()[2] - 1) * c.sh - 2 * c.ph + c.dh * (c.kH - 1) + 1);
     const int64_t opw = c.W - ((y.shape()[3] - 1) * c.sw - 2 * c.pw + c.dw * (c.kW - 1) + 1);
-    Var xt = conv_transpose2d(g, w, {.stride = {c.sh, c.sw}, .padding = {c.ph, c.pw},
-                                     .output_padding = {oph, opw}, .dilation = {c.dh, c.dw}, .groups = c.groups});
+    Var xt = conv_transpose2d(g, w,
+                              {.stride = {c.sh, c.sw},
+                               .padding = {c.ph, c.pw},
+                               .output_padding = {oph, opw},
+                               .dilation = {c.dh, c.dw},
+                               .groups = c.groups});
     ASSERT_EQ(xt.shape(), x.shape());
     double lhs = sum(y * Var(g)).item(), rhs = sum(Var(x) * xt).item();
     EXPECT_NEAR(lhs, rhs, 1e-10 * (1 + std::abs(lhs)));
@@ -139,7 +164,8 @@ TEST(ConvTranspose2d, IsTheAdjointOfConv2d) {
 }
 
 TEST(Conv1x1, EqualsConv2dWithAOneByOneKernelAndLinearPerPixel) {
-  Tensor x = Tensor::randn({2, 3, 4, 5}, 1, DType::f64), w = Tensor::randn({6, 3, 1, 1}, 2, DType::f64);
+  Tensor x = Tensor::randn({2, 3, 4, 5}, 1, DType::f64),
+         w = Tensor::randn({6, 3, 1, 1}, 2, DType::f64);
   Tensor b = Tensor::randn({6}, 3, DType::f64);
   Var a = conv1x1(x, w, b), c = conv2d(x, w, b);
   EXPECT_TRUE(allclose(a.value(), c.value(), 1e-12, 1e-12));
@@ -147,17 +173,21 @@ TEST(Conv1x1, EqualsConv2dWithAOneByOneKernelAndLinearPerPixel) {
   Var pixels = reshape(permute(x, {0, 2, 3, 1}), {-1, 3});
   Var lin = permute(reshape(linear(pixels, reshape(w, {6, 3}), b), {2, 4, 5, 6}), {0, 3, 1, 2});
   EXPECT_TRUE(allclose(a.value(), lin.value(), 1e-12, 1e-12));
-  expect_gradients_ok([](const std::vector<Var>& v) { return std::vector<Var>{conv1x1(v[0], v[1], v[2])}; },
-                      {x, w, b});
+  expect_gradients_ok(
+      [](const std::vector<Var>& v) { return std::vector<Var>{conv1x1(v[0], v[1], v[2])}; },
+      {x, w, b});
 }
 
 TEST(Conv2dWeightGrad, GradientsMatchFiniteDifferences) {
   Tensor x = Tensor::randn({2, 4, 5, 6}, 1, DType::f64);
   Conv2dOptions o{.stride = {2, 1}, .padding = {1, 0}, .dilation = {1, 2}, .groups = 2};
-  Tensor g = Tensor::randn(conv2d(x, Tensor::zeros({6, 2, 3, 2}, DType::f64), o).shape(), 2, DType::f64);
-  expect_gradients_ok([&](const std::vector<Var>& v) {
-    return std::vector<Var>{conv2d_weight_grad(v[0], v[1], {3, 2}, o)};
-  }, {x, g});
+  Tensor g =
+      Tensor::randn(conv2d(x, Tensor::zeros({6, 2, 3, 2}, DType::f64), o).shape(), 2, DType::f64);
+  expect_gradients_ok(
+      [&](const std::vector<Var>& v) {
+        return std::vector<Var>{conv2d_weight_grad(v[0], v[1], {3, 2}, o)};
+      },
+      {x, g});
 }
 
 TEST(BiasAdd, AddsPerChannelAndItsGradientIsTheChannelSum) {
@@ -173,34 +203,71 @@ TEST(BiasAdd, AddsPerChannelAndItsGradientIsTheChannelSum) {
   for (int n = 0; n < 2; ++n)
     for (int i = 0; i < 20; ++i) channel1 += g.at(n * 60 + 20 + i);
   EXPECT_NEAR(db[0].value().at(1), channel1, 1e-12);
-  expect_gradients_ok([](const std::vector<Var>& v) { return std::vector<Var>{bias_add(v[0], v[1])}; }, {x, b});
-  expect_gradients_ok([](const std::vector<Var>& v) { return std::vector<Var>{bias_add(v[0], v[1])}; },
-                      {Tensor::randn({4, 3}, 3, DType::f64), b});
+  expect_gradients_ok(
+      [](const std::vector<Var>& v) { return std::vector<Var>{bias_add(v[0], v[1])}; }, {x, b});
+  expect_gradients_ok(
+      [](const std::vector<Var>& v) { return std::vector<Var>{bias_add(v[0], v[1])}; },
+      {Tensor::randn({4, 3}, 3, DType::f64), b});
 }
 
 TEST(ConvErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
   Tensor x = Tensor::zeros({1, 3, 8, 8}), w = Tensor::zeros({16, 4, 3, 3});
-  expect_error([&] { conv2d(x, w); },
-               "conv2d: x has 3 channels but w [16,4,3,3] with groups=1 expects 4 (w.shape[1]*groups)");
-  expect_error([&] { conv2d(Tensor::zeros({1, 4, 2, 2}), w); },
-               "conv2d: kernel [3,3] with stride [1,1], padding [0,0], dilation [1,1] does not fit in "
-               "input 2x2 (output would be 0x0)");
-  expect_error([&] { conv2d(Tensor::zeros({1, 4, 8}), w); }, "conv2d: x must be 4-D [N,C,H,W], got [1,4,8]");
-  expect_error([&] { conv2d(Tensor::zeros({1, 6, 8, 8}), Tensor::zeros({5, 2, 3, 3}), {.groups = 3}); },
-               "which groups=3 does not divide");
-  expect_error([&] { conv2d(Tensor::zeros({1, 4, 8, 8}), w, Tensor::zeros({8})); },
-               "conv2d: b is [8] but the output has 16 channels; b must be [16]");
-  expect_error([&] { conv2d(Tensor::zeros({1, 4, 8, 8}), w, {.stride = 0}); }, "stride must be at least 1");
-  expect_error([&] { conv2d(Tensor::zeros({1, 4, 8, 8}), Tensor::zeros({16, 4, 3, 3}, DType::f64)); },
-               "conv2d: input 'w' is float64 but 'x' is float32");
-  expect_error([&] { conv_transpose2d(Tensor::zeros({1, 3, 4, 4}), Tensor::zeros({4, 2, 3, 3})); },
-               "conv_transpose2d: x has 3 channels but w [4,2,3,3] expects 4 (w.shape[0]");
-  expect_error([&] { conv_transpose2d(Tensor::zeros({1, 4, 4, 4}), Tensor::zeros({4, 2, 3, 3}), {.stride = 2, .output_padding = 2}); },
-               "conv_transpose2d: output_padding [2,2] must be smaller than max(stride, dilation) per axis ([2,2])");
-  expect_error([&] { conv1x1(Tensor::zeros({1, 4, 4, 4}), Tensor::zeros({2, 4, 3, 3})); },
-               "conv1x1: w must be [O,C,1,1], got [2,4,3,3]");
-  expect_error([&] { bias_add(Tensor::zeros({2, 3, 4, 4}), Tensor::zeros({4})); },
-               "bias_add: b is [4] but x [2,3,4,4] has 3 channels (axis 1); b must be [3]");
+  expect_error(
+      [&] { conv2d(x, w); },
+      "conv2d: x has 3 channels but w [16,4,3,3] with groups=1 expects 4 (w.shape[1]*groups)");
+  expect_error(
+      [&] {
+        conv2d(Tensor::zeros({1, 4, 2, 2}), w);
+      },
+      "conv2d: kernel [3,3] with stride [1,1], padding [0,0], dilation [1,1] does not fit in "
+      "input 2x2 (output would be 0x0)");
+  expect_error(
+      [&] {
+        conv2d(Tensor::zeros({1, 4, 8}), w);
+      },
+      "conv2d: x must be 4-D [N,C,H,W], got [1,4,8]");
+  expect_error(
+      [&] {
+        conv2d(Tensor::zeros({1, 6, 8, 8}), Tensor::zeros({5, 2, 3, 3}), {.groups = 3});
+      },
+      "which groups=3 does not divide");
+  expect_error(
+      [&] {
+        conv2d(Tensor::zeros({1, 4, 8, 8}), w, Tensor::zeros({8}));
+      },
+      "conv2d: b is [8] but the output has 16 channels; b must be [16]");
+  expect_error(
+      [&] {
+        conv2d(Tensor::zeros({1, 4, 8, 8}), w, {.stride = 0});
+      },
+      "stride must be at least 1");
+  expect_error(
+      [&] {
+        conv2d(Tensor::zeros({1, 4, 8, 8}), Tensor::zeros({16, 4, 3, 3}, DType::f64));
+      },
+      "conv2d: input 'w' is float64 but 'x' is float32");
+  expect_error(
+      [&] {
+        conv_transpose2d(Tensor::zeros({1, 3, 4, 4}), Tensor::zeros({4, 2, 3, 3}));
+      },
+      "conv_transpose2d: x has 3 channels but w [4,2,3,3] expects 4 (w.shape[0]");
+  expect_error(
+      [&] {
+        conv_transpose2d(Tensor::zeros({1, 4, 4, 4}), Tensor::zeros({4, 2, 3, 3}),
+                         {.stride = 2, .output_padding = 2});
+      },
+      "conv_transpose2d: output_padding [2,2] must be smaller than max(stride, dilation) per axis "
+      "([2,2])");
+  expect_error(
+      [&] {
+        conv1x1(Tensor::zeros({1, 4, 4, 4}), Tensor::zeros({2, 4, 3, 3}));
+      },
+      "conv1x1: w must be [O,C,1,1], got [2,4,3,3]");
+  expect_error(
+      [&] {
+        bias_add(Tensor::zeros({2, 3, 4, 4}), Tensor::zeros({4}));
+      },
+      "bias_add: b is [4] but x [2,3,4,4] has 3 channels (axis 1); b must be [3]");
 }
 
 }  // namespace

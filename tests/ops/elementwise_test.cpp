@@ -30,7 +30,7 @@ struct ShapePair {
 
 // Same shapes, broadcasting on either side, a scalar, and both sides broadcasting at once.
 const std::vector<ShapePair> kBinaryShapes = {
-    {{2, 3}, {2, 3}}, {{2, 3, 4}, {3, 1}}, {{4}, {2, 1, 4}}, {{}, {2, 3}},
+    {{2, 3}, {2, 3}}, {{2, 3, 4}, {3, 1}}, {{4}, {2, 1, 4}},    {{}, {2, 3}},
     {{2, 3}, {}},     {{2, 1}, {1, 3}},    {{3, 1, 2}, {4, 1}},
 };
 
@@ -44,7 +44,8 @@ void check_binary(const char* name, Binary op, bool b_away_from_zero) {
   uint64_t seed = 100;
   for (const ShapePair& p : kBinaryShapes) {
     Tensor a = dg_test::rand64(p.a, ++seed);
-    Tensor b = b_away_from_zero ? dg_test::away_from_zero(p.b, ++seed) : dg_test::rand64(p.b, ++seed);
+    Tensor b =
+        b_away_from_zero ? dg_test::away_from_zero(p.b, ++seed) : dg_test::rand64(p.b, ++seed);
     Fn f = [op](const Vars& v) { return Vars{op(v[0], v[1], dg::Loc::current())}; };
     check_all(label(name, p), f, {a, b});
   }
@@ -68,9 +69,9 @@ TEST(Elementwise, AddForward) {
   Var y = dg::add(dg::input(a), in({100, 200, 300}, {3, 1}));
   EXPECT_EQ(y.shape(), (Shape{2, 3, 4}));
   EXPECT_EQ(y.value().at(0), 100);
-  EXPECT_EQ(y.value().at(5), 205);    // [0,1,1]
-  EXPECT_EQ(y.value().at(23), 323);   // [1,2,3]
-  EXPECT_EQ(y.value().at(13), 113);   // [1,0,1]
+  EXPECT_EQ(y.value().at(5), 205);   // [0,1,1]
+  EXPECT_EQ(y.value().at(23), 323);  // [1,2,3]
+  EXPECT_EQ(y.value().at(13), 113);  // [1,0,1]
 }
 
 TEST(Elementwise, SubMulDivForward) {
@@ -116,23 +117,24 @@ TEST(Elementwise, OperatorsMatchOps) {
 TEST(Elementwise, ActivationsForward) {
   Var x = in({-2, 0, 3}, {3});
   EXPECT_TRUE(ValuesNear(dg::relu(x), {3}, {0, 0, 3}));
-  EXPECT_TRUE(ValuesNear(dg::relu_backward(in({5, 6, 7}, {3}), in({-1, 0, 2}, {3})), {3}, {0, 0, 7}));
+  EXPECT_TRUE(
+      ValuesNear(dg::relu_backward(in({5, 6, 7}, {3}), in({-1, 0, 2}, {3})), {3}, {0, 0, 7}));
   EXPECT_TRUE(ValuesNear(dg::elu(x), {3}, {std::exp(-2.0) - 1, 0, 3}));
   EXPECT_TRUE(ValuesNear(dg::elu(x, 0.5), {3}, {0.5 * (std::exp(-2.0) - 1), 0, 3}));
   EXPECT_TRUE(ValuesNear(dg::elu_grad(in({-1, 0, -0.0, 2}, {4}), 0.5), {4},
                          {0.5 * std::exp(-1.0), 0.5, 0.5, 1}));
-  EXPECT_TRUE(ValuesNear(dg::sigmoid(x), {3},
-                         {1 / (1 + std::exp(2.0)), 0.5, 1 / (1 + std::exp(-3.0))}));
+  EXPECT_TRUE(
+      ValuesNear(dg::sigmoid(x), {3}, {1 / (1 + std::exp(2.0)), 0.5, 1 / (1 + std::exp(-3.0))}));
   EXPECT_TRUE(ValuesNear(dg::tanh(x), {3}, {std::tanh(-2.0), 0, std::tanh(3.0)}));
 }
 
 TEST(Elementwise, Float32ForwardKeepsDtype) {
   Var a = dg::input(Tensor::from(std::vector<float>{1, -2, 3}, {3}));
   Var b = dg::input(Tensor::from(std::vector<float>{2}, {1}));
-  for (const Var& y : {dg::add(a, b), dg::sub(a, b), dg::mul(a, b), dg::div(a, b), dg::neg(a),
-                       dg::exp(a), dg::relu(a), dg::elu(a), dg::sigmoid(a), dg::tanh(a),
-                       dg::add_scalar(a, 1), dg::mul_scalar(a, 2), dg::elu_grad(a),
-                       dg::relu_backward(a, a)})
+  for (const Var& y :
+       {dg::add(a, b), dg::sub(a, b), dg::mul(a, b), dg::div(a, b), dg::neg(a), dg::exp(a),
+        dg::relu(a), dg::elu(a), dg::sigmoid(a), dg::tanh(a), dg::add_scalar(a, 1),
+        dg::mul_scalar(a, 2), dg::elu_grad(a), dg::relu_backward(a, a)})
     EXPECT_EQ(y.dtype(), DType::f32);
   EXPECT_TRUE(ValuesNear(dg::mul(a, b), {3}, {2, -4, 6}));
   EXPECT_TRUE(ValuesNear(dg::relu(a), {3}, {1, 0, 3}));
@@ -247,10 +249,12 @@ TEST(Elementwise, ReluBackwardGradients) {
 TEST(Elementwise, ComposedExpressionGradients) {
   Fn f = [](const Vars& v) {
     Var h = dg::tanh(dg::add(dg::mul(v[0], v[1]), v[2]));
-    return Vars{dg::div(dg::exp(h), dg::add_scalar(dg::sigmoid(v[0]), 1.0)), dg::elu(dg::sub(h, v[1]))};
+    return Vars{dg::div(dg::exp(h), dg::add_scalar(dg::sigmoid(v[0]), 1.0)),
+                dg::elu(dg::sub(h, v[1]))};
   };
-  check_all("composed", f,
-            {dg_test::rand64({2, 3}, 400), dg_test::rand64({3}, 401), dg_test::rand64({2, 1}, 402)});
+  check_all(
+      "composed", f,
+      {dg_test::rand64({2, 3}, 400), dg_test::rand64({3}, 401), dg_test::rand64({2, 1}, 402)});
 }
 
 TEST(Elementwise, GradientsMatchHandDerivatives) {
@@ -278,15 +282,19 @@ TEST(Elementwise, BroadcastErrors) {
                             "right is 3 vs 4 (sizes must match or one must be 1)"));
   EXPECT_THROW((void)dg::add(a, b), dg::ShapeError);
   Var c = Tensor::zeros({3, 3}, DType::f64);
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::sub(a, c); }, {"sub: a is [2,3] and b is [3,3]", "axis 2 from the right is 2 vs 3"}));
+  EXPECT_TRUE(ThrowsError([&] { (void)dg::sub(a, c); },
+                          {"sub: a is [2,3] and b is [3,3]", "axis 2 from the right is 2 vs 3"}));
   EXPECT_TRUE(ThrowsError([&] { (void)dg::mul(c, a); }, {"mul: a is [3,3] and b is [2,3]"}));
   EXPECT_TRUE(ThrowsError([&] { (void)dg::div(a, b); }, {"div: a is [2,3] and b is [4]"}));
   EXPECT_TRUE(ThrowsError([&] { (void)(a + b); }, {"add:"}));
 }
 
 TEST(Elementwise, ReluBackwardShapeError) {
-  EXPECT_TRUE(ThrowsExactly([] { (void)dg::relu_backward(in({1, 2}, {2}), in({1, 2, 3}, {3})); },
-                            "relu_backward: g is [2] and x is [3]; they must have the same shape"));
+  EXPECT_TRUE(ThrowsExactly(
+      [] {
+        (void)dg::relu_backward(in({1, 2}, {2}), in({1, 2, 3}, {3}));
+      },
+      "relu_backward: g is [2] and x is [3]; they must have the same shape"));
 }
 
 TEST(Elementwise, ScalarAttributeIsRequired) {

@@ -28,7 +28,8 @@ std::vector<double> naive(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j)
       for (int64_t k = 0; k < K; ++k)
-        y[i * N + j] += a.at(ta ? k * a.size(1) + i : i * K + k) * b.at(tb ? j * b.size(1) + k : k * N + j);
+        y[i * N + j] +=
+            a.at(ta ? k * a.size(1) + i : i * K + k) * b.at(tb ? j * b.size(1) + k : k * N + j);
   return y;
 }
 
@@ -50,7 +51,8 @@ TEST(Linalg, MatmulForward) {
   EXPECT_TRUE(ValuesNear(dg::matmul(a, a, {.transpose_a = true}), {3, 3},
                          {17, 22, 27, 22, 29, 36, 27, 36, 45}));
   // Empty inner dimension: zeros.
-  Var e1 = dg::input(Tensor::zeros({2, 0}, DType::f64)), e2 = dg::input(Tensor::zeros({0, 3}, DType::f64));
+  Var e1 = dg::input(Tensor::zeros({2, 0}, DType::f64)),
+      e2 = dg::input(Tensor::zeros({0, 3}, DType::f64));
   EXPECT_TRUE(ValuesNear(dg::matmul(e1, e2), {2, 3}, {0, 0, 0, 0, 0, 0}));
 }
 
@@ -76,7 +78,8 @@ TEST(Linalg, LinearForward) {
   EXPECT_TRUE(ValuesNear(dg::linear(x, w), {2, 2}, {-2, 3, -2, 7.5}));
   EXPECT_TRUE(ValuesNear(dg::linear(x, w, b), {2, 2}, {8, 23, 8, 27.5}));
   // Same as matmul with a transposed b plus a broadcast bias.
-  Tensor xs = dg_test::rand64({5, 7}, 3), ws = dg_test::rand64({4, 7}, 4), bs = dg_test::rand64({4}, 5);
+  Tensor xs = dg_test::rand64({5, 7}, 3), ws = dg_test::rand64({4, 7}, 4),
+         bs = dg_test::rand64({4}, 5);
   Var lin = dg::linear(dg::input(xs), dg::input(ws), dg::input(bs));
   Var ref = dg::add(dg::matmul(dg::input(xs), dg::input(ws), {.transpose_b = true}), dg::input(bs));
   EXPECT_TRUE(dg::allclose(lin.value(), ref.value(), 1e-13, 1e-14));
@@ -98,7 +101,8 @@ TEST(Linalg, HandGradients) {
   Var x = dg::variable(f64({1, 2}, {1, 2}));
   Var w = dg::variable(f64({3, 4, 5, 6, 7, 8}, {3, 2}));
   Var bias = dg::variable(f64({0, 0, 0}, {3}));
-  auto gl = dg::grad({dg::linear(x, w, bias)}, {x, w, bias}, {dg::constant(f64({1, 0, -1}, {1, 3}))});
+  auto gl =
+      dg::grad({dg::linear(x, w, bias)}, {x, w, bias}, {dg::constant(f64({1, 0, -1}, {1, 3}))});
   EXPECT_TRUE(ValuesNear(gl[0], {1, 2}, {3 - 7, 4 - 8}));
   EXPECT_TRUE(ValuesNear(gl[1], {3, 2}, {1, 2, 0, 0, -1, -2}));
   EXPECT_TRUE(ValuesNear(gl[2], {3}, {1, 0, -1}));
@@ -110,7 +114,8 @@ TEST(Linalg, MatmulGradientChecks) {
   uint64_t seed = 1200;
   for (bool ta : {false, true})
     for (bool tb : {false, true})
-      for (const auto& [M, K, N] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{2, 3, 4}, {1, 5, 1}, {3, 1, 2}}) {
+      for (const auto& [M, K, N] :
+           std::vector<std::tuple<int64_t, int64_t, int64_t>>{{2, 3, 4}, {1, 5, 1}, {3, 1, 2}}) {
         Tensor a = dg_test::rand64(ta ? Shape{K, M} : Shape{M, K}, ++seed);
         Tensor b = dg_test::rand64(tb ? Shape{N, K} : Shape{K, N}, ++seed);
         Fn f = [ta, tb](const Vars& v) {
@@ -123,12 +128,15 @@ TEST(Linalg, MatmulGradientChecks) {
   check_all("matmul(a, a^T)", gram, {dg_test::rand64({3, 4}, 1300)});
   // Large enough for the directional mode.
   Fn big = [](const Vars& v) { return Vars{dg::tanh(dg::matmul(v[0], v[1]))}; };
-  check_all("matmul large", big, {dg_test::rand64({20, 30}, 1301, -0.3, 0.3), dg_test::rand64({30, 10}, 1302, -0.3, 0.3)});
+  check_all(
+      "matmul large", big,
+      {dg_test::rand64({20, 30}, 1301, -0.3, 0.3), dg_test::rand64({30, 10}, 1302, -0.3, 0.3)});
 }
 
 TEST(Linalg, LinearGradientChecks) {
   uint64_t seed = 1400;
-  for (const auto& [N, I, O] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{2, 3, 4}, {1, 1, 1}, {5, 2, 3}}) {
+  for (const auto& [N, I, O] :
+       std::vector<std::tuple<int64_t, int64_t, int64_t>>{{2, 3, 4}, {1, 1, 1}, {5, 2, 3}}) {
     Tensor x = dg_test::rand64({N, I}, ++seed), w = dg_test::rand64({O, I}, ++seed),
            b = dg_test::rand64({O}, ++seed);
     Fn with_bias = [](const Vars& v) { return Vars{dg::linear(v[0], v[1], v[2])}; };
@@ -143,7 +151,8 @@ TEST(Linalg, LinearGradientChecks) {
   dg::CheckOptions o;
   o.wrt = {true, false, true};
   Fn f = [](const Vars& v) { return Vars{dg::linear(v[0], v[1], v[2])}; };
-  std::vector<Tensor> inputs{dg_test::rand64({2, 3}, 1500), dg_test::rand64({4, 3}, 1501), dg_test::rand64({4}, 1502)};
+  std::vector<Tensor> inputs{dg_test::rand64({2, 3}, 1500), dg_test::rand64({4, 3}, 1501),
+                             dg_test::rand64({4}, 1502)};
   EXPECT_TRUE(dg_test::Passed(dg::gradcheck(f, inputs, o)));
   EXPECT_TRUE(dg_test::Passed(dg::gradgradcheck(f, inputs, o)));
 }
@@ -151,14 +160,18 @@ TEST(Linalg, LinearGradientChecks) {
 // ---- shape-rule errors ------------------------------------------------------------------
 
 TEST(Linalg, MatmulErrors) {
-  Var a = dg::input(Tensor::zeros({3, 4}, DType::f64)), b = dg::input(Tensor::zeros({5, 2}, DType::f64));
-  EXPECT_TRUE(ThrowsExactly([&] { (void)dg::matmul(a, b); },
-                            "matmul: a is [3,4] and b is [5,2]; a's columns (4) must equal b's rows (5)"));
+  Var a = dg::input(Tensor::zeros({3, 4}, DType::f64)),
+      b = dg::input(Tensor::zeros({5, 2}, DType::f64));
+  EXPECT_TRUE(
+      ThrowsExactly([&] { (void)dg::matmul(a, b); },
+                    "matmul: a is [3,4] and b is [5,2]; a's columns (4) must equal b's rows (5)"));
   EXPECT_THROW((void)dg::matmul(a, b), dg::ShapeError);
-  EXPECT_TRUE(ThrowsExactly([&] { (void)dg::matmul(a, b, {.transpose_a = true}); },
-                            "matmul: a^T is [4,3] and b is [5,2]; a's columns (3) must equal b's rows (5)"));
-  EXPECT_TRUE(ThrowsExactly([&] { (void)dg::matmul(a, b, {.transpose_b = true}); },
-                            "matmul: a is [3,4] and b^T is [2,5]; a's columns (4) must equal b's rows (2)"));
+  EXPECT_TRUE(ThrowsExactly(
+      [&] { (void)dg::matmul(a, b, {.transpose_a = true}); },
+      "matmul: a^T is [4,3] and b is [5,2]; a's columns (3) must equal b's rows (5)"));
+  EXPECT_TRUE(ThrowsExactly(
+      [&] { (void)dg::matmul(a, b, {.transpose_b = true}); },
+      "matmul: a is [3,4] and b^T is [2,5]; a's columns (4) must equal b's rows (2)"));
   Var v = dg::input(Tensor::zeros({4}, DType::f64));
   EXPECT_TRUE(ThrowsExactly([&] { (void)dg::matmul(v, b); },
                             "matmul: a and b must be 2-D, got a [4] and b [5,2]"));
@@ -168,13 +181,29 @@ TEST(Linalg, MatmulErrors) {
 
 TEST(Linalg, LinearErrors) {
   auto z = [](const Shape& s) { return dg::input(Tensor::zeros(s, DType::f64)); };
-  EXPECT_TRUE(ThrowsExactly([&] { (void)dg::linear(z({3}), z({2, 3})); },
-                            "linear: x must be 2-D [N,in], got [3]"));
-  EXPECT_TRUE(ThrowsExactly([&] { (void)dg::linear(z({2, 3}), z({3})); },
-                            "linear: w must be 2-D [out,in], got [3]"));
-  EXPECT_TRUE(ThrowsExactly([&] { (void)dg::linear(z({2, 3}), z({4, 5})); },
-                            "linear: x is [2,3] and w is [4,5]; x's features (3) must equal w.shape[1] (5)"));
-  EXPECT_TRUE(ThrowsExactly([&] { (void)dg::linear(z({2, 3}), z({4, 3}), z({3})); },
-                            "linear: b is [3] but w [4,3] has 4 outputs; b must be [4]"));
-  EXPECT_TRUE(ThrowsError([&] { (void)dg::linear(z({2, 3}), z({4, 3}), z({1, 4})); }, {"linear", "b is [1,4]"}));
+  EXPECT_TRUE(ThrowsExactly(
+      [&] {
+        (void)dg::linear(z({3}), z({2, 3}));
+      },
+      "linear: x must be 2-D [N,in], got [3]"));
+  EXPECT_TRUE(ThrowsExactly(
+      [&] {
+        (void)dg::linear(z({2, 3}), z({3}));
+      },
+      "linear: w must be 2-D [out,in], got [3]"));
+  EXPECT_TRUE(ThrowsExactly(
+      [&] {
+        (void)dg::linear(z({2, 3}), z({4, 5}));
+      },
+      "linear: x is [2,3] and w is [4,5]; x's features (3) must equal w.shape[1] (5)"));
+  EXPECT_TRUE(ThrowsExactly(
+      [&] {
+        (void)dg::linear(z({2, 3}), z({4, 3}), z({3}));
+      },
+      "linear: b is [3] but w [4,3] has 4 outputs; b must be [4]"));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        (void)dg::linear(z({2, 3}), z({4, 3}), z({1, 4}));
+      },
+      {"linear", "b is [1,4]"}));
 }

@@ -21,9 +21,9 @@ Tensor distinct(const Shape& shape, uint64_t seed) {
 }
 
 TEST(MaxPool2d, ValuesAndIndicesByHand) {
-  Tensor x = f64({1, 5, 2, 0,   //
-                  3, 4, 8, 8,   //
-                  0, 9, 1, 1,   //
+  Tensor x = f64({1, 5, 2, 0,  //
+                  3, 4, 8, 8,  //
+                  0, 9, 1, 1,  //
                   7, 2, 1, 6},
                  {1, 1, 4, 4});
   auto [y, idx] = max_pool2d(x, {.kernel_size = 2});
@@ -44,10 +44,13 @@ TEST(MaxPool2d, CeilModeDropsAWindowStartingInThePadding) {
   // 5 wide, k2 s2: floor gives 2, ceil gives 3 (the last window covers column 4 only).
   Tensor x = distinct({1, 1, 5, 5}, 1);
   EXPECT_EQ(max_pool2d(x, {.kernel_size = 2}).values.shape(), (Shape{1, 1, 2, 2}));
-  EXPECT_EQ(max_pool2d(x, {.kernel_size = 2, .ceil_mode = true}).values.shape(), (Shape{1, 1, 3, 3}));
-  // 4 wide with padding 1, k2 s2 ceil: a 4th window would start at 6 >= 4 + 1 and is dropped.
-  EXPECT_EQ(max_pool2d(distinct({1, 1, 4, 4}, 2), {.kernel_size = 2, .padding = 1, .ceil_mode = true}).values.shape(),
+  EXPECT_EQ(max_pool2d(x, {.kernel_size = 2, .ceil_mode = true}).values.shape(),
             (Shape{1, 1, 3, 3}));
+  // 4 wide with padding 1, k2 s2 ceil: a 4th window would start at 6 >= 4 + 1 and is dropped.
+  EXPECT_EQ(
+      max_pool2d(distinct({1, 1, 4, 4}, 2), {.kernel_size = 2, .padding = 1, .ceil_mode = true})
+          .values.shape(),
+      (Shape{1, 1, 3, 3}));
 }
 
 TEST(MaxPool2d, GradientRoutesThroughIndicesAndAddsWhereWindowsOverlap) {
@@ -66,14 +69,28 @@ struct PoolConfig {
 
 std::vector<PoolConfig> random_pools(uint64_t seed, int count, bool dilation) {
   std::mt19937_64 rng(seed);
-  auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  auto pick = [&](int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+  };
   std::vector<PoolConfig> out;
   while (static_cast<int>(out.size()) < count) {
-    PoolConfig c{pick(1, 2), pick(1, 3), pick(1, 7), pick(1, 7), pick(1, 3), pick(1, 3), pick(1, 3),
-                 pick(1, 3), 0, 0, dilation ? pick(1, 2) : 1, dilation ? pick(1, 2) : 1, pick(0, 1) == 1};
+    PoolConfig c{pick(1, 2),
+                 pick(1, 3),
+                 pick(1, 7),
+                 pick(1, 7),
+                 pick(1, 3),
+                 pick(1, 3),
+                 pick(1, 3),
+                 pick(1, 3),
+                 0,
+                 0,
+                 dilation ? pick(1, 2) : 1,
+                 dilation ? pick(1, 2) : 1,
+                 pick(0, 1) == 1};
     c.ph = pick(0, c.kH / 2);
     c.pw = pick(0, c.kW / 2);
-    if (c.H + 2 * c.ph - c.dh * (c.kH - 1) - 1 < 0 || c.W + 2 * c.pw - c.dw * (c.kW - 1) - 1 < 0) continue;
+    if (c.H + 2 * c.ph - c.dh * (c.kH - 1) - 1 < 0 || c.W + 2 * c.pw - c.dw * (c.kW - 1) - 1 < 0)
+      continue;
     out.push_back(c);
   }
   return out;
@@ -82,12 +99,17 @@ std::vector<PoolConfig> random_pools(uint64_t seed, int count, bool dilation) {
 TEST(MaxPool2d, GradientsMatchFiniteDifferencesOverRandomConfigurations) {
   int i = 0;
   for (const PoolConfig& c : random_pools(7, 15, true)) {
-    SCOPED_TRACE(fmt::format("case {}: N{} C{} {}x{} k{}x{} s{}x{} p{}x{} d{}x{} ceil {}", i++, c.N, c.C, c.H,
-                             c.W, c.kH, c.kW, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw, c.ceil));
-    MaxPool2dOptions o{.kernel_size = {c.kH, c.kW}, .stride = {c.sh, c.sw}, .padding = {c.ph, c.pw},
-                       .dilation = {c.dh, c.dw}, .ceil_mode = c.ceil};
-    expect_gradients_ok([&](const std::vector<Var>& v) { return std::vector<Var>{max_pool2d(v[0], o).values}; },
-                        {distinct({c.N, c.C, c.H, c.W}, i)});
+    SCOPED_TRACE(fmt::format("case {}: N{} C{} {}x{} k{}x{} s{}x{} p{}x{} d{}x{} ceil {}", i++, c.N,
+                             c.C, c.H, c.W, c.kH, c.kW, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw,
+                             c.ceil));
+    MaxPool2dOptions o{.kernel_size = {c.kH, c.kW},
+                       .stride = {c.sh, c.sw},
+                       .padding = {c.ph, c.pw},
+                       .dilation = {c.dh, c.dw},
+                       .ceil_mode = c.ceil};
+    expect_gradients_ok(
+        [&](const std::vector<Var>& v) { return std::vector<Var>{max_pool2d(v[0], o).values}; },
+        {distinct({c.N, c.C, c.H, c.W}, i)});
   }
 }
 
@@ -108,9 +130,11 @@ TEST(MaxUnpool2d, PlacesValuesAtIndicesAndUndoesAPool) {
 
 TEST(MaxUnpool2d, GradientIsAGatherAtTheIndices) {
   Tensor idx = Tensor::from(std::vector<int64_t>{5, 0, 3, 7}, {1, 1, 2, 2});
-  expect_gradients_ok([&](const std::vector<Var>& v) {
-    return std::vector<Var>{max_unpool2d(v[0], idx, {.kernel_size = 2, .output_size = {3, 3}})};
-  }, {Tensor::randn({1, 1, 2, 2}, 1, DType::f64)});
+  expect_gradients_ok(
+      [&](const std::vector<Var>& v) {
+        return std::vector<Var>{max_unpool2d(v[0], idx, {.kernel_size = 2, .output_size = {3, 3}})};
+      },
+      {Tensor::randn({1, 1, 2, 2}, 1, DType::f64)});
   Tape tape;
   Var x = variable(f64({1, 2, 3, 4}, {1, 1, 2, 2}));
   Tensor g = Tensor::arange(9, DType::f64).reshape({1, 1, 3, 3});
@@ -134,8 +158,13 @@ TEST(PoolRouting, PoolVjpEqualsUnpoolWithoutOverlapAndScatterGatherAreAdjoint) {
   double lhs = sum(scatter_add_at(a, idx, {6, 6}) * Var(b)).item();
   double rhs = sum(Var(a) * gather_at(b, idx)).item();
   EXPECT_NEAR(lhs, rhs, 1e-12);
-  expect_gradients_ok([&](const std::vector<Var>& v) { return std::vector<Var>{gather_at(v[0], idx)}; }, {b});
-  expect_gradients_ok([&](const std::vector<Var>& v) { return std::vector<Var>{scatter_add_at(v[0], idx, {6, 6})}; }, {a});
+  expect_gradients_ok(
+      [&](const std::vector<Var>& v) { return std::vector<Var>{gather_at(v[0], idx)}; }, {b});
+  expect_gradients_ok(
+      [&](const std::vector<Var>& v) {
+        return std::vector<Var>{scatter_add_at(v[0], idx, {6, 6})};
+      },
+      {a});
 }
 
 TEST(AvgPool2d, DivisorsFollowPyTorch) {
@@ -143,8 +172,10 @@ TEST(AvgPool2d, DivisorsFollowPyTorch) {
   // Padding 1, k3 s1: a corner window holds 4 real ones of 9 places.
   expect_values(avg_pool2d(x, {.kernel_size = 3, .stride = 1, .padding = 1}).value(),
                 {4. / 9, 6. / 9, 4. / 9, 6. / 9, 1, 6. / 9, 4. / 9, 6. / 9, 4. / 9});
-  expect_values(avg_pool2d(x, {.kernel_size = 3, .stride = 1, .padding = 1, .count_include_pad = false}).value(),
-                {1, 1, 1, 1, 1, 1, 1, 1, 1});
+  expect_values(
+      avg_pool2d(x, {.kernel_size = 3, .stride = 1, .padding = 1, .count_include_pad = false})
+          .value(),
+      {1, 1, 1, 1, 1, 1, 1, 1, 1});
   // Ceil mode: the overhanging window's divisor counts only up to the padded edge.
   Tensor y = Tensor::arange(9, DType::f64).reshape({1, 1, 3, 3});
   expect_values(avg_pool2d(y, {.kernel_size = 2, .ceil_mode = true}).value(), {2, 3.5, 6.5, 8});
@@ -154,33 +185,49 @@ TEST(AvgPool2d, GradientsMatchFiniteDifferencesOverRandomConfigurations) {
   int i = 0;
   for (const PoolConfig& c : random_pools(9, 15, false)) {
     const bool include_pad = i % 2 == 0;
-    SCOPED_TRACE(fmt::format("case {}: N{} C{} {}x{} k{}x{} s{}x{} p{}x{} ceil {} include_pad {}", i++, c.N,
-                             c.C, c.H, c.W, c.kH, c.kW, c.sh, c.sw, c.ph, c.pw, c.ceil, include_pad));
-    AvgPool2dOptions o{.kernel_size = {c.kH, c.kW}, .stride = {c.sh, c.sw}, .padding = {c.ph, c.pw},
-                       .ceil_mode = c.ceil, .count_include_pad = include_pad};
-    expect_gradients_ok([&](const std::vector<Var>& v) { return std::vector<Var>{avg_pool2d(v[0], o)}; },
-                        {Tensor::randn({c.N, c.C, c.H, c.W}, i, DType::f64)});
+    SCOPED_TRACE(fmt::format("case {}: N{} C{} {}x{} k{}x{} s{}x{} p{}x{} ceil {} include_pad {}",
+                             i++, c.N, c.C, c.H, c.W, c.kH, c.kW, c.sh, c.sw, c.ph, c.pw, c.ceil,
+                             include_pad));
+    AvgPool2dOptions o{.kernel_size = {c.kH, c.kW},
+                       .stride = {c.sh, c.sw},
+                       .padding = {c.ph, c.pw},
+                       .ceil_mode = c.ceil,
+                       .count_include_pad = include_pad};
+    expect_gradients_ok(
+        [&](const std::vector<Var>& v) { return std::vector<Var>{avg_pool2d(v[0], o)}; },
+        {Tensor::randn({c.N, c.C, c.H, c.W}, i, DType::f64)});
   }
 }
 
 TEST(PoolErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
   Tensor x = Tensor::zeros({1, 1, 4, 4});
   expect_error([&] { max_pool2d(x, {.kernel_size = 5}); },
-               "max_pool2d: kernel [5,5] with padding [0,0] does not fit in input 4x4 (output would be 0x0)");
+               "max_pool2d: kernel [5,5] with padding [0,0] does not fit in input 4x4 (output "
+               "would be 0x0)");
   expect_error([&] { max_pool2d(x, {.kernel_size = 2, .padding = 2}); },
                "max_pool2d: padding [2,2] must be between 0 and half the kernel [2,2]");
-  expect_error([&] { max_pool2d(Tensor::zeros({4, 4}), {.kernel_size = 2}); }, "max_pool2d: x must be 4-D");
+  expect_error(
+      [&] {
+        max_pool2d(Tensor::zeros({4, 4}), {.kernel_size = 2});
+      },
+      "max_pool2d: x must be 4-D");
   expect_error([&] { max_pool2d(x, {}); }, "max_pool2d: kernel_size must be at least 1");
   const Var y = max_pool2d(x, {.kernel_size = 2}).values;
-  expect_error([&] { max_unpool2d(Tensor::zeros({1, 1, 4, 4}), Tensor::zeros({1, 1, 4, 4}, DType::i64),
-                                  {.kernel_size = 2, .output_size = {11, 11}}); },
-               "max_unpool2d: output_size [11,11] does not fit input 4x4 with kernel 2, stride 2, padding 0 "
-               "(each side must be between 7 and 9)");
+  expect_error(
+      [&] {
+        max_unpool2d(Tensor::zeros({1, 1, 4, 4}), Tensor::zeros({1, 1, 4, 4}, DType::i64),
+                     {.kernel_size = 2, .output_size = {11, 11}});
+      },
+      "max_unpool2d: output_size [11,11] does not fit input 4x4 with kernel 2, stride 2, padding 0 "
+      "(each side must be between 7 and 9)");
   Tensor bad = Tensor::from(std::vector<int64_t>{0, 1, 2, 99}, {1, 1, 2, 2});
   expect_error([&] { max_unpool2d(y, bad, {.kernel_size = 2}); },
-               "max_unpool2d: indices[0,0,1,1] = 99 is outside the 4x4 plane (valid flat indices are 0..15)");
-  expect_error([&] { max_unpool2d(y, y, {.kernel_size = 2}); }, "max_unpool2d: input 'indices' must be int64");
-  expect_error([&] { avg_pool2d(x, {.kernel_size = 3, .padding = 2}); }, "avg_pool2d: padding [2,2] must be between 0");
+               "max_unpool2d: indices[0,0,1,1] = 99 is outside the 4x4 plane (valid flat indices "
+               "are 0..15)");
+  expect_error([&] { max_unpool2d(y, y, {.kernel_size = 2}); },
+               "max_unpool2d: input 'indices' must be int64");
+  expect_error([&] { avg_pool2d(x, {.kernel_size = 3, .padding = 2}); },
+               "avg_pool2d: padding [2,2] must be between 0");
 }
 
 }  // namespace

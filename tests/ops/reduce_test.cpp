@@ -36,14 +36,16 @@ TEST(Reduce, SumForward) {
   EXPECT_TRUE(ValuesNear(dg::sum(m23(), {.keepdims = true}), {1, 1}, {21}));
   EXPECT_TRUE(ValuesNear(dg::sum(m23(), {.axes = {0, 1}}), {}, {21}));
   EXPECT_TRUE(ValuesNear(dg::sum(in({4}, {})), {}, {4}));
-  EXPECT_TRUE(ValuesNear(dg::sum(dg::input(Tensor::zeros({2, 0}, DType::f64)), {.axes = {1}}), {2}, {0, 0}));
+  EXPECT_TRUE(ValuesNear(dg::sum(dg::input(Tensor::zeros({2, 0}, DType::f64)), {.axes = {1}}), {2},
+                         {0, 0}));
 
   // [2,3,4] over axes 0 and 2: out[j] = sum_{i,k} x[i,j,k].
   Tensor x = Tensor::arange(24, DType::f64).reshape({2, 3, 4});
   std::vector<double> expected(3, 0);
   for (int64_t i = 0; i < 24; ++i) expected[(i / 4) % 3] += static_cast<double>(i);
   EXPECT_TRUE(ValuesNear(dg::sum(dg::input(x), {.axes = {0, 2}}), {3}, expected));
-  EXPECT_TRUE(ValuesNear(dg::sum(dg::input(x), {.axes = {2, 0}, .keepdims = true}), {1, 3, 1}, expected));
+  EXPECT_TRUE(
+      ValuesNear(dg::sum(dg::input(x), {.axes = {2, 0}, .keepdims = true}), {1, 3, 1}, expected));
 
   // 6-D, reducing non-adjacent axes.
   Tensor y = Tensor::arange(48, DType::f64).reshape({2, 1, 3, 1, 2, 4});
@@ -151,7 +153,7 @@ TEST(Reduce, BroadcastToSumToGradientChecks) {
     Shape small, big;
   };
   std::vector<Case> cases = {
-      {{3, 1}, {2, 3, 4}}, {{4}, {2, 1, 4}}, {{}, {2, 3}}, {{1}, {3}},
+      {{3, 1}, {2, 3, 4}}, {{4}, {2, 1, 4}}, {{}, {2, 3}},     {{1}, {3}},
       {{2, 1}, {2, 3}},    {{1, 3}, {2, 3}}, {{2, 3}, {2, 3}},
   };
   uint64_t seed = 600;
@@ -159,7 +161,8 @@ TEST(Reduce, BroadcastToSumToGradientChecks) {
     const Shape small = c.small, big = c.big;
     Fn fb = [big](const Vars& v) { return Vars{dg::broadcast_to(v[0], big)}; };
     Fn fs = [small](const Vars& v) { return Vars{dg::sum_to(v[0], small)}; };
-    check_all(fmt::format("broadcast_to {} -> {}", small, big), fb, {dg_test::rand64(small, ++seed)});
+    check_all(fmt::format("broadcast_to {} -> {}", small, big), fb,
+              {dg_test::rand64(small, ++seed)});
     check_all(fmt::format("sum_to {} -> {}", big, small), fs, {dg_test::rand64(big, ++seed)});
     // Nonlinear around them, so the second-order check sees them inside a product.
     Fn fb2 = [big](const Vars& v) {
@@ -170,7 +173,8 @@ TEST(Reduce, BroadcastToSumToGradientChecks) {
       Var s = dg::sum_to(v[0], small);
       return Vars{dg::mul(s, s)};
     };
-    check_all(fmt::format("broadcast_to^2 {} -> {}", small, big), fb2, {dg_test::rand64(small, ++seed)});
+    check_all(fmt::format("broadcast_to^2 {} -> {}", small, big), fb2,
+              {dg_test::rand64(small, ++seed)});
     check_all(fmt::format("sum_to^2 {} -> {}", big, small), fs2, {dg_test::rand64(big, ++seed)});
   }
 }
@@ -188,18 +192,30 @@ TEST(Reduce, AxisErrors) {
                             "sum: axis 2 is out of range for x of shape [2,3] (rank 2)"));
   EXPECT_TRUE(ThrowsExactly([] { (void)dg::mean(m23(), {.axes = {-3}}); },
                             "mean: axis -3 is out of range for x of shape [2,3] (rank 2)"));
-  EXPECT_TRUE(ThrowsExactly([] { (void)dg::sum(m23(), {.axes = {1, -1}}); },
-                            "sum: axis -1 is listed twice in axes [1,-1]"));
-  EXPECT_TRUE(ThrowsError([] { (void)dg::mean(m23(), {.axes = {0, 0}}); }, {"mean", "listed twice"}));
-  EXPECT_TRUE(ThrowsError([] { (void)dg::sum(in({1}, {}), {.axes = {0}}); }, {"sum", "axis 0", "rank 0"}));
+  EXPECT_TRUE(ThrowsExactly(
+      [] {
+        (void)dg::sum(m23(), {.axes = {1, -1}});
+      },
+      "sum: axis -1 is listed twice in axes [1,-1]"));
+  EXPECT_TRUE(ThrowsError(
+      [] {
+        (void)dg::mean(m23(), {.axes = {0, 0}});
+      },
+      {"mean", "listed twice"}));
+  EXPECT_TRUE(
+      ThrowsError([] { (void)dg::sum(in({1}, {}), {.axes = {0}}); }, {"sum", "axis 0", "rank 0"}));
   EXPECT_THROW((void)dg::sum(m23(), {.axes = {5}}), dg::ShapeError);
 }
 
 TEST(Reduce, BroadcastErrors) {
-  EXPECT_TRUE(ThrowsExactly([] { (void)dg::broadcast_to(m23(), {3, 3}); },
-                            "broadcast_to: x of shape [2,3] cannot be broadcast to [3,3] (aligned at "
-                            "the right, each axis must match or be 1)"));
-  EXPECT_TRUE(ThrowsError([] { (void)dg::broadcast_to(m23(), {3}); }, {"broadcast_to", "[2,3]", "[3]"}));
+  EXPECT_TRUE(ThrowsExactly(
+      [] {
+        (void)dg::broadcast_to(m23(), {3, 3});
+      },
+      "broadcast_to: x of shape [2,3] cannot be broadcast to [3,3] (aligned at "
+      "the right, each axis must match or be 1)"));
+  EXPECT_TRUE(
+      ThrowsError([] { (void)dg::broadcast_to(m23(), {3}); }, {"broadcast_to", "[2,3]", "[3]"}));
   EXPECT_TRUE(ThrowsExactly([] { (void)dg::sum_to(m23(), {2}); },
                             "sum_to: x of shape [2,3] cannot be summed to [2]: [2] does not "
                             "broadcast to [2,3]"));

@@ -51,8 +51,7 @@ TEST(Shape, PermuteForward) {
   ASSERT_EQ(y.shape(), (Shape{4, 2, 3}));
   for (int k = 0; k < 4; ++k)
     for (int i = 0; i < 2; ++i)
-      for (int j = 0; j < 3; ++j)
-        EXPECT_EQ(y.value().at((k * 2 + i) * 3 + j), i * 12 + j * 4 + k);
+      for (int j = 0; j < 3; ++j) EXPECT_EQ(y.value().at((k * 2 + i) * 3 + j), i * 12 + j * 4 + k);
   EXPECT_TRUE(ValuesNear(dg::permute(iota({2, 3}), {1, 0}), {3, 2}, {0, 3, 1, 4, 2, 5}));
   EXPECT_TRUE(ValuesNear(dg::permute(iota({2, 3}), {0, 1}), {2, 3}, {0, 1, 2, 3, 4, 5}));
   EXPECT_TRUE(ValuesNear(dg::permute(in({5}, {}), Ints{}), {}, {5}));
@@ -105,8 +104,11 @@ TEST(Shape, ReshapeFlattenGradientChecks) {
     Shape from, to;
   };
   uint64_t seed = 800;
-  for (const Case& c : std::vector<Case>{{{2, 3}, {3, 2}}, {{2, 3, 4}, {-1}}, {{2, 3, 4}, {4, -1, 2}},
-                                         {{1}, {}}, {{6}, {1, 2, 1, 3}}}) {
+  for (const Case& c : std::vector<Case>{{{2, 3}, {3, 2}},
+                                         {{2, 3, 4}, {-1}},
+                                         {{2, 3, 4}, {4, -1, 2}},
+                                         {{1}, {}},
+                                         {{6}, {1, 2, 1, 3}}}) {
     const Shape to = c.to;
     Fn f = [to](const Vars& v) { return Vars{dg::reshape(v[0], to)}; };
     Fn f2 = [to](const Vars& v) {
@@ -146,7 +148,8 @@ TEST(Shape, PermuteGradientChecks) {
       return Vars{dg::mul(p, p)};
     };
     check_all(fmt::format("permute {} {}", c.shape, dims), f, {dg_test::rand64(c.shape, ++seed)});
-    check_all(fmt::format("permute^2 {} {}", c.shape, dims), f2, {dg_test::rand64(c.shape, ++seed)});
+    check_all(fmt::format("permute^2 {} {}", c.shape, dims), f2,
+              {dg_test::rand64(c.shape, ++seed)});
   }
 }
 
@@ -168,7 +171,8 @@ TEST(Shape, NarrowGradientChecks) {
       Var n = dg::narrow(v[0], c.axis, c.start, c.length);
       return Vars{dg::mul(n, n)};
     };
-    std::string what = fmt::format("narrow {} axis {} start {} length {}", c.shape, c.axis, c.start, c.length);
+    std::string what =
+        fmt::format("narrow {} axis {} start {} length {}", c.shape, c.axis, c.start, c.length);
     check_all(what, f, {dg_test::rand64(c.shape, ++seed)});
     check_all(what + " squared", f2, {dg_test::rand64(c.shape, ++seed)});
   }
@@ -180,14 +184,15 @@ TEST(Shape, NarrowBackwardGradientChecks) {
     int64_t axis, start, size;
   };
   uint64_t seed = 1100;
-  for (const Case& c : std::vector<Case>{{{3}, 0, 1, 5}, {{2, 2}, 1, 1, 4}, {{2, 3, 2}, 0, 0, 3},
-                                         {{2, 3, 2}, -1, 2, 4}}) {
+  for (const Case& c : std::vector<Case>{
+           {{3}, 0, 1, 5}, {{2, 2}, 1, 1, 4}, {{2, 3, 2}, 0, 0, 3}, {{2, 3, 2}, -1, 2, 4}}) {
     Fn f = [c](const Vars& v) { return Vars{dg::narrow_backward(v[0], c.axis, c.start, c.size)}; };
     Fn f2 = [c](const Vars& v) {
       Var n = dg::narrow_backward(v[0], c.axis, c.start, c.size);
       return Vars{dg::mul(n, dg::add_scalar(n, 1.0))};
     };
-    std::string what = fmt::format("narrow_backward {} axis {} start {} size {}", c.shape, c.axis, c.start, c.size);
+    std::string what = fmt::format("narrow_backward {} axis {} start {} size {}", c.shape, c.axis,
+                                   c.start, c.size);
     check_all(what, f, {dg_test::rand64(c.shape, ++seed)});
     check_all(what + " composed", f2, {dg_test::rand64(c.shape, ++seed)});
   }
@@ -196,13 +201,26 @@ TEST(Shape, NarrowBackwardGradientChecks) {
 // ---- shape-rule errors ------------------------------------------------------------------
 
 TEST(Shape, ReshapeErrors) {
-  EXPECT_TRUE(ThrowsExactly([] { (void)dg::reshape(iota({2, 3}), {-1, -1}); },
-                            "reshape: target shape [-1,-1] has more than one -1"));
-  EXPECT_TRUE(ThrowsExactly([] { (void)dg::reshape(iota({2, 3}), {4}); },
-                            "reshape: cannot reshape 6 elements into [4] (4 elements)"));
-  EXPECT_TRUE(ThrowsExactly([] { (void)dg::reshape(iota({2, 3}), {4, -1}); },
-                            "reshape: cannot reshape 6 elements into [4,-1]: 6 is not a multiple of 4"));
-  EXPECT_TRUE(ThrowsError([] { (void)dg::reshape(iota({2, 3}), {-3, 2}); }, {"reshape", "negative"}));
+  EXPECT_TRUE(ThrowsExactly(
+      [] {
+        (void)dg::reshape(iota({2, 3}), {-1, -1});
+      },
+      "reshape: target shape [-1,-1] has more than one -1"));
+  EXPECT_TRUE(ThrowsExactly(
+      [] {
+        (void)dg::reshape(iota({2, 3}), {4});
+      },
+      "reshape: cannot reshape 6 elements into [4] (4 elements)"));
+  EXPECT_TRUE(ThrowsExactly(
+      [] {
+        (void)dg::reshape(iota({2, 3}), {4, -1});
+      },
+      "reshape: cannot reshape 6 elements into [4,-1]: 6 is not a multiple of 4"));
+  EXPECT_TRUE(ThrowsError(
+      [] {
+        (void)dg::reshape(iota({2, 3}), {-3, 2});
+      },
+      {"reshape", "negative"}));
   EXPECT_TRUE(ThrowsError([] { (void)dg::reshape(iota({2, 0}), {0, -1}); }, {"reshape", "[0,-1]"}));
   EXPECT_THROW((void)dg::reshape(iota({2, 3}), {5}), dg::ShapeError);
 }
@@ -214,29 +232,66 @@ TEST(Shape, FlattenErrors) {
 }
 
 TEST(Shape, PermuteErrors) {
-  EXPECT_TRUE(ThrowsExactly([] { (void)dg::permute(iota({2, 3, 4}), {0, 1}); },
-                            "permute: dims [0,1] must list each of the 3 axes of x [2,3,4] once"));
-  EXPECT_TRUE(ThrowsExactly([] { (void)dg::permute(iota({2, 3, 4}), {0, 0, 1}); },
-                            "permute: dims [0,0,1] is not a permutation of 0..2 (x is [2,3,4])"));
-  EXPECT_TRUE(ThrowsError([] { (void)dg::permute(iota({2, 3, 4}), {0, 1, 3}); },
-                          {"permute", "[0,1,3]", "not a permutation"}));
-  EXPECT_TRUE(ThrowsError([] { (void)dg::permute(iota({2, 3}), {-1, 0}); }, {"permute", "not a permutation"}));
+  EXPECT_TRUE(ThrowsExactly(
+      [] {
+        (void)dg::permute(iota({2, 3, 4}), {0, 1});
+      },
+      "permute: dims [0,1] must list each of the 3 axes of x [2,3,4] once"));
+  EXPECT_TRUE(ThrowsExactly(
+      [] {
+        (void)dg::permute(iota({2, 3, 4}), {0, 0, 1});
+      },
+      "permute: dims [0,0,1] is not a permutation of 0..2 (x is [2,3,4])"));
+  EXPECT_TRUE(ThrowsError(
+      [] {
+        (void)dg::permute(iota({2, 3, 4}), {0, 1, 3});
+      },
+      {"permute", "[0,1,3]", "not a permutation"}));
+  EXPECT_TRUE(ThrowsError(
+      [] {
+        (void)dg::permute(iota({2, 3}), {-1, 0});
+      },
+      {"permute", "not a permutation"}));
 }
 
 TEST(Shape, NarrowErrors) {
-  EXPECT_TRUE(ThrowsExactly([] { (void)dg::narrow(iota({2, 4}), 1, 2, 3); },
-                            "narrow: the window start 2 length 3 does not fit axis 1 of size 4 (x is [2,4])"));
-  EXPECT_TRUE(ThrowsExactly([] { (void)dg::narrow(iota({2, 4}), 2, 0, 1); },
-                            "narrow: axis 2 is out of range for [2,4] of rank 2"));
+  EXPECT_TRUE(ThrowsExactly(
+      [] {
+        (void)dg::narrow(iota({2, 4}), 1, 2, 3);
+      },
+      "narrow: the window start 2 length 3 does not fit axis 1 of size 4 (x is [2,4])"));
+  EXPECT_TRUE(ThrowsExactly(
+      [] {
+        (void)dg::narrow(iota({2, 4}), 2, 0, 1);
+      },
+      "narrow: axis 2 is out of range for [2,4] of rank 2"));
   EXPECT_TRUE(ThrowsError([] { (void)dg::narrow(iota({2, 4}), -3, 0, 1); }, {"narrow", "axis -3"}));
-  EXPECT_TRUE(ThrowsError([] { (void)dg::narrow(iota({2, 4}), 1, -1, 2); }, {"narrow", "start -1"}));
-  EXPECT_TRUE(ThrowsError([] { (void)dg::narrow(iota({2, 4}), 1, 0, -1); }, {"narrow", "length -1"}));
+  EXPECT_TRUE(ThrowsError(
+      [] {
+        (void)dg::narrow(iota({2, 4}), 1, -1, 2);
+      },
+      {"narrow", "start -1"}));
+  EXPECT_TRUE(ThrowsError(
+      [] {
+        (void)dg::narrow(iota({2, 4}), 1, 0, -1);
+      },
+      {"narrow", "length -1"}));
 }
 
 TEST(Shape, NarrowBackwardErrors) {
-  EXPECT_TRUE(ThrowsExactly([] { (void)dg::narrow_backward(iota({2, 2}), 1, 3, 4); },
-                            "narrow_backward: g's axis 1 (2 long) placed at 3 does not fit in size 4"));
-  EXPECT_TRUE(ThrowsError([] { (void)dg::narrow_backward(iota({2, 2}), 1, -1, 4); }, {"narrow_backward", "placed at -1"}));
-  EXPECT_TRUE(ThrowsError([] { (void)dg::narrow_backward(iota({2, 2}), 5, 0, 4); },
-                          {"narrow_backward", "axis 5 is out of range"}));
+  EXPECT_TRUE(ThrowsExactly(
+      [] {
+        (void)dg::narrow_backward(iota({2, 2}), 1, 3, 4);
+      },
+      "narrow_backward: g's axis 1 (2 long) placed at 3 does not fit in size 4"));
+  EXPECT_TRUE(ThrowsError(
+      [] {
+        (void)dg::narrow_backward(iota({2, 2}), 1, -1, 4);
+      },
+      {"narrow_backward", "placed at -1"}));
+  EXPECT_TRUE(ThrowsError(
+      [] {
+        (void)dg::narrow_backward(iota({2, 2}), 5, 0, 4);
+      },
+      {"narrow_backward", "axis 5 is out of range"}));
 }

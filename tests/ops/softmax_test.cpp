@@ -28,7 +28,8 @@ TEST(SoftmaxXent, HugeLogitsStayFinite) {
   Tape tape;
   Var zv = variable(z);
   Var loss = softmax_xent(zv, labels({1, 1}, {2}));
-  EXPECT_NEAR(loss.item(), 1000.0, 1e-9);  // sample 0 misses by 2000, sample 1 is right: (2000 + 0) / 2
+  EXPECT_NEAR(loss.item(), 1000.0,
+              1e-9);  // sample 0 misses by 2000, sample 1 is right: (2000 + 0) / 2
   auto g = grad(loss, {zv});
   for (double v : g[0].value().to_vector()) EXPECT_TRUE(std::isfinite(v));
   expect_values(g[0].value(), {0.5, -0.5, 0, 0, 0, 0}, 1e-12);
@@ -52,20 +53,28 @@ TEST(SoftmaxXent, IgnoreIndexSkipsPixelsAndTheMeanCountsOnlyTheRest) {
   }
   EXPECT_NEAR(softmax_xent(z, t, {.ignore_index = -1}).item(), total / counted, 1e-12);
   for (const char* reduction : {"mean", "sum", "none"})
-    expect_gradients_ok([&](const std::vector<Var>& v) {
-      return std::vector<Var>{softmax_xent(v[0], t, {.reduction = reduction, .ignore_index = -1})};
-    }, {z});
+    expect_gradients_ok(
+        [&](const std::vector<Var>& v) {
+          return std::vector<Var>{
+              softmax_xent(v[0], t, {.reduction = reduction, .ignore_index = -1})};
+        },
+        {z});
 }
 
 TEST(SoftmaxXent, ProbabilityLabelsGetGradientsToo) {
   Tensor z = Tensor::randn({3, 5}, 2, DType::f64);
   Tensor p = softmax(Tensor::randn({3, 5}, 3, DType::f64)).value();
   for (const char* reduction : {"mean", "sum", "none"})
-    expect_gradients_ok([&](const std::vector<Var>& v) {
-      return std::vector<Var>{softmax_xent(v[0], v[1], {.reduction = reduction})};
-    }, {z, p});
-  Tensor z4 = Tensor::randn({2, 3, 2, 2}, 4, DType::f64), p4 = softmax(Tensor::randn({2, 3, 2, 2}, 5, DType::f64)).value();
-  expect_gradients_ok([](const std::vector<Var>& v) { return std::vector<Var>{softmax_xent(v[0], v[1])}; }, {z4, p4});
+    expect_gradients_ok(
+        [&](const std::vector<Var>& v) {
+          return std::vector<Var>{softmax_xent(v[0], v[1], {.reduction = reduction})};
+        },
+        {z, p});
+  Tensor z4 = Tensor::randn({2, 3, 2, 2}, 4, DType::f64),
+         p4 = softmax(Tensor::randn({2, 3, 2, 2}, 5, DType::f64)).value();
+  expect_gradients_ok(
+      [](const std::vector<Var>& v) { return std::vector<Var>{softmax_xent(v[0], v[1])}; },
+      {z4, p4});
 }
 
 TEST(SoftmaxXent, InvariantToAShiftOfTheLogitsAndClassGradientsSumToZero) {
@@ -82,8 +91,10 @@ TEST(SoftmaxXent, InvariantToAShiftOfTheLogitsAndClassGradientsSumToZero) {
 
 TEST(Softmax, GradientsAndOneHot) {
   Tensor x = Tensor::randn({2, 3, 2, 2}, 7, DType::f64);
-  expect_gradients_ok([](const std::vector<Var>& v) { return std::vector<Var>{softmax(v[0])}; }, {x});
-  expect_gradients_ok([](const std::vector<Var>& v) { return std::vector<Var>{log_softmax(v[0])}; }, {x});
+  expect_gradients_ok([](const std::vector<Var>& v) { return std::vector<Var>{softmax(v[0])}; },
+                      {x});
+  expect_gradients_ok([](const std::vector<Var>& v) { return std::vector<Var>{log_softmax(v[0])}; },
+                      {x});
   Var oh = one_hot(labels({2, -1, 0}, {3}), 3);
   expect_values(oh.value(), {0, 0, 1, 0, 0, 0, 1, 0, 0});
   EXPECT_EQ(oh.dtype(), DType::f32);
@@ -91,14 +102,26 @@ TEST(Softmax, GradientsAndOneHot) {
 
 TEST(SoftmaxXentErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
   Tensor z = Tensor::zeros({2, 3});
-  expect_error([&] { softmax_xent(z, labels({0, 3}, {2})); },
-               "softmax_xent: labels[1] = 3 is not a class in [0, 3) nor ignore_index (-100)");
-  expect_error([&] { softmax_xent(z, labels({0, 1, 2}, {3})); },
-               "softmax_xent: class labels are [3] but logits [2,3] need labels [2]");
-  expect_error([&] { softmax_xent(z, labels({0, 1}, {2}), {.reduction = "avg"}); },
-               "softmax_xent: reduction must be \"mean\", \"sum\" or \"none\", got \"avg\"");
-  expect_error([&] { softmax_xent(z, Tensor::zeros({2, 4})); },
-               "softmax_xent: probability labels are [2,4] but logits are [2,3]; they must match");
+  expect_error(
+      [&] {
+        softmax_xent(z, labels({0, 3}, {2}));
+      },
+      "softmax_xent: labels[1] = 3 is not a class in [0, 3) nor ignore_index (-100)");
+  expect_error(
+      [&] {
+        softmax_xent(z, labels({0, 1, 2}, {3}));
+      },
+      "softmax_xent: class labels are [3] but logits [2,3] need labels [2]");
+  expect_error(
+      [&] {
+        softmax_xent(z, labels({0, 1}, {2}), {.reduction = "avg"});
+      },
+      "softmax_xent: reduction must be \"mean\", \"sum\" or \"none\", got \"avg\"");
+  expect_error(
+      [&] {
+        softmax_xent(z, Tensor::zeros({2, 4}));
+      },
+      "softmax_xent: probability labels are [2,4] but logits are [2,3]; they must match");
 }
 
 }  // namespace

@@ -22,10 +22,16 @@ struct LargeGraph {
       dg::Scope stage(fmt::format("stage{}", block / 8));
       dg::Scope scope(fmt::format("block{}", block % 8));
       // Pointers, not references into the vector: the next emplace_back may move its slots.
-      const dg::Param* w = params.emplace_back(std::make_unique<dg::Param>(
-          dg::Tensor::randn({2, 2, 3, 3}, static_cast<uint64_t>(block), dg::DType::f32, 0, 0.3),
-          fmt::format("block{}.weight", block))).get();
-      const dg::Param* b = params.emplace_back(std::make_unique<dg::Param>(dg::Tensor::zeros({2}), fmt::format("block{}.bias", block))).get();
+      const dg::Param* w = params
+                               .emplace_back(std::make_unique<dg::Param>(
+                                   dg::Tensor::randn({2, 2, 3, 3}, static_cast<uint64_t>(block),
+                                                     dg::DType::f32, 0, 0.3),
+                                   fmt::format("block{}.weight", block)))
+                               .get();
+      const dg::Param* b = params
+                               .emplace_back(std::make_unique<dg::Param>(
+                                   dg::Tensor::zeros({2}), fmt::format("block{}.bias", block)))
+                               .get();
       dg::Var h = dg::relu(dg::bias_add(dg::conv2d(x, *w, {.padding = 1}), *b));
       x = x + h;
       if (block % 8 == 7) {
@@ -48,14 +54,17 @@ void BM_ToDot(benchmark::State& state, dg::DotOptions options) {
   }
   state.counters["ops"] = static_cast<double>(graph.recorded);
   state.counters["dot_bytes"] = static_cast<double>(bytes);
-  state.counters["ns_per_op"] = benchmark::Counter(static_cast<double>(graph.recorded) * state.iterations(),
-                                                   benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_op"] =
+      benchmark::Counter(static_cast<double>(graph.recorded) * state.iterations(),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 }  // namespace
 
 BENCHMARK_CAPTURE(BM_ToDot, clusters, dg::DotOptions{})->Arg(10000)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_ToDot, stats, dg::DotOptions{.stats = true})->Arg(10000)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_ToDot, stats, dg::DotOptions{.stats = true})
+    ->Arg(10000)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_ToDot, collapsed, dg::DotOptions{.collapse = {"stage0", "stage1", "stage2"}})
     ->Arg(10000)
     ->Unit(benchmark::kMillisecond);

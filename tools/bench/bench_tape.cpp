@@ -12,13 +12,12 @@ static void BM_ScalarChainForwardBackward(benchmark::State& state) {
     auto g = dg::grad(dg::sum(y), {x});
     benchmark::DoNotOptimize(g[0].value().raw());
   }
-  state.counters["ns_per_op"] = benchmark::Counter(
-      static_cast<double>(ops) * state.iterations(), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_op"] =
+      benchmark::Counter(static_cast<double>(ops) * state.iterations(),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   state.SetItemsProcessed(state.iterations() * ops);
 }
 BENCHMARK(BM_ScalarChainForwardBackward)->Arg(100000)->Unit(benchmark::kMillisecond);
-
-
 
 // Recording alone: the forward chain on a tape, no backward pass.
 static void BM_ScalarChainRecordOnly(benchmark::State& state) {
@@ -30,8 +29,9 @@ static void BM_ScalarChainRecordOnly(benchmark::State& state) {
     for (int64_t i = 0; i < ops; ++i) y = dg::mul_scalar(y, 1.0000001);
     benchmark::DoNotOptimize(y.value().raw());
   }
-  state.counters["ns_per_op"] = benchmark::Counter(
-      static_cast<double>(ops) * state.iterations(), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_op"] =
+      benchmark::Counter(static_cast<double>(ops) * state.iterations(),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_ScalarChainRecordOnly)->Arg(100000)->Unit(benchmark::kMillisecond);
 
@@ -44,8 +44,9 @@ static void BM_ScalarChainUnrecorded(benchmark::State& state) {
     for (int64_t i = 0; i < ops; ++i) y = dg::mul_scalar(y, 1.0000001);
     benchmark::DoNotOptimize(y.value().raw());
   }
-  state.counters["ns_per_op"] = benchmark::Counter(
-      static_cast<double>(ops) * state.iterations(), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_op"] =
+      benchmark::Counter(static_cast<double>(ops) * state.iterations(),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_ScalarChainUnrecorded)->Arg(100000)->Unit(benchmark::kMillisecond);
 BENCHMARK_MAIN();

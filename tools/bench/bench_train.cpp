@@ -1,6 +1,6 @@
 // Whole training steps (forward + backward + SGD update), float32, the shapes of issue 7:
-//   LeNet-like: conv 1->32 k5 p2, pool 2, conv 32->64 k5 p2, pool 2, fc 3136->1024, fc 1024->10, batch 64
-//   tiny:       conv 1->8 k3 p1, conv 8->16 k3 p1 s2, fc 3136->10, batch 32
+//   LeNet-like: conv 1->32 k5 p2, pool 2, conv 32->64 k5 p2, pool 2, fc 3136->1024, fc 1024->10,
+//   batch 64 tiny:       conv 1->8 k3 p1, conv 8->16 k3 p1 s2, fc 3136->10, batch 32
 #include <benchmark/benchmark.h>
 #include <deltagraph/deltagraph.h>
 
@@ -22,9 +22,10 @@ void sgd(const std::vector<dg::Param*>& params, double lr) {
 
 void BM_LeNetStep(benchmark::State& state) {
   const int64_t N = 64;
-  dg::Param w1 = weight({32, 1, 5, 5}, 1), b1(dg::Tensor::zeros({32})), w2 = weight({64, 32, 5, 5}, 2),
-            b2(dg::Tensor::zeros({64})), w3 = weight({1024, 3136}, 3), b3(dg::Tensor::zeros({1024})),
-            w4 = weight({10, 1024}, 4), b4(dg::Tensor::zeros({10}));
+  dg::Param w1 = weight({32, 1, 5, 5}, 1), b1(dg::Tensor::zeros({32})),
+            w2 = weight({64, 32, 5, 5}, 2), b2(dg::Tensor::zeros({64})),
+            w3 = weight({1024, 3136}, 3), b3(dg::Tensor::zeros({1024})), w4 = weight({10, 1024}, 4),
+            b4(dg::Tensor::zeros({10}));
   dg::Tensor images = dg::Tensor::uniform({N, 1, 28, 28}, 5);
   std::vector<int64_t> label_values(N);
   for (int64_t i = 0; i < N; ++i) label_values[i] = i % 10;

@@ -22,7 +22,8 @@ namespace dg::cli {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: dg dot CASE.json [-o OUT.svg|OUT.png|OUT.dot] [--backward[=beside|merged]] [--stats] [--lr]\n"
+    "usage: dg dot CASE.json [-o OUT.svg|OUT.png|OUT.dot] [--backward[=beside|merged]] [--stats] "
+    "[--lr]\n"
     "  without -o, the DOT text goes to standard output";
 
 struct DotArguments {
@@ -40,15 +41,24 @@ DotArguments parse_arguments(const std::vector<std::string>& args) {
       if (i + 1 >= args.size()) fail("{} needs a value\n{}", option, kUsage);
       return args[++i];
     };
-    if (a == "-o" || a == "--output") parsed.output_path = value("-o");
-    else if (a == "--backward" || a == "--backward=beside") parsed.options.backward = BackwardGraph::beside;
-    else if (a == "--backward=merged") parsed.options.backward = BackwardGraph::merged;
-    else if (a == "--stats") parsed.options.stats = true;
-    else if (a == "--lr") parsed.options.left_to_right = true;
-    else if (a == "-h" || a == "--help") parsed.help = true;
-    else if (!a.empty() && a[0] == '-') fail("unknown option '{}'\n{}", a, kUsage);
-    else if (parsed.case_path.empty()) parsed.case_path = a;
-    else fail("one case file at a time (got '{}' and '{}')\n{}", parsed.case_path, a, kUsage);
+    if (a == "-o" || a == "--output")
+      parsed.output_path = value("-o");
+    else if (a == "--backward" || a == "--backward=beside")
+      parsed.options.backward = BackwardGraph::beside;
+    else if (a == "--backward=merged")
+      parsed.options.backward = BackwardGraph::merged;
+    else if (a == "--stats")
+      parsed.options.stats = true;
+    else if (a == "--lr")
+      parsed.options.left_to_right = true;
+    else if (a == "-h" || a == "--help")
+      parsed.help = true;
+    else if (!a.empty() && a[0] == '-')
+      fail("unknown option '{}'\n{}", a, kUsage);
+    else if (parsed.case_path.empty())
+      parsed.case_path = a;
+    else
+      fail("one case file at a time (got '{}' and '{}')\n{}", parsed.case_path, a, kUsage);
   }
   if (parsed.case_path.empty() && !parsed.help) fail("no case file given\n{}", kUsage);
   return parsed;
@@ -98,23 +108,28 @@ int dot_command(const std::vector<std::string>& args) {
       fail("{}: nodes[{}] ({}) cannot run: {}", parsed.case_path, i, node.op, e.what());
     }
     if (outs.size() != node.outputs.size())
-      fail("{}: nodes[{}] ({}) produced {} outputs but the case names {}", parsed.case_path, i, node.op,
-           outs.size(), node.outputs.size());
-    for (size_t k = 0; k < outs.size(); ++k) values.emplace(node.outputs[k], outs[k].named(node.outputs[k]));
+      fail("{}: nodes[{}] ({}) produced {} outputs but the case names {}", parsed.case_path, i,
+           node.op, outs.size(), node.outputs.size());
+    for (size_t k = 0; k < outs.size(); ++k)
+      values.emplace(node.outputs[k], outs[k].named(node.outputs[k]));
   }
 
   std::vector<Var> outputs;
   for (const std::string& name : output_names(c)) outputs.push_back(values.at(name));
   if (parsed.options.backward != BackwardGraph::hidden) {
-    const bool differentiable = std::any_of(outputs.begin(), outputs.end(), [](const Var& v) { return v.requires_grad(); });
+    const bool differentiable =
+        std::any_of(outputs.begin(), outputs.end(), [](const Var& v) { return v.requires_grad(); });
     if (differentiated.empty() || !differentiable) {
-      fmt::print(stderr, "dg dot: {} differentiates nothing; drawing the forward graph only\n", parsed.case_path);
+      fmt::print(stderr, "dg dot: {} differentiates nothing; drawing the forward graph only\n",
+                 parsed.case_path);
     } else {
       std::vector<Var> cotangents;
-      for (const NamedTensor& cot : c.cotangents) cotangents.push_back(constant(cot.value, "cotangent of " + cot.name));
+      for (const NamedTensor& cot : c.cotangents)
+        cotangents.push_back(constant(cot.value, "cotangent of " + cot.name));
       // create_graph records the backward pass, which is what gets drawn.
       std::vector<Var> grads = grad(outputs, differentiated, cotangents, {.create_graph = true});
-      for (size_t i = 0; i < grads.size(); ++i) outputs.push_back(grads[i].named("grad of " + differentiated[i].name()));
+      for (size_t i = 0; i < grads.size(); ++i)
+        outputs.push_back(grads[i].named("grad of " + differentiated[i].name()));
     }
   }
 

@@ -34,15 +34,23 @@ int gradcheck_command(const std::vector<std::string>& args) {
       return args[++i];
     };
     const std::string& a = args[i];
-    if (a == "--op") names.push_back(value());
-    else if (a == "--trials") options.trials = static_cast<int>(std::max<int64_t>(1, parse_number(a, value())));
-    else if (a == "--seed") options.seed = static_cast<uint64_t>(parse_number(a, value()));
+    if (a == "--op")
+      names.push_back(value());
+    else if (a == "--trials")
+      options.trials = static_cast<int>(std::max<int64_t>(1, parse_number(a, value())));
+    else if (a == "--seed")
+      options.seed = static_cast<uint64_t>(parse_number(a, value()));
     else if (a == "--order") {
       options.order = static_cast<int>(parse_number(a, value()));
-      if (options.order != 1 && options.order != 2) fail("--order is 1 or 2, got {}", options.order);
-    } else if (a == "--case-dir") options.case_dir = value();
-    else fail("unknown argument '{}' (usage: dg gradcheck [--op NAME]... [--trials N] [--seed S] "
-              "[--order 1|2] [--case-dir DIR])", a);
+      if (options.order != 1 && options.order != 2)
+        fail("--order is 1 or 2, got {}", options.order);
+    } else if (a == "--case-dir")
+      options.case_dir = value();
+    else
+      fail(
+          "unknown argument '{}' (usage: dg gradcheck [--op NAME]... [--trials N] [--seed S] "
+          "[--order 1|2] [--case-dir DIR])",
+          a);
   }
   std::vector<const OpDef*> selected;
   if (names.empty()) {

@@ -16,7 +16,8 @@ int ops_command(const std::vector<std::string>& args) {
       const char* kind = in.kind == InputKind::int64            ? " int64"
                          : in.kind == InputKind::float_or_int64 ? " float|int64"
                                                                 : "";
-      inputs += fmt::format("{}{}{}{}", inputs.empty() ? "" : ", ", in.name, kind, in.optional ? "?" : "");
+      inputs += fmt::format("{}{}{}{}", inputs.empty() ? "" : ", ", in.name, kind,
+                            in.optional ? "?" : "");
     }
     for (const OutputSpec& out : op->outputs)
       outputs += fmt::format("{}{}{}", outputs.empty() ? "" : ", ", out.name,
