@@ -17,7 +17,9 @@
 // --train) trains the same classifier briefly. Writes projections.png to --out; the last line
 // ends with `all inside their receptive fields`.
 #include <deltagraph/deltagraph.h>
+
 #include <fmt/core.h>
+#include "flags.h"
 
 #include <algorithm>
 #include <array>
@@ -64,59 +66,34 @@ constexpr const char* kUsage =
 
 Flags parse(int argc, char** argv) {
   Flags f;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) dg::fail("{} needs a value", a);
-      return argv[++i];
-    };
-    // Numbers with a message naming the flag (std::stoll alone would abort on "--epochs x").
-    auto integer = [&]() -> int64_t {
-      const std::string v = value();
-      try {
-        size_t used = 0;
-        const int64_t n = std::stoll(v, &used);
-        if (used == v.size()) return n;
-      } catch (const std::exception&) {
-      }
-      dg::fail("{} expects an integer, got '{}'", a, v);
-    };
-    auto real = [&]() -> double {
-      const std::string v = value();
-      try {
-        size_t used = 0;
-        const double x = std::stod(v, &used);
-        if (used == v.size()) return x;
-      } catch (const std::exception&) {
-      }
-      dg::fail("{} expects a number, got '{}'", a, v);
-    };
+  for (examples::FlagReader r(argc, argv); r.next();) {
+    const std::string& a = r.flag();
     if (a == "--checkpoint")
-      f.checkpoint = value();
+      f.checkpoint = r.value();
     else if (a == "--train")
       f.train = true;
     else if (a == "--epochs")
-      f.epochs = integer();
+      f.epochs = r.integer();
     else if (a == "--batch-size")
-      f.batch_size = integer();
+      f.batch_size = r.integer();
     else if (a == "--lr")
-      f.lr = real();
+      f.lr = r.real();
     else if (a == "--seed")
-      f.seed = static_cast<uint64_t>(integer());
+      f.seed = static_cast<uint64_t>(r.integer());
     else if (a == "--threads")
-      f.threads = static_cast<int>(integer());
+      f.threads = static_cast<int>(r.integer());
     else if (a == "--data")
-      f.data = value();
+      f.data = r.value();
     else if (a == "--out")
-      f.out = value();
+      f.out = r.value();
     else if (a == "--limit")
-      f.limit = integer();
+      f.limit = r.integer();
     else if (a == "--test-limit")
-      f.test_limit = integer();
+      f.test_limit = r.integer();
     else if (a == "--features")
-      f.features = integer();
+      f.features = r.integer();
     else if (a == "--top")
-      f.top = integer();
+      f.top = r.integer();
     else if (a == "--help" || a == "-h") {
       fmt::print("{}", kUsage);
       std::exit(0);

@@ -9,7 +9,9 @@
 // Prints per-epoch loss, accuracy and images/s, writes the model's graph (model.svg) and a
 // checkpoint (model.safetensors) to --out; the last line is `test accuracy: 0.XXXX`.
 #include <deltagraph/deltagraph.h>
+
 #include <fmt/core.h>
+#include "flags.h"
 
 #include <chrono>
 #include <cstdlib>
@@ -33,30 +35,26 @@ struct Flags {
 
 Flags parse(int argc, char** argv) {
   Flags f;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) dg::fail("{} needs a value", a);
-      return argv[++i];
-    };
+  for (examples::FlagReader r(argc, argv); r.next();) {
+    const std::string& a = r.flag();
     if (a == "--epochs")
-      f.epochs = std::stoll(value());
+      f.epochs = r.integer();
     else if (a == "--batch-size")
-      f.batch_size = std::stoll(value());
+      f.batch_size = r.integer();
     else if (a == "--lr")
-      f.lr = std::stod(value());
+      f.lr = r.real();
     else if (a == "--seed")
-      f.seed = std::stoull(value());
+      f.seed = static_cast<uint64_t>(r.integer());
     else if (a == "--threads")
-      f.threads = std::stoi(value());
+      f.threads = static_cast<int>(r.integer());
     else if (a == "--data")
-      f.data = value();
+      f.data = r.value();
     else if (a == "--out")
-      f.out = value();
+      f.out = r.value();
     else if (a == "--limit")
-      f.limit = std::stoll(value());
+      f.limit = r.integer();
     else if (a == "--test-limit")
-      f.test_limit = std::stoll(value());
+      f.test_limit = r.integer();
     else if (a == "--resume")
       f.resume = true;
     else if (a == "--help" || a == "-h") {
