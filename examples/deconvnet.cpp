@@ -19,6 +19,7 @@
 #include <deltagraph/deltagraph.h>
 
 #include <fmt/core.h>
+#include "classifier.h"
 #include "flags.h"
 
 #include <algorithm>
@@ -31,6 +32,10 @@
 #include <vector>
 
 namespace {
+
+using examples::accuracy;
+using examples::Classifier;
+using examples::Conv2Activations;
 
 struct Flags {
   std::string checkpoint = "out/fashion_mnist/model.safetensors";
@@ -115,61 +120,6 @@ Flags parse(int argc, char** argv) {
 constexpr std::array<const char*, 10> kClassNames = {
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
-
-// What the deconvnet needs from a forward pass: the pooled conv2 activations and both layers'
-// switches.
-struct Conv2Activations {
-  dg::Var pooled2;    // [N,64,7,7]
-  dg::Var switches1;  // int64 [N,32,14,14], flat positions in the 28x28 conv1 maps
-  dg::Var switches2;  // int64 [N,64,7,7], flat positions in the 14x14 conv2 maps
-};
-
-// The classifier of examples/fashion_mnist.cpp, parameter for parameter (same names and shapes),
-// so its checkpoint loads here.
-struct Classifier {
-  dg::ParamList params;
-  dg::nn::Conv2d conv1, conv2;
-  dg::Param bias1, bias2;
-  dg::nn::Linear fc1, fc2;
-
-  explicit Classifier(uint64_t seed)
-      : params(seed),
-        conv1(params, "conv1", 1, 32, 3,
-              {.padding = 1, .bias = false, .init = dg::nn::Init::kaiming_uniform}),
-        conv2(params, "conv2", 32, 64, 3,
-              {.padding = 1, .bias = false, .init = dg::nn::Init::kaiming_uniform}),
-        bias1(params.add("conv1.bias", dg::Tensor::zeros({32}))),
-        bias2(params.add("conv2.bias", dg::Tensor::zeros({64}))),
-        fc1(params, "fc1", 64 * 7 * 7, 128, {.init = dg::nn::Init::kaiming_uniform}),
-        fc2(params, "fc2", 128, 10) {}
-
-  // Normalised images [N,1,28,28] -> conv2's pooled activations and the switches.
-  Conv2Activations features(const dg::Var& images) const {
-    auto [pooled1, switches1] =
-        dg::max_pool2d(dg::relu(dg::bias_add(conv1(images), bias1)), {.kernel_size = 2});
-    auto [pooled2, switches2] =
-        dg::max_pool2d(dg::relu(dg::bias_add(conv2(pooled1), bias2)), {.kernel_size = 2});
-    return {pooled2, switches1, switches2};
-  }
-  // Normalised images [N,1,28,28] -> logits [N,10]
-  dg::Var operator()(const dg::Var& images) const {
-    return fc2(dg::relu(fc1(dg::flatten(features(images).pooled2))));
-  }
-};
-
-double accuracy(const Classifier& model, const dg::Dataset& data, const dg::Normalization& norm) {
-  dg::NoGrad no_grad;
-  int64_t correct = 0;
-  for (int64_t start = 0; start < data.size(); start += 1000) {
-    const dg::Dataset part = data.slice(start, std::min<int64_t>(1000, data.size() - start));
-    const dg::Tensor logits = model(dg::input(dg::normalize(part.images, norm))).value();
-    const float* z = logits.data<float>();
-    const int64_t* y = part.labels.data<int64_t>();
-    for (int64_t n = 0; n < part.size(); ++n)
-      correct += std::max_element(z + n * 10, z + n * 10 + 10) - (z + n * 10) == y[n];
-  }
-  return static_cast<double>(correct) / static_cast<double>(data.size());
-}
 
 // The short training used when there is no checkpoint: Adam with a cosine schedule, as in
 // fashion_mnist.
