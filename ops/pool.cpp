@@ -93,6 +93,14 @@ PoolGeometry pool_geometry(const OpCall& c, const Shape& x, bool has_dilation, b
 void check_indices(const OpCall& c, int input, int64_t plane, int64_t H, int64_t W) {
   const Tensor& idx = c.input(input);
   const int64_t* p = idx.data<int64_t>();
+  // One branch-free pass (it vectorises) to learn whether any index is bad; only then a
+  // second one to find and name the first.
+  const auto n = static_cast<uint64_t>(idx.numel());
+  bool bad = false;
+#pragma omp simd reduction(| : bad)
+  for (uint64_t i = 0; i < n; ++i)
+    bad |= static_cast<uint64_t>(p[i]) >= static_cast<uint64_t>(plane);
+  if (!bad) return;
   for (int64_t i = 0; i < idx.numel(); ++i)
     if (p[i] < 0 || p[i] >= plane)
       shape_fail(c, "{}{} = {} is outside the {}x{} plane (valid flat indices are 0..{})",
@@ -122,12 +130,50 @@ void max_pool_forward(const Tensor& x, const PoolGeometry& g, Tensor& y, Tensor&
       for (int64_t i = 0; i < ah.out; ++i) {
         const int64_t h0 = i * ah.s - ah.p;
         const bool rows_inside = h0 >= 0 && h0 + (ah.k - 1) * ah.d < ah.in;
+        // Interior windows of this row, [j_lo, j_hi): no bounds to check. They are done a
+        // window offset (p, q) at a time across the whole row, so the loop over j has no
+        // dependency and vectorises; the comparison is a select, not a branch (which is the
+        // maximum is data-dependent, so branches would mispredict half the time).
+        int64_t j_lo = 0, j_hi = 0;
+        if (rows_inside) {
+          j_lo = std::min(aw.out, (aw.p + aw.s - 1) / aw.s);
+          const int64_t last_start = aw.in - 1 - (aw.k - 1) * aw.d + aw.p;  // largest j*s
+          j_hi = last_start < 0 ? j_lo : std::clamp(last_start / aw.s + 1, j_lo, aw.out);
+          // Distinct buffers (restrict), or the compiler keeps the loop scalar for fear that
+          // the stores alias x.
+          T* __restrict best = yp + i * aw.out;
+          int64_t* __restrict where = ip + i * aw.out;
+          const T* __restrict xin = xp;
+          const int64_t first = h0 * aw.in - aw.p;
+          for (int64_t j = j_lo; j < j_hi; ++j) {
+            best[j] = xin[first + j * aw.s];
+            where[j] = first + j * aw.s;
+          }
+          for (int64_t p = 0; p < ah.k; ++p)
+            for (int64_t q = p == 0 ? 1 : 0; q < aw.k; ++q) {
+              const int64_t base = (h0 + p * ah.d) * aw.in - aw.p + q * aw.d;
+#pragma omp simd
+              for (int64_t j = j_lo; j < j_hi; ++j) {
+                const int64_t at = base + j * aw.s;
+                const T v = xin[at];
+                // v > best, or v is NaN while best is not (NaN stays once taken): one
+                // unordered compare each.
+                const bool take = !(v <= best[j]) & (best[j] == best[j]);
+                best[j] = take ? v : best[j];
+                where[j] = take ? at : where[j];
+              }
+            }
+        }
         for (int64_t j = 0; j < aw.out; ++j) {
+          if (j == j_lo && j_hi > j_lo) {
+            j = j_hi - 1;
+            continue;
+          }
           const int64_t w0 = j * aw.s - aw.p;
           T best = -std::numeric_limits<T>::infinity();
           int64_t where = -1;
-          // Strictly greater: the first maximum wins ties. A NaN is taken (and propagates), as in
-          // PyTorch's kernel.
+          // A window over the border. Strictly greater: the first maximum wins ties. A NaN is
+          // taken (and propagates), as in PyTorch's kernel.
           auto consider = [&](int64_t h, int64_t w) {
             const T v = xp[h * aw.in + w];
             if (where < 0 || v > best || v != v) {
@@ -135,29 +181,12 @@ void max_pool_forward(const Tensor& x, const PoolGeometry& g, Tensor& y, Tensor&
               where = h * aw.in + w;
             }
           };
-          if (rows_inside && w0 >= 0 && w0 + (aw.k - 1) * aw.d < aw.in) {
-            // Interior window: no bounds to check, and selects instead of branches (which is the
-            // maximum is data-dependent, so branches would mispredict half the time).
-            where = h0 * aw.in + w0;
-            best = xp[where];
-            for (int64_t p = 0; p < ah.k; ++p)
-              for (int64_t q = p == 0 ? 1 : 0; q < aw.k; ++q) {
-                const int64_t at = (h0 + p * ah.d) * aw.in + w0 + q * aw.d;
-                const T v = xp[at];
-                // v > best, or v is NaN while best is not (NaN stays once taken): one
-                // unordered compare each, so the compiler can select without branching.
-                const bool take = !(v <= best) & (best == best);
-                best = take ? v : best;
-                where = take ? at : where;
-              }
-          } else {
-            for (int64_t p = 0; p < ah.k; ++p) {
-              const int64_t h = h0 + p * ah.d;
-              if (h < 0 || h >= ah.in) continue;
-              for (int64_t q = 0; q < aw.k; ++q) {
-                const int64_t w = w0 + q * aw.d;
-                if (w >= 0 && w < aw.in) consider(h, w);
-              }
+          for (int64_t p = 0; p < ah.k; ++p) {
+            const int64_t h = h0 + p * ah.d;
+            if (h < 0 || h >= ah.in) continue;
+            for (int64_t q = 0; q < aw.k; ++q) {
+              const int64_t w = w0 + q * aw.d;
+              if (w >= 0 && w < aw.in) consider(h, w);
             }
           }
           yp[i * aw.out + j] = best;

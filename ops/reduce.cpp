@@ -1,9 +1,12 @@
 // The reduction family: sum and mean (over all axes or given ones), and the pair that moves
 // between a shape and its broadcast: broadcast_to and sum_to (each is the other's VJP).
+#include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <vector>
 
 #include "kernels/elementwise.h"
+#include "kernels/parallel_for.h"
 #include "op_util.h"
 
 namespace dg {
@@ -47,22 +50,39 @@ Tensor reduce_sum(const Tensor& x, const std::vector<bool>& reduce) {
   const int64_t inner = dims.back().first;
   const bool inner_reduced = dims.back().second;
   const int64_t rows = n / inner;
-  for (int64_t r = 0; r < rows; ++r) {
-    int64_t offset = 0, rest = r;
-    for (int d = static_cast<int>(dims.size()) - 2; d >= 0; --d) {
-      offset += (rest % dims[d].first) * out_stride[d];
-      rest /= dims[d].first;
+  // Rows are split over the threads, each summing into its own accumulator (combined below);
+  // worth it only when the output is small next to the input, as in a bias gradient.
+  const int64_t out_n = y.numel();
+  std::vector<std::pair<int64_t, std::vector<double>>> partials;  // (first row, sums)
+  std::mutex partials_mutex;
+  kernels::parallel_for(rows, out_n * 16 <= n ? inner : 0, [&](int64_t r0, int64_t r1) {
+    std::vector<double> local(static_cast<size_t>(out_n), 0.0);
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t offset = 0, rest = r;
+      for (int d = static_cast<int>(dims.size()) - 2; d >= 0; --d) {
+        offset += (rest % dims[d].first) * out_stride[d];
+        rest /= dims[d].first;
+      }
+      const T* row = px + r * inner;
+      if (inner_reduced) {
+        double sum = 0;
+        // Reassociating the sum lets it vectorise; in double, the order costs no accuracy a
+        // float32 result could show.
+#pragma omp simd reduction(+ : sum)
+        for (int64_t i = 0; i < inner; ++i) sum += row[i];
+        local[offset] += sum;
+      } else {
+        double* out = local.data() + offset;
+        for (int64_t i = 0; i < inner; ++i) out[i] += row[i];
+      }
     }
-    const T* row = px + r * inner;
-    if (inner_reduced) {
-      double sum = 0;
-      for (int64_t i = 0; i < inner; ++i) sum += row[i];
-      acc[offset] += sum;
-    } else {
-      double* out = acc.data() + offset;
-      for (int64_t i = 0; i < inner; ++i) out[i] += row[i];
-    }
-  }
+    std::lock_guard lock(partials_mutex);
+    partials.emplace_back(r0, std::move(local));
+  });
+  // Combined in row order, so the result does not depend on which thread finished first.
+  std::sort(partials.begin(), partials.end());
+  for (const auto& [first_row, part] : partials)
+    for (int64_t i = 0; i < out_n; ++i) acc[i] += part[i];
   T* py = y.data<T>();
   for (int64_t i = 0; i < y.numel(); ++i) py[i] = static_cast<T>(acc[i]);
   return y;

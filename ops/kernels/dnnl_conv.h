@@ -1,0 +1,38 @@
+// float32 convolutions on oneDNN's JIT kernels.
+//
+// oneDNN is fast only in its own blocked layouts (nChw16c, OIhw16i16o, ...); handed plain NCHW
+// it falls back to im2col + GEMM, no better than ours. So every call reorders the caller's NCHW
+// buffers into the layout the primitive asks for and the result back: the reorders are
+// memory-bound (~0.25 ms for 6 MB on two cores), the convolution itself runs at about twice
+// the speed of im2col + Eigen. The primitives are built once per geometry and thread.
+//
+// Each function returns false (having written nothing) when oneDNN cannot take the problem,
+// or when DG_DNNL=0 is set in the environment; the caller then runs its portable kernel.
+#pragma once
+
+#include <cstdint>
+
+namespace dg::kernels {
+
+// The geometry of one conv2d seen forwards: src [N, C, H, W], weights [O, C/G, kH, kW] (as
+// [G, O/G, C/G, kH, kW]), dst [N, O, Ho, Wo]. Padding is symmetric; the bottom/right rows that
+// the floor in Ho = (H + 2p - d(k-1) - 1)/s + 1 skips are allowed.
+struct DnnlConvProblem {
+  int64_t N, C, H, W, O, kH, kW, Ho, Wo;
+  int64_t sh, sw, ph, pw, dh, dw, groups;
+};
+
+// Whether oneDNN is used for float32 convolutions (false when DG_DNNL=0).
+bool dnnl_enabled();
+
+// dst = conv2d(src, weights) + bias (bias may be null).
+bool dnnl_conv_forward(const DnnlConvProblem& p, const float* src, const float* weights,
+                       const float* bias, float* dst);
+// diff_src = conv2d's input gradient for diff_dst: conv_transpose2d(diff_dst, weights).
+bool dnnl_conv_backward_data(const DnnlConvProblem& p, const float* diff_dst, const float* weights,
+                             float* diff_src);
+// diff_weights = conv2d's weight gradient for src and diff_dst (summed over the batch).
+bool dnnl_conv_backward_weights(const DnnlConvProblem& p, const float* src, const float* diff_dst,
+                                float* diff_weights);
+
+}  // namespace dg::kernels
