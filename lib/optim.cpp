@@ -137,10 +137,15 @@ void SGD::step() {
       using T = decltype(zero);
       const T lr = static_cast<T>(lr_), wd = static_cast<T>(o.weight_decay);
       const T momentum = static_cast<T>(o.momentum), keep = static_cast<T>(1 - o.dampening);
-      T* wp = w.data<T>();
-      const T* gp = grad->data<T>();
+      T* __restrict wp = w.data<T>();
+      const T* __restrict gp = grad->data<T>();
       T* bp = o.momentum != 0 ? buffer.data<T>() : nullptr;
       const int64_t n = w.numel();
+      if (!bp && o.weight_decay == 0) {
+        // Plain SGD, the common case: one vectorised pass at memory speed.
+        for (int64_t k = 0; k < n; ++k) wp[k] -= lr * gp[k];
+        return;
+      }
       for (int64_t k = 0; k < n; ++k) {
         T d = gp[k];
         if (o.weight_decay != 0) d += wd * wp[k];

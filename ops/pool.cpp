@@ -96,10 +96,10 @@ void check_indices(const OpCall& c, int input, int64_t plane, int64_t H, int64_t
   // One branch-free pass (it vectorises) to learn whether any index is bad; only then a
   // second one to find and name the first.
   const auto n = static_cast<uint64_t>(idx.numel());
-  bool bad = false;
-#pragma omp simd reduction(| : bad)
+  uint64_t bad = 0;
+#pragma omp simd reduction(+ : bad)
   for (uint64_t i = 0; i < n; ++i)
-    bad |= static_cast<uint64_t>(p[i]) >= static_cast<uint64_t>(plane);
+    bad += static_cast<uint64_t>(p[i]) >= static_cast<uint64_t>(plane);
   if (!bad) return;
   for (int64_t i = 0; i < idx.numel(); ++i)
     if (p[i] < 0 || p[i] >= plane)
