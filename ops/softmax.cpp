@@ -3,8 +3,10 @@
 //
 // Stability: every exp is of z - max_c z <= 0, and log(sum exp) is taken of a sum >= 1, so
 // logits of any magnitude give finite results.
+#include <Eigen/Core>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "deltagraph/check.h"
 #include "kernels/parallel_for.h"
@@ -37,33 +39,132 @@ Shape with_unit_class_axis(const Shape& s) {
   return out;
 }
 
-// log(sum_c exp(z_c)) for the element at (n, s), computed as m + log(sum exp(z - m)).
+// lse[n, s] = log(sum_c exp(z[n, c, s])) for every element, computed as m + log(sum exp(z - m))
+// with m = max_c z. Vectorised across what is contiguous: the classes of a row when there are
+// no pixels (S = 1), else a block of pixels of one image at a time, so that each exp and log
+// runs on whole SIMD registers (Eigen's). Where m is not finite (all -inf, or an +inf), the
+// stable form does not apply and lse = m.
 template <class T>
-T log_sum_exp(const T* z, int64_t C, int64_t stride) {
-  T m = -std::numeric_limits<T>::infinity();
-  for (int64_t c = 0; c < C; ++c) m = std::max(m, z[c * stride]);
-  if (!std::isfinite(m)) return m;
-  T total = 0;
-  for (int64_t c = 0; c < C; ++c) total += std::exp(z[c * stride] - m);
-  return m + std::log(total);
+T non_finite_lse(const T* z, int64_t C, int64_t stride, T m) {
+  for (int64_t c = 0; c < C; ++c)
+    if (std::isnan(z[c * stride])) return z[c * stride];  // NaN propagates
+  return m;
 }
 
-// y = softmax(x) or log_softmax(x) over axis 1.
+template <class T>
+std::vector<T> log_sum_exp(const T* z, const ClassLayout& L) {
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  using ConstMap = Eigen::Map<const Array>;
+  std::vector<T> lse(static_cast<size_t>(L.N * L.S));
+  if (L.S == 1) {
+    kernels::parallel_for(L.N, 3 * L.C, [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n) {
+        const ConstMap row(z + n * L.C, L.C);
+        const T m = row.maxCoeff();
+        lse[n] = std::isfinite(m) ? m + std::log((row - m).exp().sum())
+                                  : non_finite_lse(z + n * L.C, L.C, 1, m);
+      }
+    });
+    return lse;
+  }
+  constexpr int64_t block = 256;
+  const int64_t blocks_per_image = (L.S + block - 1) / block;
+  kernels::parallel_for(L.N * blocks_per_image, 3 * L.C * block, [&](int64_t b0, int64_t b1) {
+    Array m(block), total(block);
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t n = b / blocks_per_image, s0 = (b % blocks_per_image) * block;
+      const int64_t len = std::min(block, L.S - s0);
+      const T* zn = z + n * L.C * L.S + s0;
+      auto mb = m.head(len);
+      auto tb = total.head(len);
+      mb = ConstMap(zn, len);
+      for (int64_t c = 1; c < L.C; ++c) mb = mb.max(ConstMap(zn + c * L.S, len));
+      tb.setZero();
+      for (int64_t c = 0; c < L.C; ++c) tb += (ConstMap(zn + c * L.S, len) - mb).exp();
+      T* out = lse.data() + n * L.S + s0;
+      Eigen::Map<Array>(out, len) = mb + tb.log();
+      for (int64_t i = 0; i < len; ++i)
+        if (!std::isfinite(mb[i])) out[i] = non_finite_lse(zn + i, L.C, L.S, mb[i]);
+    }
+  });
+  return lse;
+}
+
+// Calls row(n, c, lse_row, z_row, len, offset) over stretches of one class of one image: z_row
+// (len values) are z[n, c, s0 .. s0+len), lse_row the matching lse values, offset = the flat
+// index of z_row[0]. Split over images and classes.
+template <class T, class Row>
+void for_each_class_row(const T* z, const ClassLayout& L, const std::vector<T>& lse, Row row) {
+  if (L.S == 1) {
+    kernels::parallel_for(L.N, 2 * L.C, [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n) row(n, int64_t{-1}, lse[n], z + n * L.C, L.C, n * L.C);
+    });
+    return;
+  }
+  kernels::parallel_for(L.N * L.C, 2 * L.S, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / L.C, c = r % L.C;
+      row(n, c, T(0), z + r * L.S, L.S, r * L.S);
+    }
+  });
+}
+
+// y = softmax(x) or log_softmax(x) over axis 1: exp(z - lse) or z - lse.
 template <class T>
 void softmax_forward(const Tensor& x, Tensor& y, bool log) {
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
   const ClassLayout L = class_layout(x.shape());
   const T* px = x.data<T>();
   T* py = y.data<T>();
-  kernels::parallel_for(L.N * L.S, 3 * L.C, [&](int64_t b, int64_t e) {
-    for (int64_t k = b; k < e; ++k) {
-      const int64_t n = k / L.S, s = k % L.S;
-      const T* z = px + n * L.C * L.S + s;
-      T* out = py + n * L.C * L.S + s;
-      const T lse = log_sum_exp(z, L.C, L.S);
-      for (int64_t c = 0; c < L.C; ++c)
-        out[c * L.S] = log ? z[c * L.S] - lse : std::exp(z[c * L.S] - lse);
-    }
-  });
+  const std::vector<T> lse = log_sum_exp(px, L);
+  for_each_class_row<T>(
+      px, L, lse, [&](int64_t n, int64_t, T row_lse, const T* zr, int64_t len, int64_t offset) {
+        const Eigen::Map<const Array> zv(zr, len);
+        Eigen::Map<Array> out(py + offset, len);
+        if (L.S == 1) {
+          out = log ? (zv - row_lse).eval() : (zv - row_lse).exp().eval();
+        } else {
+          const Eigen::Map<const Array> l(lse.data() + n * L.S, len);
+          out = log ? (zv - l).eval() : (zv - l).exp().eval();
+        }
+      });
+}
+
+// dz = (softmax(z) - onehot(label)) * seed per element, 0 where label == ignore_index: the
+// gradient of the per-element class-label cross-entropies weighted by seed [N, d...].
+template <class T>
+void xent_backward(const Tensor& z, const Tensor& labels, const Tensor& seed, int64_t ignore_index,
+                   Tensor& dz) {
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  const ClassLayout L = class_layout(z.shape());
+  const T* pz = z.data<T>();
+  const T* ps = seed.data<T>();
+  const int64_t* pl = labels.data<int64_t>();
+  T* out = dz.data<T>();
+  const std::vector<T> lse = log_sum_exp(pz, L);
+  for_each_class_row<T>(
+      pz, L, lse, [&](int64_t n, int64_t c, T row_lse, const T* zr, int64_t len, int64_t offset) {
+        const Eigen::Map<const Array> zv(zr, len);
+        Eigen::Map<Array> o(out + offset, len);
+        if (L.S == 1) {  // one element: the row is its classes
+          const int64_t label = pl[n];
+          if (label == ignore_index) {
+            o.setZero();
+            return;
+          }
+          o = (zv - row_lse).exp() * ps[n];
+          if (label >= 0 && label < L.C) o[label] -= ps[n];
+          return;
+        }
+        // One class c over the pixels of image n.
+        const Eigen::Map<const Array> l(lse.data() + n * L.S, len), sd(ps + n * L.S, len);
+        o = (zv - l).exp() * sd;
+        const int64_t* ln = pl + n * L.S;
+        for (int64_t i = 0; i < len; ++i) {
+          if (ln[i] == c) o[i] -= sd[i];
+          if (ln[i] == ignore_index) o[i] = T(0);
+        }
+      });
 }
 
 void check_class_input(const OpCall& c) {
@@ -83,18 +184,18 @@ void xent_forward(const Tensor& logits, const Tensor& labels, int64_t ignore_ind
   const bool classes = is_class_labels(labels);
   const int64_t* pc = classes ? labels.data<int64_t>() : nullptr;
   const T* pt = classes ? nullptr : labels.data<T>();
-  kernels::parallel_for(L.N * L.S, 3 * L.C, [&](int64_t b, int64_t e) {
+  const std::vector<T> lse = log_sum_exp(pz, L);
+  kernels::parallel_for(L.N * L.S, 2 * L.C, [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) {
       const int64_t n = k / L.S, s = k % L.S;
       const T* z = pz + n * L.C * L.S + s;
       if (classes) {
         const int64_t label = pc[k];
-        pl[k] = label == ignore_index ? T(0) : log_sum_exp(z, L.C, L.S) - z[label * L.S];
+        pl[k] = label == ignore_index ? T(0) : lse[k] - z[label * L.S];
       } else {
-        const T lse = log_sum_exp(z, L.C, L.S);
         const T* t = pt + n * L.C * L.S + s;
         T total = 0;
-        for (int64_t c = 0; c < L.C; ++c) total += t[c * L.S] * (lse - z[c * L.S]);
+        for (int64_t c = 0; c < L.C; ++c) total += t[c * L.S] * (lse[k] - z[c * L.S]);
         pl[k] = total;
       }
     }
@@ -133,16 +234,15 @@ std::vector<Var> xent_vjp(const VjpContext& c) {
     const int64_t count = counted_elements(labels.value(), ignore_index);
     s = mul_scalar(s, count ? 1.0 / static_cast<double>(count) : std::nan(""));
   }
-  if (classes && counted_elements(labels.value(), ignore_index) != labels.numel())
-    s = mul(s, Var(valid_mask(labels.value(), ignore_index, z.dtype())));
+  if (classes) {
+    // One fused pass; it zeroes the ignored elements itself.
+    if (!c.needs(0)) return {Var(), Var()};
+    return {softmax_xent_backward(z, labels, s, ignore_index), Var()};
+  }
   const Var seed = reshape(s, with_unit_class_axis(z.shape()));
   Var dz, dt;
   if (c.needs(0)) {
-    if (classes) {
-      dz = mul(sub(softmax(z), one_hot(labels, z.shape()[1], z.dtype() == DType::f64)), seed);
-    } else {
-      dz = mul(sub(mul(softmax(z), sum(labels, {.axes = {1}, .keepdims = true})), labels), seed);
-    }
+    { dz = mul(sub(mul(softmax(z), sum(labels, {.axes = {1}, .keepdims = true})), labels), seed); }
   }
   if (c.needs(1)) dt = neg(mul(seed, log_softmax(z)));
   return {dz, dt};
@@ -161,6 +261,31 @@ Shape sample_class_shape(Sampler& s) {
 OpSample sample_softmax(Sampler& s) {
   const Shape shape = sample_class_shape(s);
   return OpSample{{s.smooth(shape)}, {}, all_batched(1)};
+}
+
+// The VJP of softmax_xent_backward, dz = v * (y - onehot) with y = softmax(z) and v = seed
+// where the label counts (0 where ignored), for an upstream gradient gbar of dz's shape:
+//   d z    = y * (u - sum_c(y * u)),  u = gbar * v   (softmax's VJP applied to u)
+//   d seed = sum_c((y - onehot) * gbar) where the label counts
+std::vector<Var> xent_backward_vjp(const VjpContext& c) {
+  const Var &z = c.input(0), &labels = c.input(1), &seed = c.input(2), &gbar = c.grad_output(0);
+  const int64_t ignore_index = c.attrs.integer("ignore_index");
+  const Shape unit = with_unit_class_axis(z.shape());
+  const bool some_ignored = counted_elements(labels.value(), ignore_index) != labels.numel();
+  const Var valid = some_ignored ? Var(valid_mask(labels.value(), ignore_index, z.dtype())) : Var();
+  const Var y = softmax(z);
+  Var dz, dseed;
+  if (c.needs(0)) {
+    const Var v = some_ignored ? mul(seed, valid) : seed;
+    const Var u = mul(gbar, reshape(v, unit));
+    dz = mul(y, sub(u, sum(mul(y, u), {.axes = {1}, .keepdims = true})));
+  }
+  if (c.needs(2)) {
+    const Var t = one_hot(labels, z.shape()[1], z.dtype() == DType::f64);
+    dseed = sum(mul(sub(y, t), gbar), {.axes = {1}});
+    if (some_ignored) dseed = mul(dseed, valid);
+  }
+  return {dz, Var(), dseed};
 }
 
 }  // namespace
@@ -340,8 +465,56 @@ void register_softmax_ops() {
                             reduction == "none" ? all_batched(2) : std::vector<bool>{}};
           },
   });
+  register_builtin({
+      .name = "softmax_xent_backward",
+      .summary = "d(softmax_xent)/dlogits for class labels: seed * (softmax(z) - onehot(labels))",
+      .inputs = {{"logits"}, {"labels", InputKind::int64}, {"seed"}},
+      .outputs = {{"dlogits"}},
+      .attrs = {{"ignore_index", AttrType::integer, AttrValue(int64_t{-100}),
+                 "class label whose elements get a zero gradient", "ignore="}},
+      .shape =
+          [](const OpCall& c) {
+            const Tensor &z = c.input(0), &labels = c.input(1), &seed = c.input(2);
+            if (z.dim() < 2) shape_fail(c, "logits must be [N,C] or [N,C,H,W], got {}", z.shape());
+            const Shape elements = element_shape(z.shape());
+            if (!(labels.shape() == elements) || !(seed.shape() == elements))
+              shape_fail(c, "labels are {} and seed {}, but logits {} need both {}", labels.shape(),
+                         seed.shape(), z.shape(), elements);
+            if (seed.dtype() != z.dtype())
+              shape_fail(c, "seed is {} but logits are {}", seed.dtype(), z.dtype());
+            return same_as_input(c);
+          },
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec> specs) {
+            Tensor dz(specs[0].shape, specs[0].dtype);
+            dispatch_float(dz.dtype(), [&](auto t) {
+              xent_backward<decltype(t)>(c.input(0), c.input(1), c.input(2),
+                                         c.attrs.integer("ignore_index"), dz);
+            });
+            return std::vector<Tensor>{dz};
+          },
+      .vjp = xent_backward_vjp,
+      .vjp_formula = "dz = y * (u - sum_c(y * u)) with u = gbar * seed, "
+                     "dseed = sum_c((y - onehot) * gbar); y = softmax(z), ignored elements 0",
+      .sample =
+          [](Sampler& s) {
+            const Shape shape = sample_class_shape(s);
+            const Shape elements = element_shape(shape);
+            // Classes in [0, C), some set to ignore_index -1.
+            Tensor labels = s.indices(elements, shape[1] + 1);
+            for (int64_t& v : labels.values<int64_t>()) v = v == shape[1] ? -1 : v;
+            return OpSample{{s.smooth(shape), labels, s.smooth(elements)},
+                            {{"ignore_index", int64_t{-1}}},
+                            all_batched(3)};
+          },
+  });
 }
 
+Var softmax_xent_backward(const Var& logits, const Var& labels, const Var& seed,
+                          int64_t ignore_index, Loc loc) {
+  static const OpDef& op = builtin("softmax_xent_backward");
+  return call_op(op, {logits, labels, seed}, Attrs(&op, {AttrValue(ignore_index)}), loc);
+}
 Var softmax(const Var& x, Loc loc) {
   static const OpDef& op = builtin("softmax");
   return call_op(op, {x}, loc);

@@ -208,5 +208,9 @@ struct SoftmaxXentOptions {
 // dlogits = s * (softmax(z) * sum_c t - t); dt = -s * log_softmax(z) (s: seed per element).
 Var softmax_xent(const Var& logits, const Var& labels, SoftmaxXentOptions options = {},
                  Loc loc = Loc::current());
+// softmax_xent's gradient for class labels in one pass: seed [N, d...] * (softmax(z) -
+// onehot(labels)), 0 where labels == ignore_index. Differentiable (its VJP is made of ops).
+Var softmax_xent_backward(const Var& logits, const Var& labels, const Var& seed,
+                          int64_t ignore_index = -100, Loc loc = Loc::current());
 
 }  // namespace dg
