@@ -1,6 +1,12 @@
 // Whole training steps (forward + backward + SGD update), float32, the shapes of issue 7:
-//   LeNet-like: conv 1->32 k5 p2, pool 2, conv 32->64 k5 p2, pool 2, fc 3136->1024, fc 1024->10,
-//   batch 64 tiny:       conv 1->8 k3 p1, conv 8->16 k3 p1 s2, fc 3136->10, batch 32
+//   LeNet-like: conv 1->32 k5 p2, relu, maxpool 2, conv 32->64 k5 p2, relu, maxpool 2,
+//               fc 3136->1024, relu, fc 1024->10, softmax-cross-entropy, batch 64 (biases
+//               everywhere); threads: the default (all cores, or OMP_NUM_THREADS)
+//   tiny:       conv 1->8 k3 s2 p1, relu, conv 8->16 k3 s2 p1, relu, fc 784->10,
+//               softmax-cross-entropy, batch 32 (no biases); 1 thread
+// tools/bench_vs_pytorch.py builds the same two steps in PyTorch; keep them in step.
+// Counters: images/s and GFLOP/s (2*MACs of the convolutions and fully connected layers:
+// forward, weight gradients, and input gradients of every layer but the first).
 #include <benchmark/benchmark.h>
 #include <deltagraph/deltagraph.h>
 
@@ -18,6 +24,16 @@ void sgd(const std::vector<dg::Param*>& params, double lr) {
     for (int64_t i = 0; i < p->numel(); ++i) w[i] -= static_cast<float>(lr) * g[i];
     p->zero_grad();
   }
+}
+
+// 2*MACs of a layer's forward: output elements times inputs per output.
+double macs2(double outputs, double fan_in) { return 2.0 * outputs * fan_in; }
+
+void report_flops(benchmark::State& state, double first_layer, double other_layers) {
+  // backward: weight gradients of every layer, input gradients of all but the first.
+  const double per_step = 2 * first_layer + 3 * other_layers;
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(per_step * state.iterations() / 1e9, benchmark::Counter::kIsRate);
 }
 
 void BM_LeNetStep(benchmark::State& state) {
@@ -42,25 +58,31 @@ void BM_LeNetStep(benchmark::State& state) {
     sgd({&w1, &b1, &w2, &b2, &w3, &b3, &w4, &b4}, 0.01);
   }
   state.SetItemsProcessed(state.iterations() * N);
+  report_flops(state, macs2(N * 32 * 28 * 28, 1 * 25),
+               macs2(N * 64 * 14 * 14, 32 * 25) + macs2(N * 1024, 3136) + macs2(N * 10, 1024));
 }
 BENCHMARK(BM_LeNetStep)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_TinyStep(benchmark::State& state) {
+  const int previous_threads = dg::num_threads();
+  dg::set_num_threads(1);
   const int64_t N = 32;
-  dg::Param w1 = weight({8, 1, 3, 3}, 1), w2 = weight({16, 8, 3, 3}, 2), w3 = weight({10, 3136}, 3);
+  dg::Param w1 = weight({8, 1, 3, 3}, 1), w2 = weight({16, 8, 3, 3}, 2), w3 = weight({10, 784}, 3);
   dg::Tensor images = dg::Tensor::uniform({N, 1, 28, 28}, 5);
   std::vector<int64_t> label_values(N);
   for (int64_t i = 0; i < N; ++i) label_values[i] = i % 10;
   dg::Tensor labels = dg::Tensor::from(label_values, {N});
   for (auto _ : state) {
     dg::Tape tape;
-    dg::Var h = dg::relu(dg::conv2d(images, w1, {.padding = 1}));
+    dg::Var h = dg::relu(dg::conv2d(images, w1, {.stride = 2, .padding = 1}));
     h = dg::relu(dg::conv2d(h, w2, {.stride = 2, .padding = 1}));
     dg::Var loss = dg::softmax_xent(dg::linear(dg::flatten(h), w3), labels);
     dg::backward(loss);
     sgd({&w1, &w2, &w3}, 0.01);
   }
   state.SetItemsProcessed(state.iterations() * N);
+  report_flops(state, macs2(N * 8 * 14 * 14, 9), macs2(N * 16 * 7 * 7, 8 * 9) + macs2(N * 10, 784));
+  dg::set_num_threads(previous_threads);
 }
 BENCHMARK(BM_TinyStep)->Unit(benchmark::kMillisecond)->UseRealTime();
 
