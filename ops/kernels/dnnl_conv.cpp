@@ -164,9 +164,10 @@ Plan* plan_for(Pass pass, const DnnlConvProblem& p, bool bias) {
       p.W == 0)
     return nullptr;
   // oneDNN 2.6's backward-data kernels vectorise over the input channels of a group: with
-  // fewer than 16 most lanes idle, and the col2im path is 3-6x faster (measured: N8 C1 28x28
-  // k5 1.03 ms vs 0.25 ms; N32 C3 32x32 k3 5.7 ms vs 1.6 ms; bench_ops, 2 threads).
-  if (pass == Pass::backward_data && p.C / p.groups < 16) return nullptr;
+  // very few, most lanes idle and the col2im path is 3-6x faster (measured with bench_ops, 2
+  // threads: N8 C1 28x28 k5 1.03 ms vs 0.25 ms; N32 C3 32x32 k3 5.7 ms vs 1.6 ms). From 8
+  // channels on oneDNN wins (the tiny training step's conv 8->16: 0.33 vs 0.40 ms per step).
+  if (pass == Pass::backward_data && p.C / p.groups < 8) return nullptr;
   thread_local std::unordered_map<Key, std::unique_ptr<Plan>, KeyHash> plans;
   const Key key{static_cast<int>(pass),
                 bias,

@@ -1,4 +1,5 @@
-// Whole training steps (forward + backward + SGD update), float32, the shapes of issue 7:
+// Whole training steps (zero_grad, forward, backward, dg::SGD step), float32, the shapes of issue
+// 7:
 //   LeNet-like: conv 1->32 k5 p2, relu, maxpool 2, conv 32->64 k5 p2, relu, maxpool 2,
 //               fc 3136->1024, relu, fc 1024->10, softmax-cross-entropy, batch 64 (biases
 //               everywhere); threads: the default (all cores, or OMP_NUM_THREADS)
@@ -15,15 +16,6 @@ namespace {
 dg::Param weight(dg::Shape shape, uint64_t seed) {
   const double fan_in = static_cast<double>(shape.product() / shape[0]);
   return dg::Param(dg::Tensor::randn(shape, seed, dg::DType::f32, 0, std::sqrt(2.0 / fan_in)));
-}
-
-void sgd(const std::vector<dg::Param*>& params, double lr) {
-  for (dg::Param* p : params) {
-    float* w = p->mutable_value().data<float>();
-    const float* g = p->grad().data<float>();
-    for (int64_t i = 0; i < p->numel(); ++i) w[i] -= static_cast<float>(lr) * g[i];
-    p->zero_grad();
-  }
 }
 
 // 2*MACs of a layer's forward: output elements times inputs per output.
@@ -46,8 +38,10 @@ void BM_LeNetStep(benchmark::State& state) {
   std::vector<int64_t> label_values(N);
   for (int64_t i = 0; i < N; ++i) label_values[i] = i % 10;
   dg::Tensor labels = dg::Tensor::from(label_values, {N});
+  dg::SGD optimizer({w1, b1, w2, b2, w3, b3, w4, b4}, {.lr = 0.01});
   for (auto _ : state) {
     dg::Tape tape;
+    optimizer.zero_grad();
     dg::Var h = dg::relu(dg::conv2d(images, w1, b1, {.padding = 2}));
     h = dg::max_pool2d(h, {.kernel_size = 2}).values;
     h = dg::relu(dg::conv2d(h, w2, b2, {.padding = 2}));
@@ -55,7 +49,7 @@ void BM_LeNetStep(benchmark::State& state) {
     h = dg::relu(dg::linear(dg::flatten(h), w3, b3));
     dg::Var loss = dg::softmax_xent(dg::linear(h, w4, b4), labels);
     dg::backward(loss);
-    sgd({&w1, &b1, &w2, &b2, &w3, &b3, &w4, &b4}, 0.01);
+    optimizer.step();
   }
   state.SetItemsProcessed(state.iterations() * N);
   report_flops(state, macs2(N * 32 * 28 * 28, 1 * 25),
@@ -72,13 +66,15 @@ void BM_TinyStep(benchmark::State& state) {
   std::vector<int64_t> label_values(N);
   for (int64_t i = 0; i < N; ++i) label_values[i] = i % 10;
   dg::Tensor labels = dg::Tensor::from(label_values, {N});
+  dg::SGD optimizer({w1, w2, w3}, {.lr = 0.01});
   for (auto _ : state) {
     dg::Tape tape;
+    optimizer.zero_grad();
     dg::Var h = dg::relu(dg::conv2d(images, w1, {.stride = 2, .padding = 1}));
     h = dg::relu(dg::conv2d(h, w2, {.stride = 2, .padding = 1}));
     dg::Var loss = dg::softmax_xent(dg::linear(dg::flatten(h), w3), labels);
     dg::backward(loss);
-    sgd({&w1, &w2, &w3}, 0.01);
+    optimizer.step();
   }
   state.SetItemsProcessed(state.iterations() * N);
   report_flops(state, macs2(N * 8 * 14 * 14, 9), macs2(N * 16 * 7 * 7, 8 * 9) + macs2(N * 10, 784));
