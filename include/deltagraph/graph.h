@@ -5,6 +5,7 @@
 // are no cycles. The reverse-mode engine (autodiff.h) walks Nodes from the outputs back.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -56,6 +57,14 @@ struct Node : std::enable_shared_from_this<Node> {
   SourceLocation location;       // the user's call site
   BackwardOrigin backward;       // set when recorded by a backward pass (create_graph)
   bool released = false;         // saved inputs were freed by a backward pass
+
+  // Engine bookkeeping (autodiff.cpp), meaningless to tools: the id of the backward pass that
+  // is walking this node now (0: none) and the node's slot in that pass's tables. Finding a
+  // node's gradient slot is then a field read instead of a hash lookup. The claim is atomic:
+  // a second pass through the same graph at the same time (another thread differentiating a
+  // retained graph, or a VJP that itself calls grad) sees it taken and uses a table of its own.
+  std::atomic<uint64_t> pass_id{0};
+  uint32_t pass_slot = 0;
 
   // The i-th output as a Var connected to this node.
   Var output(int i) { return Var(std::shared_ptr<VarImpl>(shared_from_this(), &outputs[i])); }
