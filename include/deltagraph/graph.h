@@ -13,6 +13,7 @@
 #include "deltagraph/source_location.h"
 
 #include "deltagraph/op.h"
+#include "deltagraph/small_vector.h"
 #include "deltagraph/var.h"
 
 namespace dg {
@@ -50,13 +51,14 @@ struct Node : std::enable_shared_from_this<Node> {
 
   const OpDef* op = nullptr;
   Attrs attrs;
-  std::vector<Var> inputs;       // cleared when the graph is released after backward
-  std::vector<VarImpl> outputs;  // fixed size: Vars alias into it
-  uint64_t sequence = 0;         // position in recording order, for tools
-  std::string scope;             // name scope at recording time ("encoder/block1")
-  SourceLocation location;       // the user's call site
-  BackwardOrigin backward;       // set when recorded by a backward pass (create_graph)
-  bool released = false;         // saved inputs were freed by a backward pass
+  // Inline for the common arities, so that recording an op allocates the node and nothing else.
+  SmallVector<Var, 3> inputs;       // cleared when the graph is released after backward
+  SmallVector<VarImpl, 1> outputs;  // fixed size once recorded: Vars alias into it
+  uint64_t sequence = 0;            // position in recording order, for tools
+  std::string scope;                // name scope at recording time ("encoder/block1")
+  SourceLocation location;          // the user's call site
+  BackwardOrigin backward;          // set when recorded by a backward pass (create_graph)
+  bool released = false;            // saved inputs were freed by a backward pass
 
   // Engine bookkeeping (autodiff.cpp), meaningless to tools: the id of the backward pass that
   // is walking this node now (0: none) and the node's slot in that pass's tables. Finding a
