@@ -78,11 +78,47 @@ class LeafTable {
   std::optional<std::unordered_map<VarImpl*, size_t>> index_;
 };
 
+// One node's state for a pass.
+struct Slot {
+  std::shared_ptr<Node> node;  // held until its VJP ran; null after
+  uint32_t first_grad = 0;     // its outputs' cotangents: grads[first_grad + output_index]
+  bool needed = false;         // on a path to a target
+  bool has_target = false;     // one of its outputs is a target (grad with respect to it)
+};
+
+// A pass's arrays. Kept for the thread's next pass (a training step differentiates a graph of
+// the same size every time): growing them anew costs page faults on every step.
+struct Scratch {
+  std::vector<Slot> slots;      // in order of discovery
+  std::vector<uint32_t> order;  // slot numbers, producers before consumers
+  std::vector<Var> grads;       // every collected node's output cotangents, side by side
+  std::vector<std::pair<Node*, size_t>> stack;  // the depth-first walk
+};
+// Larger arrays than this go back to the heap after the pass.
+constexpr size_t kMaxKeptSlots = size_t{1} << 20;
+thread_local std::unique_ptr<Scratch> spare_scratch;
+
+std::unique_ptr<Scratch> take_scratch() {
+  return spare_scratch ? std::move(spare_scratch) : std::make_unique<Scratch>();
+}
+
+void give_back(std::unique_ptr<Scratch> scratch) {
+  scratch->slots.clear();
+  scratch->order.clear();
+  scratch->grads.clear();
+  scratch->stack.clear();
+  if (scratch->slots.capacity() <= kMaxKeptSlots && scratch->grads.capacity() <= kMaxKeptSlots &&
+      scratch->stack.capacity() <= kMaxKeptSlots)
+    spare_scratch = std::move(scratch);
+}
+
 class Pass {
  public:
+  // `targets`: the values whose gradients are wanted; `all_leaves`: every differentiable leaf
+  // too (backward()).
   Pass(const std::vector<Var>& outputs, const std::vector<Var>& cotangents, GradOptions options,
-       const char* who)
-      : outputs_(outputs), options_(options), who_(who) {
+       const char* who, const std::vector<VarImpl*>& targets, bool all_leaves)
+      : outputs_(outputs), options_(options), who_(who), all_leaves_(all_leaves) {
     if (options_.create_graph) options_.retain_graph = true;
     if (outputs.empty()) fail("{}: no outputs to differentiate", who);
     if (!cotangents.empty() && cotangents.size() != outputs.size())
@@ -109,37 +145,25 @@ class Pass {
           "{}: no output depends on a differentiable value recorded on a tape (were the ops run "
           "while a dg::Tape was active, on a Param or dg::variable?)",
           who);
-    collect();
+    targets_ = targets;
+    results_.assign(targets.size(), Var());
+    for (VarImpl* t : targets) {
+      if (t->producer)
+        node_targets_.push_back(t);
+      else
+        leaves_.find_or_add(t).target = true;
+    }
+    try {
+      collect();
+    } catch (...) {
+      unclaim_all();  // no destructor runs when a constructor throws
+      throw;
+    }
   }
 
   ~Pass() {
-    // Normally run() has handed every node back; after an error, hand back the rest.
-    for (Slot& s : slots_)
-      if (s.node) unclaim(*s.node);
-  }
-
-  // Marks which nodes lead to the targets; `all_leaves` targets every differentiable leaf.
-  void mark_needed(const std::vector<VarImpl*>& targets, bool all_leaves) {
-    targets_ = targets;
-    results_.assign(targets.size(), Var());
-    all_leaves_ = all_leaves;
-    for (VarImpl* t : targets) {
-      if (!t->producer) {
-        leaves_.find_or_add(t).target = true;
-      } else if (int64_t i = slot_of(t->producer); i >= 0) {
-        slots_[i].has_target = true;
-      }
-    }
-    // Producers come first in the order, so an input's `needed` is final when its consumer
-    // asks.
-    for (uint32_t i : order_) {
-      Slot& s = slots_[i];
-      for (const Var& in : s.node->inputs)
-        if (in.requires_grad() && input_needed(in.impl())) {
-          s.needed = true;
-          break;
-        }
-    }
+    unclaim_all();
+    give_back(std::move(scratch_));
   }
 
   void run() {
@@ -186,14 +210,6 @@ class Pass {
   const std::vector<LeafTable::Entry>& leaf_grads() const { return leaves_.entries(); }
 
  private:
-  // One node's state for this pass.
-  struct Slot {
-    std::shared_ptr<Node> node;  // held until its VJP ran; null after
-    uint32_t first_grad = 0;     // its outputs' cotangents: grads_[first_grad + output_index]
-    bool needed = false;         // on a path to a target
-    bool has_target = false;     // one of its outputs is a target (grad with respect to it)
-  };
-
   // The node's slot in this pass, or -1 if the pass did not collect it.
   int64_t slot_of(const Node* p) const {
     if (!shared_index_) {
@@ -222,6 +238,8 @@ class Pass {
     }
     slots_.push_back({p->shared_from_this(), static_cast<uint32_t>(grads_.size())});
     grads_.resize(grads_.size() + p->outputs.size());
+    for (const VarImpl* t : node_targets_)
+      if (t->producer == p) slots_.back().has_target = true;
     return true;
   }
 
@@ -237,6 +255,12 @@ class Pass {
     if (!shared_index_) node.pass_id.store(0, std::memory_order_release);
   }
 
+  // Normally run() has handed every node back as it went; after an error, the rest.
+  void unclaim_all() {
+    for (Slot& s : slots_)
+      if (s.node) unclaim(*s.node);
+  }
+
   Var& slot(VarImpl* v) {
     if (v->producer) {
       // Inputs reach here only if needed, and needed values' producers were collected.
@@ -247,7 +271,7 @@ class Pass {
   }
 
   bool is_target(const VarImpl* v) const {
-    return std::find(targets_.begin(), targets_.end(), v) != targets_.end();
+    return std::find(node_targets_.begin(), node_targets_.end(), v) != node_targets_.end();
   }
 
   bool input_needed(VarImpl* v) {
@@ -262,6 +286,13 @@ class Pass {
     return e && e->target;
   }
 
+  // Whether the gradient must flow into input `in` of a node: it depends on a differentiable
+  // value, and a target is on its path.
+  bool input_needed(const Var& in) {
+    VarImpl* v = in.impl();  // node inputs are defined (call() checks)
+    return v->requires_grad && input_needed(v);
+  }
+
   void keep_target_results(Node& node, const Var* grads) {
     for (size_t j = 0; j < targets_.size(); ++j)
       if (targets_[j]->producer == &node) results_[j] = grads[targets_[j]->output_index];
@@ -269,10 +300,11 @@ class Pass {
 
   // Depth-first post-order from the outputs, without recursion (graphs can be deep).
   void collect() {
-    std::vector<std::pair<Node*, size_t>> stack;
+    std::vector<std::pair<Node*, size_t>>& stack = scratch_->stack;
     auto visit = [&](const Var& v) {
-      Node* p = v.impl()->producer;
-      if (!p || !v.requires_grad() || !claim(p)) return;
+      const VarImpl* impl = v.impl();
+      Node* p = impl->producer;
+      if (!p || !impl->requires_grad || !claim(p)) return;
       stack.emplace_back(p, 0);
     };
     for (const Var& out : outputs_) {
@@ -288,7 +320,15 @@ class Pass {
               "{}: the graph was freed by an earlier backward pass (op '{}' recorded at {}:{}); "
               "pass retain_graph = true to differentiate it again",
               who_, node->op->name, node->location.file_name(), node->location.line());
-        order_.push_back(static_cast<uint32_t>(slot_of(node)));
+        // Post-order: every input's producer is complete, so whether this node leads to a
+        // target is known now (no separate walk).
+        const uint32_t index = static_cast<uint32_t>(slot_of(node));
+        for (const Var& in : node->inputs)
+          if (input_needed(in)) {
+            slots_[index].needed = true;
+            break;
+          }
+        order_.push_back(index);
         stack.pop_back();
       }
     }
@@ -313,7 +353,7 @@ class Pass {
     bool any = false;
     for (size_t i = 0; i < node.inputs.size(); ++i) {
       const Var& in = node.inputs[i];
-      needs[i] = in.requires_grad() && input_needed(in.impl());
+      needs[i] = input_needed(in);
       any |= needs[i];
     }
     if (!any) return;
@@ -349,15 +389,17 @@ class Pass {
   GradOptions options_;
   const char* who_;
   const uint64_t id_ = next_pass_id.fetch_add(1, std::memory_order_relaxed);
-  std::vector<Slot> slots_;      // in order of discovery
-  std::vector<uint32_t> order_;  // slot numbers, producers before consumers
-  std::vector<Var> grads_;       // every collected node's output cotangents, side by side
+  std::unique_ptr<Scratch> scratch_ = take_scratch();
+  std::vector<Slot>& slots_ = scratch_->slots;
+  std::vector<uint32_t>& order_ = scratch_->order;
+  std::vector<Var>& grads_ = scratch_->grads;
   // Set once this pass met a node another pass was walking: slots are then found here.
   std::optional<std::unordered_map<const Node*, uint32_t>> shared_index_;
+  bool all_leaves_;
   std::vector<VarImpl*> targets_;
+  std::vector<VarImpl*> node_targets_;  // the targets that are op outputs (not leaves)
   std::vector<Var> results_;
   LeafTable leaves_;
-  bool all_leaves_ = false;
 };
 
 template <class T>
@@ -382,8 +424,7 @@ std::vector<Var> grad(const std::vector<Var>& outputs, const std::vector<Var>& w
           wrt[i].name().empty() ? "" : " '" + wrt[i].name() + "'");
     targets.push_back(wrt[i].impl());
   }
-  Pass pass(outputs, cotangents, options, "grad");
-  pass.mark_needed(targets, false);
+  Pass pass(outputs, cotangents, options, "grad", targets, false);
   pass.run();
   std::vector<Var> result = pass.results();
   for (size_t i = 0; i < wrt.size(); ++i)
@@ -399,8 +440,7 @@ void backward(const Var& loss, const Var& cotangent, GradOptions options) {
   std::vector<Var> outputs{loss};
   std::vector<Var> cotangents;
   if (cotangent.defined()) cotangents.push_back(cotangent);
-  Pass pass(outputs, cotangents, options, "backward");
-  pass.mark_needed({}, true);
+  Pass pass(outputs, cotangents, options, "backward", {}, true);
   pass.run();
   for (const auto& [leaf, g, target] : pass.leaf_grads()) {
     if (!g.defined()) continue;

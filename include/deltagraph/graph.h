@@ -18,12 +18,14 @@
 
 namespace dg {
 
+// Field order matters for speed, not meaning: what the engine reads on every edge of the graph
+// (producer, requires_grad) comes first, next to the node header.
 struct VarImpl {
-  Tensor value;
   Node* producer = nullptr;  // the node owning this VarImpl, or nullptr for a leaf
   int output_index = 0;
   bool requires_grad = false;
   VarKind kind = VarKind::constant;
+  Tensor value;
   std::string name;
   Tensor grad;  // accumulated by backward() for leaves
 };
@@ -49,16 +51,9 @@ struct Node : std::enable_shared_from_this<Node> {
   // not a million nested destructor calls.
   ~Node();
 
-  const OpDef* op = nullptr;
-  Attrs attrs;
-  // Inline for the common arities, so that recording an op allocates the node and nothing else.
-  SmallVector<Var, 3> inputs;       // cleared when the graph is released after backward
-  SmallVector<VarImpl, 1> outputs;  // fixed size once recorded: Vars alias into it
-  uint64_t sequence = 0;            // position in recording order, for tools
-  std::string scope;                // name scope at recording time ("encoder/block1")
-  SourceLocation location;          // the user's call site
-  BackwardOrigin backward;          // set when recorded by a backward pass (create_graph)
-  bool released = false;            // saved inputs were freed by a backward pass
+  // Field order matters for speed, not meaning: a backward pass touches every node several
+  // times, so what it reads (its bookkeeping, op, inputs, and the outputs' producer and
+  // requires_grad) sits in the first cache lines; what tools read comes after.
 
   // Engine bookkeeping (autodiff.cpp), meaningless to tools: the id of the backward pass that
   // is walking this node now (0: none) and the node's slot in that pass's tables. Finding a
@@ -67,6 +62,17 @@ struct Node : std::enable_shared_from_this<Node> {
   // retained graph, or a VJP that itself calls grad) sees it taken and uses a table of its own.
   std::atomic<uint64_t> pass_id{0};
   uint32_t pass_slot = 0;
+  bool released = false;  // saved inputs were freed by a backward pass
+
+  const OpDef* op = nullptr;
+  // Inline for the common arities, so that recording an op allocates the node and nothing else.
+  SmallVector<Var, 3> inputs;       // cleared when the graph is released after backward
+  SmallVector<VarImpl, 1> outputs;  // fixed size once recorded: Vars alias into it
+  Attrs attrs;
+  uint64_t sequence = 0;    // position in recording order, for tools
+  std::string scope;        // name scope at recording time ("encoder/block1")
+  SourceLocation location;  // the user's call site
+  BackwardOrigin backward;  // set when recorded by a backward pass (create_graph)
 
   // The i-th output as a Var connected to this node.
   Var output(int i) { return Var(std::shared_ptr<VarImpl>(shared_from_this(), &outputs[i])); }
