@@ -32,9 +32,9 @@ namespace dg {
 namespace {
 
 // Adds `contribution` to `slot`; the sum is itself recorded when the pass records.
-void accumulate(Var& slot, const Var& contribution) {
+void accumulate(Var& slot, Var contribution) {
   if (!contribution.defined()) return;
-  slot = slot.defined() ? add(slot, contribution) : contribution;
+  slot = slot.defined() ? add(slot, contribution) : std::move(contribution);
 }
 
 // Pass ids are never reused, so a stale id left on a node can never be mistaken for ours.
@@ -343,7 +343,7 @@ class Pass {
       if (!op.outputs[i].differentiable || !is_floating(node.outputs[i].value.dtype()))
         grad_outputs.emplace_back();
       else if (grads[i].defined())
-        grad_outputs.push_back(grads[i]);
+        grad_outputs.push_back(std::move(grads[i]));  // spent after this VJP (run())
       else
         grad_outputs.emplace_back(
             Tensor::zeros(node.outputs[i].value.shape(), node.outputs[i].value.dtype()));
@@ -380,7 +380,7 @@ class Pass {
         fail("{}: the VJP of '{}' returned {} {} for input '{}', which is {} {}", who_, op.name,
              input_grads[i].dtype(), input_grads[i].shape(), op.inputs[i].name, in.dtype(),
              in.shape());
-      accumulate(slot(in.impl()), input_grads[i]);
+      accumulate(slot(in.impl()), std::move(input_grads[i]));
     }
   }
 
