@@ -6,15 +6,24 @@
 // 3. Seed each output with its cotangent, then walk the order backwards: call each needed
 //    node's VJP with the cotangents of its outputs and add what it returns to the cotangents
 //    of its inputs (fan-out is a sum).
-// 4. Unless the graph is retained, free each node's saved inputs right after its VJP ran.
+// 4. Unless the graph is retained, free each node's saved inputs right after its VJP ran; its
+//    cotangents go at the same moment (every consumer of a value comes later in the order, so
+//    its cotangent is complete, and used, when its producer's turn comes).
 // With create_graph the pass is itself recorded; every node it records carries a
 // BackwardOrigin (graph.h) naming the node whose VJP made it, for tools that draw it.
+//
+// Cost: the per-pass state lives in flat arrays indexed by a slot number that each node carries
+// while the pass owns it (Node::pass_id, Node::pass_slot), so finding a node's state is a field
+// read, not a hash lookup; per node the engine allocates nothing beyond what the VJP does.
+// Leaves (Params, shared between threads) carry no pass state: they get a small table here.
+#include <optional>
 #include <unordered_map>
 
 #include "anomaly_checks.h"
 #include "deltagraph/autodiff.h"
 #include "deltagraph/graph.h"
 #include "deltagraph/ops.h"
+#include "deltagraph/small_vector.h"
 #include "deltagraph/tape.h"
 #include "recording.h"
 
@@ -22,22 +31,94 @@ namespace dg {
 
 namespace {
 
-struct NodeState {
-  bool needed = false;
-  std::vector<Var> grads;  // cotangent accumulated for each output
+// Adds `contribution` to `slot`; the sum is itself recorded when the pass records.
+void accumulate(Var& slot, Var contribution) {
+  if (!contribution.defined()) return;
+  slot = slot.defined() ? add(slot, contribution) : std::move(contribution);
+}
+
+// Pass ids are never reused, so a stale id left on a node can never be mistaken for ours.
+std::atomic<uint64_t> next_pass_id{1};
+
+// The gradients accumulated for leaves, and which leaves are targets. Leaves are few (the
+// parameters a model uses), so a linear scan does until there are many.
+class LeafTable {
+ public:
+  struct Entry {
+    VarImpl* leaf;
+    Var grad;
+    bool target;
+  };
+
+  Entry* find(VarImpl* v) {
+    if (index_) {
+      auto it = index_->find(v);
+      return it == index_->end() ? nullptr : &entries_[it->second];
+    }
+    for (Entry& e : entries_)
+      if (e.leaf == v) return &e;
+    return nullptr;
+  }
+  Entry& find_or_add(VarImpl* v) {
+    if (Entry* e = find(v)) return *e;
+    entries_.push_back({v, Var(), false});
+    if (index_) {
+      index_->emplace(v, entries_.size() - 1);
+    } else if (entries_.size() > kScanLimit) {
+      index_.emplace();
+      for (size_t i = 0; i < entries_.size(); ++i) index_->emplace(entries_[i].leaf, i);
+    }
+    return entries_.back();
+  }
+  const std::vector<Entry>& entries() const { return entries_; }
+
+ private:
+  static constexpr size_t kScanLimit = 16;
+  std::vector<Entry> entries_;
+  std::optional<std::unordered_map<VarImpl*, size_t>> index_;
 };
 
-// Adds `contribution` to `slot`; the sum is itself recorded when the pass records.
-void accumulate(Var& slot, const Var& contribution) {
-  if (!contribution.defined()) return;
-  slot = slot.defined() ? add(slot, contribution) : contribution;
+// One node's state for a pass.
+struct Slot {
+  std::shared_ptr<Node> node;  // held until its VJP ran; null after
+  uint32_t first_grad = 0;     // its outputs' cotangents: grads[first_grad + output_index]
+  bool needed = false;         // on a path to a target
+  bool has_target = false;     // one of its outputs is a target (grad with respect to it)
+};
+
+// A pass's arrays. Kept for the thread's next pass (a training step differentiates a graph of
+// the same size every time): growing them anew costs page faults on every step.
+struct Scratch {
+  std::vector<Slot> slots;      // in order of discovery
+  std::vector<uint32_t> order;  // slot numbers, producers before consumers
+  std::vector<Var> grads;       // every collected node's output cotangents, side by side
+  std::vector<std::pair<Node*, size_t>> stack;  // the depth-first walk
+};
+// Larger arrays than this go back to the heap after the pass.
+constexpr size_t kMaxKeptSlots = size_t{1} << 20;
+thread_local std::unique_ptr<Scratch> spare_scratch;
+
+std::unique_ptr<Scratch> take_scratch() {
+  return spare_scratch ? std::move(spare_scratch) : std::make_unique<Scratch>();
+}
+
+void give_back(std::unique_ptr<Scratch> scratch) {
+  scratch->slots.clear();
+  scratch->order.clear();
+  scratch->grads.clear();
+  scratch->stack.clear();
+  if (scratch->slots.capacity() <= kMaxKeptSlots && scratch->grads.capacity() <= kMaxKeptSlots &&
+      scratch->stack.capacity() <= kMaxKeptSlots)
+    spare_scratch = std::move(scratch);
 }
 
 class Pass {
  public:
+  // `targets`: the values whose gradients are wanted; `all_leaves`: every differentiable leaf
+  // too (backward()).
   Pass(const std::vector<Var>& outputs, const std::vector<Var>& cotangents, GradOptions options,
-       const char* who)
-      : outputs_(outputs), options_(options), who_(who) {
+       const char* who, const std::vector<VarImpl*>& targets, bool all_leaves)
+      : outputs_(outputs), options_(options), who_(who), all_leaves_(all_leaves) {
     if (options_.create_graph) options_.retain_graph = true;
     if (outputs.empty()) fail("{}: no outputs to differentiate", who);
     if (!cotangents.empty() && cotangents.size() != outputs.size())
@@ -64,27 +145,34 @@ class Pass {
           "{}: no output depends on a differentiable value recorded on a tape (were the ops run "
           "while a dg::Tape was active, on a Param or dg::variable?)",
           who);
-    collect();
-  }
-
-  // Marks which nodes lead to the targets; `all_leaves` targets every differentiable leaf.
-  void mark_needed(const std::vector<VarImpl*>& targets, bool all_leaves) {
-    for (VarImpl* t : targets) targets_.emplace(t, true);
-    all_leaves_ = all_leaves;
-    for (const auto& node : order_) {
-      NodeState& s = states_[node.get()];
-      for (const Var& in : node->inputs)
-        if (in.requires_grad() && input_needed(in.impl())) s.needed = true;
+    targets_ = targets;
+    results_.assign(targets.size(), Var());
+    for (VarImpl* t : targets) {
+      if (t->producer)
+        node_targets_.push_back(t);
+      else
+        leaves_.find_or_add(t).target = true;
+    }
+    try {
+      collect();
+    } catch (...) {
+      unclaim_all();  // no destructor runs when a constructor throws
+      throw;
     }
   }
 
+  ~Pass() {
+    unclaim_all();
+    give_back(std::move(scratch_));
+  }
+
   void run() {
-    std::unique_ptr<NoGrad> no_grad;
-    std::unique_ptr<ForceRecording> force;
+    std::optional<NoGrad> no_grad;
+    std::optional<ForceRecording> force;
     if (options_.create_graph)
-      force = std::make_unique<ForceRecording>();
+      force.emplace();
     else
-      no_grad = std::make_unique<NoGrad>();
+      no_grad.emplace();
     // Whatever this pass records (with create_graph) is marked as backward-pass work, so that
     // tools can tell the backward graph from the forward one.
     RecordingBackward marking({.in_backward_pass = true});
@@ -93,53 +181,130 @@ class Pass {
       if (outputs_[k].requires_grad()) accumulate(slot(outputs_[k].impl()), seeds_[k]);
 
     for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
-      Node& node = **it;
-      NodeState& s = states_[&node];
-      bool any_grad =
-          std::any_of(s.grads.begin(), s.grads.end(), [](auto& g) { return g.defined(); });
-      if (s.needed && any_grad) backpropagate(node, s);
+      Slot& s = slots_[*it];
+      Node& node = *s.node;
+      Var* grads = &grads_[s.first_grad];
+      const size_t n_out = node.outputs.size();
+      if (s.has_target) keep_target_results(node, grads);
+      bool any_grad = std::any_of(grads, grads + n_out, [](const Var& g) { return g.defined(); });
+      if (s.needed && any_grad) backpropagate(node, grads);
+      // Every consumer of these values came earlier in this walk: their cotangents are spent.
+      for (size_t i = 0; i < n_out; ++i) grads[i] = Var();
       if (!options_.retain_graph) node.release();
-      it->reset();  // drop our hold: what nothing else needs is freed now
+      // No later step looks this node up (only producers of later nodes' inputs are looked
+      // up, and they come before it in the order), so the pass lets go of it now; what nothing
+      // else needs is freed.
+      unclaim(node);
+      s.node.reset();
     }
+  }
+
+  // The accumulated gradient of each target (undefined where none reached it).
+  std::vector<Var> results() {
+    for (size_t j = 0; j < targets_.size(); ++j)
+      if (!targets_[j]->producer)
+        if (LeafTable::Entry* e = leaves_.find(targets_[j])) results_[j] = e->grad;
+    return results_;
+  }
+
+  const std::vector<LeafTable::Entry>& leaf_grads() const { return leaves_.entries(); }
+
+ private:
+  // The node's slot in this pass, or -1 if the pass did not collect it.
+  int64_t slot_of(const Node* p) const {
+    if (!shared_index_) {
+      // Only this pass writes our id, on this thread, so a relaxed load suffices.
+      return p->pass_id.load(std::memory_order_relaxed) == id_ ? int64_t{p->pass_slot} : -1;
+    }
+    auto it = shared_index_->find(p);
+    return it == shared_index_->end() ? -1 : static_cast<int64_t>(it->second);
+  }
+
+  // Gives a new node a slot; returns false if it already has one.
+  bool claim(Node* p) {
+    if (slot_of(p) >= 0) return false;
+    const uint32_t index = static_cast<uint32_t>(slots_.size());
+    if (!shared_index_) {
+      uint64_t expected = 0;
+      if (p->pass_id.compare_exchange_strong(expected, id_, std::memory_order_acq_rel)) {
+        p->pass_slot = index;
+      } else {
+        // Another pass walks this graph right now: from here on, keep our own index.
+        use_shared_index();
+        shared_index_->emplace(p, index);
+      }
+    } else {
+      shared_index_->emplace(p, index);
+    }
+    slots_.push_back({p->shared_from_this(), static_cast<uint32_t>(grads_.size())});
+    grads_.resize(grads_.size() + p->outputs.size());
+    for (const VarImpl* t : node_targets_)
+      if (t->producer == p) slots_.back().has_target = true;
+    return true;
+  }
+
+  void use_shared_index() {
+    shared_index_.emplace();
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      shared_index_->emplace(slots_[i].node.get(), static_cast<uint32_t>(i));
+      slots_[i].node->pass_id.store(0, std::memory_order_release);
+    }
+  }
+
+  void unclaim(Node& node) {
+    if (!shared_index_) node.pass_id.store(0, std::memory_order_release);
+  }
+
+  // Normally run() has handed every node back as it went; after an error, the rest.
+  void unclaim_all() {
+    for (Slot& s : slots_)
+      if (s.node) unclaim(*s.node);
   }
 
   Var& slot(VarImpl* v) {
     if (v->producer) {
-      auto it = states_.find(v->producer);
-      if (it != states_.end()) return it->second.grads[v->output_index];
+      // Inputs reach here only if needed, and needed values' producers were collected.
+      const int64_t i = slot_of(v->producer);
+      if (i >= 0) return grads_[slots_[i].first_grad + v->output_index];
     }
-    return leaf_grads_[v];
+    return leaves_.find_or_add(v).grad;
   }
 
-  // The accumulated gradient of a value (undefined if none reached it).
-  Var result(VarImpl* v) {
-    if (v->producer) {
-      auto it = states_.find(v->producer);
-      return it == states_.end() ? Var() : it->second.grads[v->output_index];
-    }
-    auto it = leaf_grads_.find(v);
-    return it == leaf_grads_.end() ? Var() : it->second;
+  bool is_target(const VarImpl* v) const {
+    return std::find(node_targets_.begin(), node_targets_.end(), v) != node_targets_.end();
   }
 
-  const std::unordered_map<VarImpl*, Var>& leaf_grads() const { return leaf_grads_; }
-
- private:
-  bool input_needed(VarImpl* v) const {
-    if (targets_.count(v)) return true;
+  bool input_needed(VarImpl* v) {
     if (v->producer) {
-      auto it = states_.find(v->producer);
-      return it != states_.end() && it->second.needed;
+      const int64_t i = slot_of(v->producer);
+      if (i < 0) return false;
+      const Slot& s = slots_[i];
+      return s.needed || (s.has_target && is_target(v));
     }
-    return all_leaves_;
+    if (all_leaves_) return true;
+    const LeafTable::Entry* e = leaves_.find(v);
+    return e && e->target;
+  }
+
+  // Whether the gradient must flow into input `in` of a node: it depends on a differentiable
+  // value, and a target is on its path.
+  bool input_needed(const Var& in) {
+    VarImpl* v = in.impl();  // node inputs are defined (call() checks)
+    return v->requires_grad && input_needed(v);
+  }
+
+  void keep_target_results(Node& node, const Var* grads) {
+    for (size_t j = 0; j < targets_.size(); ++j)
+      if (targets_[j]->producer == &node) results_[j] = grads[targets_[j]->output_index];
   }
 
   // Depth-first post-order from the outputs, without recursion (graphs can be deep).
   void collect() {
-    std::vector<std::pair<Node*, size_t>> stack;
+    std::vector<std::pair<Node*, size_t>>& stack = scratch_->stack;
     auto visit = [&](const Var& v) {
-      Node* p = v.impl()->producer;
-      if (!p || !v.requires_grad() || states_.count(p)) return;
-      states_[p].grads.resize(p->outputs.size());
+      const VarImpl* impl = v.impl();
+      Node* p = impl->producer;
+      if (!p || !impl->requires_grad || !claim(p)) return;
       stack.emplace_back(p, 0);
     };
     for (const Var& out : outputs_) {
@@ -155,35 +320,44 @@ class Pass {
               "{}: the graph was freed by an earlier backward pass (op '{}' recorded at {}:{}); "
               "pass retain_graph = true to differentiate it again",
               who_, node->op->name, node->location.file_name(), node->location.line());
-        order_.push_back(node->shared_from_this());
+        // Post-order: every input's producer is complete, so whether this node leads to a
+        // target is known now (no separate walk).
+        const uint32_t index = static_cast<uint32_t>(slot_of(node));
+        for (const Var& in : node->inputs)
+          if (input_needed(in)) {
+            slots_[index].needed = true;
+            break;
+          }
+        order_.push_back(index);
         stack.pop_back();
       }
     }
   }
 
-  void backpropagate(Node& node, NodeState& s) {
+  void backpropagate(Node& node, Var* grads) {
     const OpDef& op = *node.op;
-    std::vector<Var> outputs, grad_outputs;
+    // Most ops have one or two outputs and at most three inputs: no allocation for those.
+    SmallVector<Var, 2> outputs, grad_outputs;
     for (size_t i = 0; i < node.outputs.size(); ++i) {
       outputs.push_back(node.output(static_cast<int>(i)));
       if (!op.outputs[i].differentiable || !is_floating(node.outputs[i].value.dtype()))
         grad_outputs.emplace_back();
-      else if (s.grads[i].defined())
-        grad_outputs.push_back(s.grads[i]);
+      else if (grads[i].defined())
+        grad_outputs.push_back(std::move(grads[i]));  // spent after this VJP (run())
       else
         grad_outputs.emplace_back(
             Tensor::zeros(node.outputs[i].value.shape(), node.outputs[i].value.dtype()));
     }
-    std::unique_ptr<bool[]> needs(new bool[node.inputs.size()]);
+    SmallVector<bool, 4> needs;
+    needs.resize(node.inputs.size());
     bool any = false;
     for (size_t i = 0; i < node.inputs.size(); ++i) {
       const Var& in = node.inputs[i];
-      needs[i] = in.requires_grad() && input_needed(in.impl());
+      needs[i] = input_needed(in);
       any |= needs[i];
     }
     if (!any) return;
-    VjpContext ctx{op,      node.attrs,   node.inputs,
-                   outputs, grad_outputs, std::span<const bool>(needs.get(), node.inputs.size())};
+    VjpContext ctx{op, node.attrs, node.inputs, outputs, grad_outputs, needs};
     std::vector<Var> input_grads;
     {
       RecordingBackward marking({.in_backward_pass = true, .vjp_op = &op, .vjp_of = node.sequence});
@@ -206,7 +380,7 @@ class Pass {
         fail("{}: the VJP of '{}' returned {} {} for input '{}', which is {} {}", who_, op.name,
              input_grads[i].dtype(), input_grads[i].shape(), op.inputs[i].name, in.dtype(),
              in.shape());
-      accumulate(slot(in.impl()), input_grads[i]);
+      accumulate(slot(in.impl()), std::move(input_grads[i]));
     }
   }
 
@@ -214,11 +388,18 @@ class Pass {
   std::vector<Var> seeds_;
   GradOptions options_;
   const char* who_;
-  std::vector<std::shared_ptr<Node>> order_;
-  std::unordered_map<Node*, NodeState> states_;
-  std::unordered_map<VarImpl*, bool> targets_;
-  std::unordered_map<VarImpl*, Var> leaf_grads_;
-  bool all_leaves_ = false;
+  const uint64_t id_ = next_pass_id.fetch_add(1, std::memory_order_relaxed);
+  std::unique_ptr<Scratch> scratch_ = take_scratch();
+  std::vector<Slot>& slots_ = scratch_->slots;
+  std::vector<uint32_t>& order_ = scratch_->order;
+  std::vector<Var>& grads_ = scratch_->grads;
+  // Set once this pass met a node another pass was walking: slots are then found here.
+  std::optional<std::unordered_map<const Node*, uint32_t>> shared_index_;
+  bool all_leaves_;
+  std::vector<VarImpl*> targets_;
+  std::vector<VarImpl*> node_targets_;  // the targets that are op outputs (not leaves)
+  std::vector<Var> results_;
+  LeafTable leaves_;
 };
 
 template <class T>
@@ -243,14 +424,11 @@ std::vector<Var> grad(const std::vector<Var>& outputs, const std::vector<Var>& w
           wrt[i].name().empty() ? "" : " '" + wrt[i].name() + "'");
     targets.push_back(wrt[i].impl());
   }
-  Pass pass(outputs, cotangents, options, "grad");
-  pass.mark_needed(targets, false);
+  Pass pass(outputs, cotangents, options, "grad", targets, false);
   pass.run();
-  std::vector<Var> result;
-  for (const Var& w : wrt) {
-    Var g = pass.result(w.impl());
-    result.push_back(g.defined() ? g : Var(Tensor::zeros(w.shape(), w.dtype())));
-  }
+  std::vector<Var> result = pass.results();
+  for (size_t i = 0; i < wrt.size(); ++i)
+    if (!result[i].defined()) result[i] = Var(Tensor::zeros(wrt[i].shape(), wrt[i].dtype()));
   return result;
 }
 
@@ -262,10 +440,9 @@ void backward(const Var& loss, const Var& cotangent, GradOptions options) {
   std::vector<Var> outputs{loss};
   std::vector<Var> cotangents;
   if (cotangent.defined()) cotangents.push_back(cotangent);
-  Pass pass(outputs, cotangents, options, "backward");
-  pass.mark_needed({}, true);
+  Pass pass(outputs, cotangents, options, "backward", {}, true);
   pass.run();
-  for (const auto& [leaf, g] : pass.leaf_grads()) {
+  for (const auto& [leaf, g, target] : pass.leaf_grads()) {
     if (!g.defined()) continue;
     if (!leaf->grad.defined()) {
       leaf->grad = g.value().clone();

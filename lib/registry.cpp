@@ -315,8 +315,12 @@ void check_inputs(const OpDef& op, std::span<const Var> inputs) {
 
 }  // namespace
 
-std::vector<Var> call(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
-                      SourceLocation location) {
+namespace {
+
+// The generic call: validates, runs the kernel and, if recording, puts a node on the tape.
+// Writes the outputs to `result`, inline storage the typed ops keep on their stack.
+void call_into(const OpDef& op, std::span<const Var> inputs, Attrs attrs, SourceLocation location,
+               SmallVector<Var, 2>& result) {
   check_inputs(op, inputs);
   if (attrs.op() != &op) {
     if (attrs.op() == nullptr && op.attrs.empty())
@@ -325,16 +329,8 @@ std::vector<Var> call(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
       fail("{}: attributes were made for another op", op.name);
   }
   // The input tensors side by side for the kernel (no allocation for up to 4 inputs).
-  constexpr size_t kInline = 4;
-  std::array<Tensor, kInline> inline_values;
-  std::vector<Tensor> heap_values;
-  std::span<Tensor> values = inline_values;
-  if (inputs.size() > kInline) {
-    heap_values.resize(inputs.size());
-    values = heap_values;
-  }
-  values = values.first(inputs.size());
-  for (size_t i = 0; i < inputs.size(); ++i) values[i] = inputs[i].value();
+  SmallVector<Tensor, 4> values;
+  for (const Var& v : inputs) values.push_back(v.value());
   OpCall c{op, values, attrs};
   std::vector<TensorSpec> specs = op.shape(c);
   std::vector<Tensor> outs = op.forward(c, specs);
@@ -351,12 +347,11 @@ std::vector<Var> call(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
   bool record =
       op.vjp && Tape::recording() &&
       std::any_of(inputs.begin(), inputs.end(), [](const Var& v) { return v.requires_grad(); });
-  std::vector<Var> result;
-  result.reserve(outs.size());
   if (!record) {
     for (Tensor& t : outs) result.push_back(constant(std::move(t)));
-    return result;
+    return;
   }
+  // One allocation for the node, its inputs, its outputs and its attributes (inline storage).
   auto node = std::make_shared<Node>();
   node->op = &op;
   node->attrs = std::move(attrs);
@@ -371,11 +366,27 @@ std::vector<Var> call(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
     out.requires_grad = op.outputs[i].differentiable && is_floating(out.value.dtype());
   }
   node->sequence = Recorder::note_recorded();
-  node->scope = Scope::current();
+  const std::string& scope = Scope::current();
+  if (!scope.empty()) node->scope = scope;
   node->location = location;
   node->backward = Recorder::backward_origin();
   for (size_t i = 0; i < outs.size(); ++i) result.push_back(node->output(static_cast<int>(i)));
-  return result;
+}
+
+}  // namespace
+
+std::vector<Var> call(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
+                      SourceLocation location) {
+  SmallVector<Var, 2> result;
+  call_into(op, inputs, std::move(attrs), location, result);
+  return std::vector<Var>(std::make_move_iterator(result.begin()),
+                          std::make_move_iterator(result.end()));
+}
+
+Var call_first(const OpDef& op, std::span<const Var> inputs, Attrs attrs, SourceLocation location) {
+  SmallVector<Var, 2> result;
+  call_into(op, inputs, std::move(attrs), location, result);
+  return std::move(result[0]);
 }
 
 std::vector<Var> call(std::string_view name, std::vector<Var> inputs, const AttrMap& attrs,

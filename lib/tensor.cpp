@@ -91,9 +91,18 @@ std::shared_ptr<void> allocate(size_t bytes) {
       if (!buffer_cache().give(q, rounded)) std::free(q);
     });
   }
-  void* p = std::aligned_alloc(64, rounded);
-  if (!p) fail("Tensor: out of memory allocating {} bytes", bytes);
-  return std::shared_ptr<void>(p, std::free);
+  // Small buffers share one allocation with their reference count: the block is over-allocated
+  // by 63 bytes and the aliasing pointer starts at the first 64-byte boundary inside it. Half
+  // the allocations of a small op (scalars, biases) are these.
+  std::shared_ptr<std::byte[]> block;
+  try {
+    block = std::make_shared_for_overwrite<std::byte[]>(rounded + 63);
+  } catch (const std::bad_alloc&) {
+    fail("Tensor: out of memory allocating {} bytes", bytes);
+  }
+  auto address = reinterpret_cast<uintptr_t>(block.get());
+  void* aligned = block.get() + ((64 - address % 64) % 64);
+  return std::shared_ptr<void>(std::move(block), aligned);
 }
 
 template <class F>

@@ -150,7 +150,7 @@ Node::~Node() {
 
 void Node::release() {
   if (released) return;
-  std::vector<Var> dropped = std::move(inputs);
+  SmallVector<Var, 3> dropped = std::move(inputs);
   inputs.clear();
   released = true;
 }

@@ -23,9 +23,12 @@ decltype(auto) dispatch_float(DType dtype, F&& f) {
   return f(float{});
 }
 
+// call() returning only the first output, without the vector (registry.cpp).
+Var call_first(const OpDef& op, std::span<const Var> inputs, Attrs attrs, Loc loc);
+
 // Runs an op from a typed function and returns its first output.
 inline Var call_op(const OpDef& op, std::initializer_list<Var> inputs, Attrs attrs, Loc loc) {
-  return call(op, std::span<const Var>(inputs.begin(), inputs.size()), std::move(attrs), loc)[0];
+  return call_first(op, std::span<const Var>(inputs.begin(), inputs.size()), std::move(attrs), loc);
 }
 inline Var call_op(const OpDef& op, std::initializer_list<Var> inputs, Loc loc) {
   return call_op(op, inputs, Attrs(&op, {}), loc);

@@ -116,6 +116,78 @@ TEST(Engine, UnreachableBranchesAreNotVisited) {
   EXPECT_NEAR(gh[0].value().at(0), std::exp(h.value().at(0)), 1e-12);
 }
 
+// A pass that starts while another one walks the same graph (here: from inside a VJP, as it
+// would from another thread on a retained graph) finds the nodes taken and keeps its own index;
+// both passes give the right gradients.
+TEST(Engine, PassesOverlappingInOneGraph) {
+  static Var inner_gradient;
+  static Var inner_wrt;
+  static const dg::OpDef& probe = dg::register_op({
+      .name = "test_overlapping_pass_probe",
+      .summary = "y = 2x; its VJP differentiates x again (engine tests)",
+      .inputs = {{"x"}},
+      .shape =
+          [](const dg::OpCall& c) {
+            return std::vector<dg::TensorSpec>{{c.input(0).shape(), c.input(0).dtype()}};
+          },
+      .forward =
+          [](const dg::OpCall& c, std::span<const dg::TensorSpec>) {
+            Tensor y = c.input(0).clone();
+            for (double& v : y.values<double>()) v *= 2;
+            return std::vector<Tensor>{y};
+          },
+      .vjp = [](const dg::VjpContext& c) -> std::vector<Var> {
+        inner_gradient = dg::grad({c.input(0)}, {inner_wrt}, {}, {.retain_graph = true})[0];
+        return {dg::mul_scalar(c.grad_output(0), 2.0)};
+      },
+      .vjp_formula = "dx = 2 g",
+  });
+  dg::Param w(Tensor::scalar(3.0, DType::f64));
+  inner_wrt = w;
+  dg::Tape tape;
+  Var a = dg::mul(w, w);  // the outer pass owns this node when the probe's VJP runs
+  Var y = dg::call(probe.name, {a})[0];
+  auto g = dg::grad(y, {w});
+  EXPECT_DOUBLE_EQ(inner_gradient.value().item(), 6.0);  // d(w^2)/dw
+  EXPECT_DOUBLE_EQ(g[0].value().item(), 12.0);           // d(2 w^2)/dw
+  // Both passes handed the graph back: it can be differentiated again, by the fast path.
+  Var y2 = dg::mul_scalar(dg::mul(w, w), 5.0);
+  EXPECT_DOUBLE_EQ(dg::grad(y2, {w})[0].value().item(), 30.0);
+  inner_gradient = Var();
+  inner_wrt = Var();
+}
+
+// A pass that fails half-way leaves the retained graph usable by the next pass.
+TEST(Engine, FailedPassLeavesGraphUsable) {
+  static bool fail_vjp = true;
+  static const dg::OpDef& flaky = dg::register_op({
+      .name = "test_flaky_vjp",
+      .summary = "y = x; its VJP throws while fail_vjp is set (engine tests)",
+      .inputs = {{"x"}},
+      .shape =
+          [](const dg::OpCall& c) {
+            return std::vector<dg::TensorSpec>{{c.input(0).shape(), c.input(0).dtype()}};
+          },
+      .forward =
+          [](const dg::OpCall& c, std::span<const dg::TensorSpec>) {
+            return std::vector<Tensor>{c.input(0).clone()};
+          },
+      .vjp = [](const dg::VjpContext& c) -> std::vector<Var> {
+        if (fail_vjp) dg::fail("test_flaky_vjp: failing on purpose");
+        return {c.grad_output(0)};
+      },
+      .vjp_formula = "dx = g",
+  });
+  dg::Tape tape;
+  Var x = dg::variable(f64({1, 2}, {2}));
+  Var y = dg::sum(dg::call(flaky.name, {dg::mul(x, x)})[0]);
+  EXPECT_TRUE(
+      ThrowsError([&] { (void)dg::grad(y, {x}, {.retain_graph = true}); }, {"failing on purpose"}));
+  fail_vjp = false;
+  EXPECT_TRUE(ValuesNear(dg::grad(y, {x})[0], {2}, {2, 4}));
+  fail_vjp = true;
+}
+
 TEST(Engine, UnrelatedWrtGetsZeros) {
   dg::Tape tape;
   Var x = dg::variable(f64({1, 2}, {2}));

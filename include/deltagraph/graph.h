@@ -5,6 +5,7 @@
 // are no cycles. The reverse-mode engine (autodiff.h) walks Nodes from the outputs back.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -12,16 +13,19 @@
 #include "deltagraph/source_location.h"
 
 #include "deltagraph/op.h"
+#include "deltagraph/small_vector.h"
 #include "deltagraph/var.h"
 
 namespace dg {
 
+// Field order matters for speed, not meaning: what the engine reads on every edge of the graph
+// (producer, requires_grad) comes first, next to the node header.
 struct VarImpl {
-  Tensor value;
   Node* producer = nullptr;  // the node owning this VarImpl, or nullptr for a leaf
   int output_index = 0;
   bool requires_grad = false;
   VarKind kind = VarKind::constant;
+  Tensor value;
   std::string name;
   Tensor grad;  // accumulated by backward() for leaves
 };
@@ -47,15 +51,28 @@ struct Node : std::enable_shared_from_this<Node> {
   // not a million nested destructor calls.
   ~Node();
 
+  // Field order matters for speed, not meaning: a backward pass touches every node several
+  // times, so what it reads (its bookkeeping, op, inputs, and the outputs' producer and
+  // requires_grad) sits in the first cache lines; what tools read comes after.
+
+  // Engine bookkeeping (autodiff.cpp), meaningless to tools: the id of the backward pass that
+  // is walking this node now (0: none) and the node's slot in that pass's tables. Finding a
+  // node's gradient slot is then a field read instead of a hash lookup. The claim is atomic:
+  // a second pass through the same graph at the same time (another thread differentiating a
+  // retained graph, or a VJP that itself calls grad) sees it taken and uses a table of its own.
+  std::atomic<uint64_t> pass_id{0};
+  uint32_t pass_slot = 0;
+  bool released = false;  // saved inputs were freed by a backward pass
+
   const OpDef* op = nullptr;
+  // Inline for the common arities, so that recording an op allocates the node and nothing else.
+  SmallVector<Var, 3> inputs;       // cleared when the graph is released after backward
+  SmallVector<VarImpl, 1> outputs;  // fixed size once recorded: Vars alias into it
   Attrs attrs;
-  std::vector<Var> inputs;       // cleared when the graph is released after backward
-  std::vector<VarImpl> outputs;  // fixed size: Vars alias into it
-  uint64_t sequence = 0;         // position in recording order, for tools
-  std::string scope;             // name scope at recording time ("encoder/block1")
-  SourceLocation location;       // the user's call site
-  BackwardOrigin backward;       // set when recorded by a backward pass (create_graph)
-  bool released = false;         // saved inputs were freed by a backward pass
+  uint64_t sequence = 0;    // position in recording order, for tools
+  std::string scope;        // name scope at recording time ("encoder/block1")
+  SourceLocation location;  // the user's call site
+  BackwardOrigin backward;  // set when recorded by a backward pass (create_graph)
 
   // The i-th output as a Var connected to this node.
   Var output(int i) { return Var(std::shared_ptr<VarImpl>(shared_from_this(), &outputs[i])); }

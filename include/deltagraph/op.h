@@ -34,6 +34,7 @@
 #include "deltagraph/source_location.h"
 
 #include "deltagraph/shape.h"
+#include "deltagraph/small_vector.h"
 #include "deltagraph/tensor.h"
 #include "deltagraph/var.h"
 
@@ -100,7 +101,12 @@ struct OpDef;
 class Attrs {
  public:
   Attrs() = default;
-  Attrs(const OpDef* op, std::vector<AttrValue> values) : op_(op), values_(std::move(values)) {}
+  Attrs(const OpDef* op, std::vector<AttrValue> values)
+      : op_(op),
+        values_(std::make_move_iterator(values.begin()), std::make_move_iterator(values.end())) {}
+  // `Attrs(&op, {AttrValue(c)})`, the typed ops' form: no vector in between.
+  Attrs(const OpDef* op, std::initializer_list<AttrValue> values)
+      : op_(op), values_(values.begin(), values.end()) {}
 
   const AttrValue& get(std::string_view name) const;
   int64_t integer(std::string_view name) const { return get(name).as<int64_t>(); }
@@ -116,7 +122,8 @@ class Attrs {
 
  private:
   const OpDef* op_ = nullptr;
-  std::vector<AttrValue> values_;
+  // Inline: most ops have at most two attributes, and a recorded node holds its Attrs.
+  SmallVector<AttrValue, 2> values_;
 };
 
 // Attributes given by name, as the generic call and case files give them.
