@@ -9,6 +9,10 @@
 //   max_unpool2d  VJP: dx = gather_at(g, indices)
 #include <cmath>
 #include <limits>
+#include <type_traits>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "deltagraph/check.h"
 #include "kernels/parallel_for.h"
@@ -115,6 +119,47 @@ void expect_same_shape(const OpCall& c, int a, int b) {
 
 // ---- kernels ------------------------------------------------------------------------------
 
+#if defined(__AVX512F__)
+// The interior 2x2 stride-2 windows [j0, j1) of one output row, 16 at a time. top is the
+// window row's first input (column -padding), W the input width, first top's flat index in
+// the plane. The candidates are taken in the order (0,0) (0,1) (1,0) (1,1), each only if
+// greater, or NaN while the best so far is not (_CMP_NLE_UQ with an ordered best): the
+// generic loop's rule, so ties and NaNs resolve the same. Written with intrinsics because GCC
+// does not vectorise the stride-2 select chain, and these windows are most of a CNN's pooling.
+inline void max_pool_2x2_row(const float* top, int64_t W, int64_t first, int64_t j0, int64_t j1,
+                             float* best, int64_t* where) {
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const float* bottom = top + W;
+  alignas(64) int32_t which[16];
+  for (int64_t j = j0; j < j1; j += 16) {
+    const int n = static_cast<int>(std::min<int64_t>(16, j1 - j));
+    const auto out_mask = static_cast<__mmask16>((1u << n) - 1);
+    const auto lo = static_cast<__mmask16>(n >= 8 ? 0xFFFF : (1u << (2 * n)) - 1);
+    const auto hi = static_cast<__mmask16>(n <= 8 ? 0 : (1u << (2 * n - 16)) - 1);
+    const __m512 t0 = _mm512_maskz_loadu_ps(lo, top + 2 * j);
+    const __m512 t1 = _mm512_maskz_loadu_ps(hi, top + 2 * j + 16);
+    const __m512 b0 = _mm512_maskz_loadu_ps(lo, bottom + 2 * j);
+    const __m512 b1 = _mm512_maskz_loadu_ps(hi, bottom + 2 * j + 16);
+    __m512 m = _mm512_permutex2var_ps(t0, even, t1);
+    __m512i code = _mm512_setzero_si512();
+    auto consider = [&](__m512 v, int offset_code) {
+      const __mmask16 take =
+          _mm512_cmp_ps_mask(v, m, _CMP_NLE_UQ) & _mm512_cmp_ps_mask(m, m, _CMP_ORD_Q);
+      m = _mm512_mask_blend_ps(take, m, v);
+      code = _mm512_mask_blend_epi32(take, code, _mm512_set1_epi32(offset_code));
+    };
+    consider(_mm512_permutex2var_ps(t0, odd, t1), 1);   // (0,1)
+    consider(_mm512_permutex2var_ps(b0, even, b1), 2);  // (1,0)
+    consider(_mm512_permutex2var_ps(b0, odd, b1), 3);   // (1,1)
+    _mm512_mask_storeu_ps(best + j, out_mask, m);
+    _mm512_store_si512(which, code);
+    for (int l = 0; l < n; ++l)
+      where[j + l] = first + 2 * (j + l) + (which[l] & 1) + (which[l] >> 1) * W;
+  }
+}
+#endif
+
 template <class T>
 void max_pool_forward(const Tensor& x, const PoolGeometry& g, Tensor& y, Tensor& indices) {
   const T* px = x.data<T>();
@@ -122,6 +167,8 @@ void max_pool_forward(const Tensor& x, const PoolGeometry& g, Tensor& y, Tensor&
   int64_t* pi = indices.data<int64_t>();
   const PoolAxis &ah = g.h, &aw = g.w;
   const int64_t plane_in = ah.in * aw.in, plane_out = ah.out * aw.out;
+  [[maybe_unused]] const bool two_by_two =
+      ah.k == 2 && aw.k == 2 && aw.s == 2 && ah.d == 1 && aw.d == 1;
   kernels::parallel_for(g.N * g.C, plane_out * ah.k * aw.k, [&](int64_t b, int64_t e) {
     for (int64_t plane = b; plane < e; ++plane) {
       const T* xp = px + plane * plane_in;
@@ -145,11 +192,20 @@ void max_pool_forward(const Tensor& x, const PoolGeometry& g, Tensor& y, Tensor&
           int64_t* __restrict where = ip + i * aw.out;
           const T* __restrict xin = xp;
           const int64_t first = h0 * aw.in - aw.p;
-          for (int64_t j = j_lo; j < j_hi; ++j) {
+          bool done = false;
+#if defined(__AVX512F__)
+          if constexpr (std::is_same_v<T, float>) {
+            if (two_by_two) {
+              max_pool_2x2_row(xin + first, aw.in, first, j_lo, j_hi, best, where);
+              done = true;
+            }
+          }
+#endif
+          for (int64_t j = j_lo; j < j_hi && !done; ++j) {
             best[j] = xin[first + j * aw.s];
             where[j] = first + j * aw.s;
           }
-          for (int64_t p = 0; p < ah.k; ++p)
+          for (int64_t p = 0; p < ah.k && !done; ++p)
             for (int64_t q = p == 0 ? 1 : 0; q < aw.k; ++q) {
               const int64_t base = (h0 + p * ah.d) * aw.in - aw.p + q * aw.d;
 #pragma omp simd

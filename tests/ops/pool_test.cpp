@@ -1,4 +1,5 @@
 // max_pool2d, max_unpool2d, gather_at, scatter_add_at, avg_pool2d, avg_pool2d_backward.
+#include <cmath>
 #include <random>
 
 #include "test_util.h"
@@ -30,6 +31,30 @@ TEST(MaxPool2d, ValuesAndIndicesByHand) {
   expect_values(y.value(), {5, 8, 9, 6});
   expect_values(idx.value(), {1, 6, 9, 15});  // the tie 8, 8 keeps the first (row-major) one
   EXPECT_EQ(idx.dtype(), DType::i64);
+}
+
+// float32 2x2 stride-2 pooling has its own vectorised kernel; it must agree with the generic
+// one (float64) on ties (first maximum wins), NaNs (taken, first one wins) and every row width,
+// including rows shorter than a vector and ragged tails, with and without padding.
+TEST(MaxPool2d, VectorisedTwoByTwoAgreesWithTheGenericKernel) {
+  std::mt19937_64 rng(7);
+  std::uniform_int_distribution<int> small(0, 3);
+  for (int64_t W : {2, 3, 5, 14, 16, 17, 31, 32, 33, 56, 70})
+    for (int64_t padding : {0, 1}) {
+      const Shape shape{2, 3, 6, W};
+      std::vector<double> v(static_cast<size_t>(shape.product()));
+      for (double& x : v) x = small(rng);  // few distinct values: many ties
+      for (size_t i = 0; i < v.size(); i += 7) v[i] = std::nan("");
+      const Tensor x64 = Tensor::from(v, shape);
+      auto [y64, i64] = max_pool2d(x64, {.kernel_size = 2, .padding = padding});
+      auto [y32, i32] = max_pool2d(x64.to(DType::f32), {.kernel_size = 2, .padding = padding});
+      ASSERT_EQ(y32.shape(), y64.shape());
+      for (int64_t k = 0; k < y64.value().numel(); ++k) {
+        const double a = y64.value().at(k), b = y32.value().at(k);
+        EXPECT_TRUE(a == b || (std::isnan(a) && std::isnan(b))) << "W " << W << " at " << k;
+        EXPECT_EQ(i32.value().at(k), i64.value().at(k)) << "W " << W << " at " << k;
+      }
+    }
 }
 
 TEST(MaxPool2d, PaddingNeverWinsAndIndicesIgnoreIt) {
