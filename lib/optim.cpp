@@ -2,6 +2,8 @@
 // storage (no ops, nothing recorded).
 #include "deltagraph/optim.h"
 
+#include <omp.h>
+
 #include <cmath>
 #include <numbers>
 
@@ -142,7 +144,9 @@ void SGD::step() {
       T* bp = o.momentum != 0 ? buffer.data<T>() : nullptr;
       const int64_t n = w.numel();
       if (!bp && o.weight_decay == 0) {
-        // Plain SGD, the common case: one vectorised pass at memory speed.
+        // Plain SGD, the common case: one vectorised pass at memory speed, split over the
+        // threads when there is enough of it.
+#pragma omp parallel for simd if (n >= (int64_t{1} << 18) && !omp_in_parallel())
         for (int64_t k = 0; k < n; ++k) wp[k] -= lr * gp[k];
         return;
       }
