@@ -440,18 +440,28 @@ void backward(const Var& loss, const Var& cotangent, GradOptions options) {
   std::vector<Var> outputs{loss};
   std::vector<Var> cotangents;
   if (cotangent.defined()) cotangents.push_back(cotangent);
-  Pass pass(outputs, cotangents, options, "backward", {}, true);
-  pass.run();
-  for (const auto& [leaf, g, target] : pass.leaf_grads()) {
-    if (!g.defined()) continue;
-    if (!leaf->grad.defined()) {
-      leaf->grad = g.value().clone();
-    } else if (leaf->grad.dtype() == DType::f32) {
-      add_into<float>(leaf->grad, g.value());
-    } else {
-      add_into<double>(leaf->grad, g.value());
+  // Leaves whose new .grad shares its tensor with the pass's value.
+  std::vector<VarImpl*> shared;
+  {
+    Pass pass(outputs, cotangents, options, "backward", {}, true);
+    pass.run();
+    for (const auto& [leaf, g, target] : pass.leaf_grads()) {
+      if (!g.defined()) continue;
+      if (!leaf->grad.defined()) {
+        leaf->grad = g.value();
+        shared.push_back(leaf);
+      } else if (leaf->grad.dtype() == DType::f32) {
+        add_into<float>(leaf->grad, g.value());
+      } else {
+        add_into<double>(leaf->grad, g.value());
+      }
     }
   }
+  // The pass is gone. A gradient tensor that nothing else holds now (the usual case) is kept
+  // as it is; one still shared (with a cotangent the caller passed in, or a value the caller
+  // holds) is copied, since later passes accumulate into .grad in place.
+  for (VarImpl* leaf : shared)
+    if (!leaf->grad.unique()) leaf->grad = leaf->grad.clone();
 }
 
 }  // namespace dg

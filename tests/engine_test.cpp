@@ -439,6 +439,33 @@ TEST(Engine, BackwardAccumulatesIntoParamGrad) {
   EXPECT_TRUE(ValuesNear(w.grad(), {3}, {0.5, -1, 2}));
 }
 
+// backward() keeps a gradient tensor without copying when nothing else holds it, and copies it
+// when the caller still does: a later pass adds into .grad in place, which must never change
+// the caller's tensors.
+TEST(Engine, BackwardNeverAliasesACallersTensorIntoGrad) {
+  dg::Param w(f64({1, 2}, {2}), "w");
+  Var cotangent = dg::constant(f64({5, 7}, {2}));
+  {
+    dg::Tape tape;
+    dg::backward(dg::mul_scalar(w, 1.0), cotangent);  // dw is the cotangent itself
+  }
+  EXPECT_FALSE(w.grad().shares_storage_with(cotangent.value()));
+  {
+    dg::Tape tape;
+    dg::backward(dg::mul_scalar(w, 1.0), cotangent);
+  }
+  EXPECT_TRUE(ValuesNear(w.grad(), {2}, {10, 14}));
+  EXPECT_TRUE(ValuesNear(cotangent, {2}, {5, 7}));  // untouched by the accumulation
+  // A leaf used directly as the loss: its seed is made by the pass and nothing else holds it.
+  dg::Param v(f64({3}, {}), "v");
+  {
+    dg::Tape tape;
+    dg::backward(v);
+  }
+  EXPECT_TRUE(ValuesNear(v.grad(), {}, {1}));
+  EXPECT_TRUE(v.grad().unique());
+}
+
 TEST(Engine, BackwardWithCotangentAndVariables) {
   dg::Tape tape;
   dg::Param w(f64({1, 2}, {2}));
