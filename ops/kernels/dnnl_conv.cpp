@@ -1,5 +1,6 @@
 #include "kernels/dnnl_conv.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -8,6 +9,8 @@
 #include <tuple>
 #include <unordered_map>
 #include <vector>
+
+#include "deltagraph/tensor.h"
 
 namespace dg::kernels {
 
@@ -24,45 +27,65 @@ dnnl::engine& cpu_engine() {
   return engine;
 }
 
-// One tensor argument of a primitive: the caller's plain buffer, and the buffer in the layout
-// the primitive chose (the same memory when the two agree, as for a 1-channel input).
+// One tensor argument of a primitive: the caller's plain buffer and, when the primitive chose
+// another layout, the reorder between the two. The blocked buffer itself is taken per call
+// from deltagraph's tensor buffers (and given back after), so plans kept for many shapes hold
+// no activations.
 struct Port {
   int arg = 0;
-  memory user, inner;
-  std::optional<dnnl::reorder> reorder;  // user -> inner for inputs, inner -> user for the output
+  memory user;
+  memory::desc chosen;
+  std::optional<dnnl::reorder> reorder;  // user -> chosen for inputs, chosen -> user for output
 
-  Port(int arg_id, const memory::desc& chosen, const memory::dims& dims, Tag plain, bool input)
-      : arg(arg_id), user(memory::desc(dims, f32, plain), cpu_engine(), DNNL_MEMORY_NONE) {
-    if (chosen == user.get_desc()) {
-      inner = user;
-      return;
-    }
-    inner = memory(chosen, cpu_engine());
-    reorder = input ? dnnl::reorder(user, inner) : dnnl::reorder(inner, user);
+  Port(int arg_id, const memory::desc& chosen_desc, const memory::dims& dims, Tag plain, bool input)
+      : arg(arg_id),
+        user(memory::desc(dims, f32, plain), cpu_engine(), DNNL_MEMORY_NONE),
+        chosen(chosen_desc) {
+    if (chosen == user.get_desc()) return;
+    const memory::desc& from = input ? user.get_desc() : chosen;
+    const memory::desc& to = input ? chosen : user.get_desc();
+    reorder = dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), from, cpu_engine(), to));
   }
-  // inner shares user's handle when there is no reorder.
-  void bind(const void* data) { user.set_data_handle(const_cast<void*>(data)); }
 };
 
-// A primitive with its ports, built once per (pass, geometry) and thread.
+// A buffer of `desc`'s size from the tensor buffer cache, kept alive by `keep`.
+memory scratch_memory(const memory::desc& desc, std::vector<Tensor>& keep) {
+  const auto floats = static_cast<int64_t>((desc.get_size() + sizeof(float) - 1) / sizeof(float));
+  keep.emplace_back(Shape{std::max<int64_t>(floats, 1)}, DType::f32);
+  return memory(desc, cpu_engine(), keep.back().raw());
+}
+
+// A primitive with its ports, built once per (pass, geometry) and thread. Its scratchpad is
+// user-managed for the same reason as the blocked buffers.
 struct Plan {
   dnnl::primitive primitive;
+  memory::desc scratchpad;
   std::vector<Port> inputs;
   std::optional<Port> output;
 
   void run(std::initializer_list<const void*> in, void* out) {
     thread_local dnnl::stream stream(cpu_engine());
+    std::vector<Tensor> buffers;
+    buffers.reserve(inputs.size() + 2);
     std::unordered_map<int, memory> args;
     auto data = in.begin();
     for (Port& port : inputs) {
-      port.bind(*data++);
-      if (port.reorder) port.reorder->execute(stream, port.user, port.inner);
-      args.emplace(port.arg, port.inner);
+      port.user.set_data_handle(const_cast<void*>(*data++));
+      if (!port.reorder) {
+        args.emplace(port.arg, port.user);
+        continue;
+      }
+      memory blocked = scratch_memory(port.chosen, buffers);
+      port.reorder->execute(stream, port.user, blocked);
+      args.emplace(port.arg, blocked);
     }
-    output->bind(out);
-    args.emplace(output->arg, output->inner);
+    output->user.set_data_handle(out);
+    memory result = output->reorder ? scratch_memory(output->chosen, buffers) : output->user;
+    args.emplace(output->arg, result);
+    if (scratchpad.get_size() > 0)
+      args.emplace(DNNL_ARG_SCRATCHPAD, scratch_memory(scratchpad, buffers));
     primitive.execute(stream, args);
-    if (output->reorder) output->reorder->execute(stream, output->inner, output->user);
+    if (output->reorder) output->reorder->execute(stream, result, output->user);
     stream.wait();
   }
 };
@@ -92,13 +115,19 @@ Geometry geometry(const DnnlConvProblem& p) {
 
 memory::desc any(const memory::dims& dims) { return memory::desc(dims, f32, Tag::any); }
 
+dnnl::primitive_attr user_scratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
 dnnl::convolution_forward::primitive_desc forward_desc(const Geometry& g, bool bias) {
   const memory::desc bias_md =
       bias ? memory::desc({g.dst[1]}, f32, Tag::x) : memory::desc();  // empty: no bias
   dnnl::convolution_forward::desc d(
       dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, any(g.src),
       any(g.weights), bias_md, any(g.dst), g.strides, g.dilates, g.padding_l, g.padding_r);
-  return {d, cpu_engine()};
+  return {d, user_scratchpad(), cpu_engine()};
 }
 
 std::unique_ptr<Plan> make_plan(Pass pass, const DnnlConvProblem& p, bool bias) {
@@ -108,6 +137,7 @@ std::unique_ptr<Plan> make_plan(Pass pass, const DnnlConvProblem& p, bool bias) 
   switch (pass) {
     case Pass::forward:
       plan->primitive = dnnl::convolution_forward(forward);
+      plan->scratchpad = forward.scratchpad_desc();
       plan->inputs.emplace_back(DNNL_ARG_SRC, forward.src_desc(), g.src, Tag::nchw, true);
       plan->inputs.emplace_back(DNNL_ARG_WEIGHTS, forward.weights_desc(), g.weights, g.weights_tag,
                                 true);
@@ -120,8 +150,10 @@ std::unique_ptr<Plan> make_plan(Pass pass, const DnnlConvProblem& p, bool bias) 
       dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, any(g.src),
                                               any(g.weights), any(g.dst), g.strides, g.dilates,
                                               g.padding_l, g.padding_r);
-      dnnl::convolution_backward_data::primitive_desc pd(d, cpu_engine(), forward);
+      dnnl::convolution_backward_data::primitive_desc pd(d, user_scratchpad(), cpu_engine(),
+                                                         forward);
       plan->primitive = dnnl::convolution_backward_data(pd);
+      plan->scratchpad = pd.scratchpad_desc();
       plan->inputs.emplace_back(DNNL_ARG_DIFF_DST, pd.diff_dst_desc(), g.dst, Tag::nchw, true);
       plan->inputs.emplace_back(DNNL_ARG_WEIGHTS, pd.weights_desc(), g.weights, g.weights_tag,
                                 true);
@@ -132,8 +164,10 @@ std::unique_ptr<Plan> make_plan(Pass pass, const DnnlConvProblem& p, bool bias) 
       dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, any(g.src),
                                                  any(g.weights), any(g.dst), g.strides, g.dilates,
                                                  g.padding_l, g.padding_r);
-      dnnl::convolution_backward_weights::primitive_desc pd(d, cpu_engine(), forward);
+      dnnl::convolution_backward_weights::primitive_desc pd(d, user_scratchpad(), cpu_engine(),
+                                                            forward);
       plan->primitive = dnnl::convolution_backward_weights(pd);
+      plan->scratchpad = pd.scratchpad_desc();
       plan->inputs.emplace_back(DNNL_ARG_SRC, pd.src_desc(), g.src, Tag::nchw, true);
       plan->inputs.emplace_back(DNNL_ARG_DIFF_DST, pd.diff_dst_desc(), g.dst, Tag::nchw, true);
       plan->output.emplace(DNNL_ARG_DIFF_WEIGHTS, pd.diff_weights_desc(), g.weights, g.weights_tag,
@@ -157,8 +191,9 @@ struct KeyHash {
 };
 
 // The plan for this thread, or null when oneDNN refuses the problem (remembered, so a refused
-// geometry costs one attempt). Plans hold their blocked buffers; the cache is bounded so that a
-// program cycling through many shapes (the property tests) does not keep them all.
+// geometry costs one attempt). Plans hold no buffers, only JIT code; the cache is bounded all
+// the same, so that a program cycling through many shapes (the property tests) does not keep
+// them all.
 Plan* plan_for(Pass pass, const DnnlConvProblem& p, bool bias) {
   if (!dnnl_enabled() || p.N == 0 || p.C == 0 || p.O == 0 || p.Ho == 0 || p.Wo == 0 || p.H == 0 ||
       p.W == 0)
