@@ -18,7 +18,8 @@ Fairness: forward cases run the op alone with nothing recorded (torch.no_grad; d
 without a tape); forward+backward cases record the op and ask for the gradients of the same
 inputs (torch.autograd.grad; dg::grad) with a cotangent of ones made before the timing. Inputs
 are made outside the timing in both. Both use --threads threads (OMP_NUM_THREADS and
-torch.set_num_threads); the tiny training step uses 1 thread in both.
+torch.set_num_threads), bound to cores (OMP_PROC_BIND=true, unless --no-bind); the tiny training
+step uses 1 thread in both.
 """
 
 import argparse
@@ -233,9 +234,17 @@ def log(message):
     print(message, file=sys.stderr, flush=True)
 
 
+BIND = True  # OMP_PROC_BIND=true for both sides (main() may turn it off)
+
+
 def env_with_threads(threads):
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = str(threads)
+    # Both libraries run on libgomp. Unbound, its threads were seen sharing one core of two for
+    # a whole process (max_pool2d + max_unpool2d: 0.52 or 1.7 ms from one run to the next);
+    # bound, every run was the fast one. The same setting for both sides; --no-bind drops it.
+    if BIND:
+        env.setdefault("OMP_PROC_BIND", "true")
     return env
 
 
@@ -325,9 +334,13 @@ def main():
                         help="regular expression on benchmark names (default: all)")
     parser.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS measurements")
+    parser.add_argument("--no-bind", action="store_true",
+                        help="leave OMP_PROC_BIND unset (default: true for both sides)")
     parser.add_argument("--torch-round", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--torch-rss", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global BIND
+    BIND = not args.no_bind
     if args.threads < 1 or args.reps < 1 or args.min_time <= 0:
         parser.error("--threads and --reps must be at least 1, --min-time positive")
     if args.torch_round:
