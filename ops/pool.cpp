@@ -131,7 +131,6 @@ inline void max_pool_2x2_row(const float* top, int64_t W, int64_t first, int64_t
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   const float* bottom = top + W;
-  alignas(64) int32_t which[16];
   for (int64_t j = j0; j < j1; j += 16) {
     const int n = static_cast<int>(std::min<int64_t>(16, j1 - j));
     const auto out_mask = static_cast<__mmask16>((1u << n) - 1);
@@ -153,9 +152,20 @@ inline void max_pool_2x2_row(const float* top, int64_t W, int64_t first, int64_t
     consider(_mm512_permutex2var_ps(b0, even, b1), 2);  // (1,0)
     consider(_mm512_permutex2var_ps(b0, odd, b1), 3);   // (1,1)
     _mm512_mask_storeu_ps(best + j, out_mask, m);
-    _mm512_store_si512(which, code);
-    for (int l = 0; l < n; ++l)
-      where[j + l] = first + 2 * (j + l) + (which[l] & 1) + (which[l] >> 1) * W;
+    // where = first + 2(j + lane) + column offset (code & 1) + row offset (code >= 2 ? W : 0),
+    // in two halves of 8 int64 lanes.
+    const __m512i halves[2] = {_mm512_cvtepi32_epi64(_mm512_castsi512_si256(code)),
+                               _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(code, 1))};
+    for (int half = 0; half < 2; ++half) {
+      const __m512i c = halves[half];
+      const __m512i start = _mm512_add_epi64(_mm512_set1_epi64(first + 2 * (j + 8 * half)),
+                                             _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0));
+      const __m512i column = _mm512_and_si512(c, _mm512_set1_epi64(1));
+      const __m512i row = _mm512_maskz_mov_epi64(_mm512_cmpge_epi64_mask(c, _mm512_set1_epi64(2)),
+                                                 _mm512_set1_epi64(W));
+      _mm512_mask_storeu_epi64(where + j + 8 * half, static_cast<__mmask8>(out_mask >> (8 * half)),
+                               _mm512_add_epi64(start, _mm512_add_epi64(column, row)));
+    }
   }
 }
 #endif
