@@ -74,6 +74,15 @@ void check_bias(const OpCall& c, int64_t channels) {
 
 // ---- kernels ------------------------------------------------------------------------------
 
+// oneDNN's description of the conv2d from src [N,C,H,W] to dst [N,O,Ho,Wo] (for
+// conv_transpose2d: the conv2d whose input gradient it is, from its output grid to its input).
+kernels::DnnlConvProblem dnnl_problem(const Shape& src, const Shape& dst, int64_t kH, int64_t kW,
+                                      const ConvAttrs& a) {
+  return {src[0],      src[1],       src[2],       src[3],     dst[1],     kH,
+          kW,          dst[2],       dst[3],       a.stride.h, a.stride.w, a.padding.h,
+          a.padding.w, a.dilation.h, a.dilation.w, a.groups};
+}
+
 // One scratch buffer per thread, reused across calls.
 template <class T>
 T* scratch(int64_t n) {
@@ -99,10 +108,8 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, const Con
   T* py = y.data<T>();
   const T* pb = b ? b->data<T>() : nullptr;
   if constexpr (std::is_same_v<T, float>) {
-    const kernels::DnnlConvProblem problem{
-        N,  C,          H,          W,           O,           kH,           kW,           Ho,
-        Wo, a.stride.h, a.stride.w, a.padding.h, a.padding.w, a.dilation.h, a.dilation.w, G};
-    if (kernels::dnnl_conv_forward(problem, px, pw, pb, py)) return;
+    if (kernels::dnnl_conv_forward(dnnl_problem(x.shape(), y.shape(), kH, kW, a), px, pw, pb, py))
+      return;
   }
   kernels::parallel_for(N, O * P * K, [&](int64_t n0, int64_t n1) {
     T* col = geo.is_pointwise() ? nullptr : scratch<T>(K * P);
@@ -154,10 +161,8 @@ void conv_transpose2d_forward(const Tensor& x, const Tensor& w, const Tensor* b,
   const T* pb = b ? b->data<T>() : nullptr;
   if constexpr (std::is_same_v<T, float>) {
     // conv_transpose2d is the input gradient of the conv2d from y's grid to x's.
-    const kernels::DnnlConvProblem problem{
-        N, O,          Ho,         Wo,          C,           kH,           kW,           H,
-        W, a.stride.h, a.stride.w, a.padding.h, a.padding.w, a.dilation.h, a.dilation.w, G};
-    if (kernels::dnnl_conv_backward_data(problem, px, pw, py)) {
+    if (kernels::dnnl_conv_backward_data(dnnl_problem(y.shape(), x.shape(), kH, kW, a), px, pw,
+                                         py)) {
       if (pb) add_channel_bias(pb, N, O, Ho * Wo, py);
       return;
     }
@@ -197,10 +202,9 @@ void conv2d_weight_grad_forward(const Tensor& x, const Tensor& g, const ConvAttr
   const T* pg = g.data<T>();
   T* out = gw.data<T>();
   if constexpr (std::is_same_v<T, float>) {
-    const kernels::DnnlConvProblem problem{
-        N,  C,          H,          W,           O,           kH,           kW,           gH,
-        gW, a.stride.h, a.stride.w, a.padding.h, a.padding.w, a.dilation.h, a.dilation.w, G};
-    if (kernels::dnnl_conv_backward_weights(problem, px, pg, out)) return;
+    if (kernels::dnnl_conv_backward_weights(dnnl_problem(x.shape(), g.shape(), kH, kW, a), px, pg,
+                                            out))
+      return;
   }
   std::fill(out, out + gw.numel(), T(0));
   kernels::parallel_for(N, O * P * K, [&](int64_t n0, int64_t n1) {
