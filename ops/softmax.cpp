@@ -241,9 +241,8 @@ std::vector<Var> xent_vjp(const VjpContext& c) {
   }
   const Var seed = reshape(s, with_unit_class_axis(z.shape()));
   Var dz, dt;
-  if (c.needs(0)) {
-    { dz = mul(sub(mul(softmax(z), sum(labels, {.axes = {1}, .keepdims = true})), labels), seed); }
-  }
+  if (c.needs(0))
+    dz = mul(sub(mul(softmax(z), sum(labels, {.axes = {1}, .keepdims = true})), labels), seed);
   if (c.needs(1)) dt = neg(mul(seed, log_softmax(z)));
   return {dz, dt};
 }

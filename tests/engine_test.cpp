@@ -18,13 +18,11 @@ using dg_test::ValuesNear;
 
 namespace {
 
-// An identity op whose VJP counts how often it runs.
-std::atomic<int> counted_vjp_calls{0};
-
-const dg::OpDef& counted_identity_op() {
-  static const dg::OpDef& op = dg::register_op({
-      .name = "test_counted_identity",
-      .summary = "y = x; its VJP counts its calls (engine tests)",
+// Registers y = x (a copy) as a user op with the given VJP: the engine tests' probes.
+const dg::OpDef& register_identity_op(std::string name, std::string summary, dg::VjpFn vjp) {
+  return dg::register_op({
+      .name = std::move(name),
+      .summary = std::move(summary),
       .inputs = {{"x"}},
       .shape =
           [](const dg::OpCall& c) {
@@ -34,12 +32,21 @@ const dg::OpDef& counted_identity_op() {
           [](const dg::OpCall& c, std::span<const dg::TensorSpec>) {
             return std::vector<Tensor>{c.input(0).clone()};
           },
-      .vjp = [](const dg::VjpContext& c) -> std::vector<Var> {
-        ++counted_vjp_calls;
-        return {c.grad_output(0)};
-      },
+      .vjp = std::move(vjp),
       .vjp_formula = "dx = g",
   });
+}
+
+// An identity op whose VJP counts how often it runs.
+std::atomic<int> counted_vjp_calls{0};
+
+const dg::OpDef& counted_identity_op() {
+  static const dg::OpDef& op = register_identity_op(
+      "test_counted_identity", "y = x; its VJP counts its calls (engine tests)",
+      [](const dg::VjpContext& c) -> std::vector<Var> {
+        ++counted_vjp_calls;
+        return {c.grad_output(0)};
+      });
   return op;
 }
 
@@ -160,24 +167,12 @@ TEST(Engine, PassesOverlappingInOneGraph) {
 // A pass that fails half-way leaves the retained graph usable by the next pass.
 TEST(Engine, FailedPassLeavesGraphUsable) {
   static bool fail_vjp = true;
-  static const dg::OpDef& flaky = dg::register_op({
-      .name = "test_flaky_vjp",
-      .summary = "y = x; its VJP throws while fail_vjp is set (engine tests)",
-      .inputs = {{"x"}},
-      .shape =
-          [](const dg::OpCall& c) {
-            return std::vector<dg::TensorSpec>{{c.input(0).shape(), c.input(0).dtype()}};
-          },
-      .forward =
-          [](const dg::OpCall& c, std::span<const dg::TensorSpec>) {
-            return std::vector<Tensor>{c.input(0).clone()};
-          },
-      .vjp = [](const dg::VjpContext& c) -> std::vector<Var> {
+  static const dg::OpDef& flaky = register_identity_op(
+      "test_flaky_vjp", "y = x; its VJP throws while fail_vjp is set (engine tests)",
+      [](const dg::VjpContext& c) -> std::vector<Var> {
         if (fail_vjp) dg::fail("test_flaky_vjp: failing on purpose");
         return {c.grad_output(0)};
-      },
-      .vjp_formula = "dx = g",
-  });
+      });
   dg::Tape tape;
   Var x = dg::variable(f64({1, 2}, {2}));
   Var y = dg::sum(dg::call(flaky.name, {dg::mul(x, x)})[0]);
