@@ -37,20 +37,15 @@ using examples::accuracy;
 using examples::Classifier;
 using examples::Conv2Activations;
 
-struct Flags {
+struct Flags : examples::TrainingFlags {
   std::string checkpoint = "out/fashion_mnist/model.safetensors";
-  bool train = false;  // train even if the checkpoint exists
-  int64_t epochs = 1;
-  int64_t batch_size = 64;
-  double lr = 1e-3;
-  uint64_t seed = 1;
-  int threads = 0;
-  std::string data = "/usr/share/datasets/fashion-mnist";
-  std::string out = "out/deconvnet";
-  int64_t limit = 10000;    // training images when training here (-1: all 60,000)
-  int64_t test_limit = -1;  // test images searched for strong activations (-1: all 10,000)
-  int64_t features = 8;     // conv2 feature maps shown, one per row
-  int64_t top = 6;          // strongest activations projected per feature map
+  bool train = false;    // train even if the checkpoint exists
+  int64_t features = 8;  // conv2 feature maps shown, one per row
+  int64_t top = 6;       // strongest activations projected per feature map
+  Flags() {
+    out = "out/deconvnet";
+    limit = 10000;  // training images when training here; test_limit: images searched
+  }
 };
 
 constexpr const char* kUsage =
@@ -77,24 +72,8 @@ Flags parse(int argc, char** argv) {
       f.checkpoint = r.value();
     else if (a == "--train")
       f.train = true;
-    else if (a == "--epochs")
-      f.epochs = r.integer();
-    else if (a == "--batch-size")
-      f.batch_size = r.integer();
-    else if (a == "--lr")
-      f.lr = r.real();
-    else if (a == "--seed")
-      f.seed = static_cast<uint64_t>(r.integer());
-    else if (a == "--threads")
-      f.threads = static_cast<int>(r.integer());
-    else if (a == "--data")
-      f.data = r.value();
-    else if (a == "--out")
-      f.out = r.value();
-    else if (a == "--limit")
-      f.limit = r.integer();
-    else if (a == "--test-limit")
-      f.test_limit = r.integer();
+    else if (f.read(r))
+      continue;
     else if (a == "--features")
       f.features = r.integer();
     else if (a == "--top")
@@ -106,14 +85,10 @@ Flags parse(int argc, char** argv) {
       dg::fail("unknown argument '{}' (try --help)", a);
     }
   }
-  if (f.epochs < 1 || f.batch_size < 1) dg::fail("--epochs and --batch-size must be at least 1");
-  for (const int64_t limit : {f.limit, f.test_limit})
-    if (limit == 0 || limit < -1)
-      dg::fail("--limit and --test-limit take a positive number of images, or -1 for all");
+  f.check();
   if (f.features < 1 || f.features > 64)
     dg::fail("--features must be between 1 and 64 (conv2 has 64 maps), got {}", f.features);
   if (f.top < 1) dg::fail("--top must be at least 1, got {}", f.top);
-  if (!(f.lr > 0)) dg::fail("--lr must be positive, got {}", f.lr);
   return f;
 }
 

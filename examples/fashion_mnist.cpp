@@ -24,42 +24,20 @@ namespace {
 using examples::accuracy;
 using examples::Classifier;
 
-struct Flags {
-  int64_t epochs = 8;
-  int64_t batch_size = 64;
-  double lr = 1e-3;
-  uint64_t seed = 1;
-  int threads = 0;
-  std::string data = "/usr/share/datasets/fashion-mnist";
-  std::string out = "out/fashion_mnist";
-  int64_t limit = -1;       // train on the first N images only (quick runs)
-  int64_t test_limit = -1;  // evaluate on the first N test images only (quick runs)
+struct Flags : examples::TrainingFlags {
   bool resume = false;
+  Flags() {
+    epochs = 8;
+    out = "out/fashion_mnist";
+  }
 };
 
 Flags parse(int argc, char** argv) {
   Flags f;
   for (examples::FlagReader r(argc, argv); r.next();) {
     const std::string& a = r.flag();
-    if (a == "--epochs")
-      f.epochs = r.integer();
-    else if (a == "--batch-size")
-      f.batch_size = r.integer();
-    else if (a == "--lr")
-      f.lr = r.real();
-    else if (a == "--seed")
-      f.seed = static_cast<uint64_t>(r.integer());
-    else if (a == "--threads")
-      f.threads = static_cast<int>(r.integer());
-    else if (a == "--data")
-      f.data = r.value();
-    else if (a == "--out")
-      f.out = r.value();
-    else if (a == "--limit")
-      f.limit = r.integer();
-    else if (a == "--test-limit")
-      f.test_limit = r.integer();
-    else if (a == "--resume")
+    if (f.read(r)) continue;
+    if (a == "--resume")
       f.resume = true;
     else if (a == "--help" || a == "-h") {
       fmt::print(
@@ -70,7 +48,7 @@ Flags parse(int argc, char** argv) {
       dg::fail("unknown argument '{}' (try --help)", a);
     }
   }
-  if (f.epochs < 1 || f.batch_size < 1) dg::fail("--epochs and --batch-size must be at least 1");
+  f.check();
   return f;
 }
 

@@ -55,4 +55,53 @@ class FlagReader {
   std::string flag_;
 };
 
+// The flags every training example takes. Each example derives its Flags from this and sets
+// its own defaults in its constructor.
+struct TrainingFlags {
+  int64_t epochs = 1;
+  int64_t batch_size = 64;
+  double lr = 1e-3;
+  uint64_t seed = 1;
+  int threads = 0;  // 0: all cores
+  std::string data = "/usr/share/datasets/fashion-mnist";
+  std::string out;
+  int64_t limit = -1;       // train on the first N training images (-1: all)
+  int64_t test_limit = -1;  // use the first N test images (-1: all)
+
+  // Reads the reader's current flag if it is one of these; false leaves it to the caller.
+  bool read(FlagReader& r) {
+    const std::string& a = r.flag();
+    if (a == "--epochs")
+      epochs = r.integer();
+    else if (a == "--batch-size")
+      batch_size = r.integer();
+    else if (a == "--lr")
+      lr = r.real();
+    else if (a == "--seed")
+      seed = static_cast<uint64_t>(r.integer());
+    else if (a == "--threads")
+      threads = static_cast<int>(r.integer());
+    else if (a == "--data")
+      data = r.value();
+    else if (a == "--out")
+      out = r.value();
+    else if (a == "--limit")
+      limit = r.integer();
+    else if (a == "--test-limit")
+      test_limit = r.integer();
+    else
+      return false;
+    return true;
+  }
+
+  // Fails with a dg::Error naming the flag when a value makes no sense.
+  void check() const {
+    if (epochs < 1 || batch_size < 1) dg::fail("--epochs and --batch-size must be at least 1");
+    for (const int64_t n : {limit, test_limit})
+      if (n == 0 || n < -1)
+        dg::fail("--limit and --test-limit take a positive number of images, or -1 for all");
+    if (!(lr > 0)) dg::fail("--lr must be positive, got {}", lr);
+  }
+};
+
 }  // namespace examples

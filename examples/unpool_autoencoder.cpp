@@ -28,16 +28,13 @@
 
 namespace {
 
-struct Flags {
-  int64_t epochs = 3;
-  int64_t batch_size = 64;
-  double lr = 5e-3;
-  uint64_t seed = 1;
-  int threads = 0;
-  std::string data = "/usr/share/datasets/fashion-mnist";
-  std::string out = "out/unpool_autoencoder";
-  int64_t limit = 20000;    // train on the first N training images (-1: all 60,000)
-  int64_t test_limit = -1;  // evaluate on the first N test images (-1: all 10,000)
+struct Flags : examples::TrainingFlags {
+  Flags() {
+    epochs = 3;
+    lr = 5e-3;
+    out = "out/unpool_autoencoder";
+    limit = 20000;
+  }
 };
 
 constexpr const char* kUsage =
@@ -50,36 +47,15 @@ Flags parse(int argc, char** argv) {
   Flags f;
   for (examples::FlagReader r(argc, argv); r.next();) {
     const std::string& a = r.flag();
-    if (a == "--epochs")
-      f.epochs = r.integer();
-    else if (a == "--batch-size")
-      f.batch_size = r.integer();
-    else if (a == "--lr")
-      f.lr = r.real();
-    else if (a == "--seed")
-      f.seed = static_cast<uint64_t>(r.integer());
-    else if (a == "--threads")
-      f.threads = static_cast<int>(r.integer());
-    else if (a == "--data")
-      f.data = r.value();
-    else if (a == "--out")
-      f.out = r.value();
-    else if (a == "--limit")
-      f.limit = r.integer();
-    else if (a == "--test-limit")
-      f.test_limit = r.integer();
-    else if (a == "--help" || a == "-h") {
+    if (f.read(r)) continue;
+    if (a == "--help" || a == "-h") {
       fmt::print("{}", kUsage);
       std::exit(0);
     } else {
       dg::fail("unknown argument '{}' (try --help)", a);
     }
   }
-  if (f.epochs < 1 || f.batch_size < 1) dg::fail("--epochs and --batch-size must be at least 1");
-  for (const int64_t limit : {f.limit, f.test_limit})
-    if (limit == 0 || limit < -1)
-      dg::fail("--limit and --test-limit take a positive number of images, or -1 for all");
-  if (!(f.lr > 0)) dg::fail("--lr must be positive, got {}", f.lr);
+  f.check();
   return f;
 }
 
