@@ -4,10 +4,12 @@
 //
 //   build/bin/fashion_mnist [--epochs 8] [--batch-size 64] [--lr 0.001] [--seed 1]
 //                           [--threads 0] [--data DIR] [--out DIR] [--limit N] [--test-limit N]
-//                           [--resume]
+//                           [--resume] [--profile]
 //
 // Prints per-epoch loss, accuracy and images/s, writes the model's graph (model.svg) and a
-// checkpoint (model.safetensors) to --out; the last line is `test accuracy: 0.XXXX`.
+// checkpoint (model.safetensors) to --out; the last line is `test accuracy: 0.XXXX`. With
+// --profile, the first epoch's training steps are timed op by op (dg::Profiler) and the table is
+// printed after that epoch and written to profile.txt.
 #include <deltagraph/deltagraph.h>
 
 #include <fmt/core.h>
@@ -17,6 +19,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <optional>
 #include <string>
 
 namespace {
@@ -26,6 +30,7 @@ using examples::Classifier;
 
 struct Flags : examples::TrainingFlags {
   bool resume = false;
+  bool profile = false;
   Flags() {
     epochs = 8;
     out = "out/fashion_mnist";
@@ -39,10 +44,12 @@ Flags parse(int argc, char** argv) {
     if (f.read(r)) continue;
     if (a == "--resume")
       f.resume = true;
+    else if (a == "--profile")
+      f.profile = true;
     else if (a == "--help" || a == "-h") {
       fmt::print(
           "usage: fashion_mnist [--epochs N] [--batch-size N] [--lr X] [--seed N] [--threads N] "
-          "[--data DIR] [--out DIR] [--limit N] [--test-limit N] [--resume]\n");
+          "[--data DIR] [--out DIR] [--limit N] [--test-limit N] [--resume] [--profile]\n");
       std::exit(0);
     } else {
       dg::fail("unknown argument '{}' (try --help)", a);
@@ -81,6 +88,8 @@ int main(int argc, char** argv) try {
     const dg::Batches batches(train,
                               {.batch_size = flags.batch_size, .seed = flags.seed, .epoch = epoch});
     progress.start_epoch(epoch);
+    std::optional<dg::Profiler> profiler;
+    if (flags.profile && epoch == first_epoch) profiler.emplace();
     for (const dg::Batch& batch : batches) {
       optimizer.set_lr(
           schedule(static_cast<double>(epoch) + static_cast<double>(batch.index) / batches.size()));
@@ -91,6 +100,12 @@ int main(int argc, char** argv) try {
       optimizer.step();
       optimizer.zero_grad();
       progress.update(batch.index, batch.images.size(0), loss.item());
+    }
+    if (profiler) {
+      const std::string table = profiler->table();
+      fmt::print("where the time of epoch {}'s training steps went:\n{}", epoch + 1, table);
+      std::ofstream(flags.out + "/profile.txt") << table;
+      profiler.reset();
     }
     const double test_accuracy = accuracy(model, test, norm);
     progress.end_epoch(fmt::format("test accuracy {:.4f}", test_accuracy));

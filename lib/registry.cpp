@@ -1,6 +1,7 @@
 // The op registry, attribute handling and the generic op call.
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -9,6 +10,7 @@
 #include "anomaly_checks.h"
 #include "deltagraph/graph.h"
 #include "deltagraph/op.h"
+#include "deltagraph/profiler.h"
 #include "deltagraph/tape.h"
 #include "recording.h"
 
@@ -332,6 +334,9 @@ void call_into(const OpDef& op, std::span<const Var> inputs, Attrs attrs, Source
   SmallVector<Tensor, 4> values;
   for (const Var& v : inputs) values.push_back(v.value());
   OpCall c{op, values, attrs};
+  const bool profiling = Profiler::active();
+  const auto start =
+      profiling ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
   std::vector<TensorSpec> specs = op.shape(c);
   std::vector<Tensor> outs = op.forward(c, specs);
   if (outs.size() != op.outputs.size())
@@ -341,6 +346,11 @@ void call_into(const OpDef& op, std::span<const Var> inputs, Attrs attrs, Source
     if (!(outs[i].shape() == specs[i].shape) || outs[i].dtype() != specs[i].dtype)
       fail("{}: the kernel's output {} is {} {}, the shape rule said {} {}", op.name, i,
            outs[i].dtype(), outs[i].shape(), specs[i].dtype, specs[i].shape);
+  if (profiling) {
+    const BackwardOrigin& origin = Recorder::backward_origin();
+    Profiler::record(op, origin.in_backward_pass, origin.vjp_op,
+                     std::chrono::steady_clock::now() - start);
+  }
 
   if (DetectAnomaly::enabled()) check_op_outputs(op, attrs, inputs, outs, location);
 

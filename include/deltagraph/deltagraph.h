@@ -17,6 +17,7 @@
 #include "deltagraph/ops.h"
 #include "deltagraph/optim.h"
 #include "deltagraph/parallel.h"
+#include "deltagraph/profiler.h"
 #include "deltagraph/progress.h"
 #include "deltagraph/shape.h"
 #include "deltagraph/tape.h"
