@@ -12,6 +12,7 @@
 #include "deltagraph/graph.h"
 #include "deltagraph/image.h"
 #include "deltagraph/init.h"
+#include "deltagraph/kernels.h"
 #include "deltagraph/nn.h"
 #include "deltagraph/op.h"
 #include "deltagraph/ops.h"

@@ -4,7 +4,9 @@
 // it falls back to im2col + GEMM, no better than ours. So every call reorders the caller's NCHW
 // buffers into the layout the primitive asks for and the result back: the reorders are
 // memory-bound (~0.25 ms for 6 MB on two cores), the convolution itself runs at about twice
-// the speed of im2col + Eigen. The primitives are built once per geometry and thread.
+// the speed of im2col + Eigen. 3x3 stride-1 convolutions with >= 16 channels in and out use
+// the Winograd algorithm unless dg::set_winograd(false) (deltagraph/kernels.h). The primitives
+// are built once per geometry, algorithm and thread.
 //
 // Each function returns false (having written nothing) when oneDNN cannot take the problem,
 // or when DG_DNNL=0 is set in the environment; the caller then runs its portable kernel.
