@@ -25,11 +25,14 @@ void gemm(bool transpose_a, bool transpose_b, int64_t M, int64_t N, int64_t K, T
     // oneDNN's sgemm (row-major, JIT for this CPU) beats Eigen's by ~1.5x on the shapes of
     // linear layers and pointwise convolutions (bench_ops / bench_train; DG_DNNL=0 compares).
     if (dnnl_enabled()) {
-      // A linear layer's forward, x [M, K] times w^T with few rows M: oneDNN partitions it
-      // poorly (64 x 1024 x 3136 on 2 threads: 2.8 ms, 149 GFLOP/s). Computed the other way
-      // round, C^T = w x^T, it takes 2.1 ms; the transpose back (which also applies beta, as
-      // when a bias is already in C) is 64K elements.
-      if (!transpose_a && transpose_b && M * 8 <= N && K >= 256) {
+      // A linear layer's forward, x [M, K] times w^T, where oneDNN's kernel is slow: few rows
+      // M (64 x 1024 x 3136 on 2 threads: 2.8 ms, 149 GFLOP/s), or fewer than 16 outputs N
+      // (a classifier's last layer; 32 x 10 x 784 on 1 thread: 15 us). Computed the other way
+      // round, C^T = w x^T, these take 2.1 ms and 5.8 us; the transpose back (which also
+      // applies beta, as when a bias is already in C) is small. Other shapes measured either
+      // way (e.g. 1024 x 64 x 3136, 256^3) are faster as they are.
+      const bool few_rows = M * 8 <= N && K >= 256, few_outputs = N < 16 && M > N;
+      if (!transpose_a && transpose_b && (few_rows || few_outputs)) {
         std::vector<float> ct(static_cast<size_t>(N * M));
         if (dnnl_sgemm('N', 'T', N, M, K, alpha, B, ldb, A, lda, 0.f, ct.data(), M) ==
             dnnl_success) {

@@ -89,19 +89,23 @@ TEST(Linalg, LinearForward) {
   EXPECT_TRUE(dg::allclose(lin32.value().to(DType::f64), ref.value(), 1e-5, 1e-5));
 }
 
-// Few rows, many outputs, long rows: the float32 GEMM computes (x w^T)^T = w x^T and transposes
-// back, applying the bias on the way; with and without bias it must agree with float64.
-TEST(Linalg, LinearWithFewRowsMatchesFloat64) {
-  Tensor x = dg_test::rand64({6, 300}, 11), w = dg_test::rand64({64, 300}, 12),
-         b = dg_test::rand64({64}, 13);
-  for (bool with_bias : {false, true}) {
-    Var ref = with_bias ? dg::linear(dg::input(x), dg::input(w), dg::input(b))
-                        : dg::linear(dg::input(x), dg::input(w));
-    Var y = with_bias ? dg::linear(dg::input(x.to(DType::f32)), dg::input(w.to(DType::f32)),
-                                   dg::input(b.to(DType::f32)))
-                      : dg::linear(dg::input(x.to(DType::f32)), dg::input(w.to(DType::f32)));
-    EXPECT_TRUE(dg::allclose(y.value().to(DType::f64), ref.value(), 1e-5, 1e-4))
-        << "with bias " << with_bias;
+// Shapes where the float32 GEMM computes (x w^T)^T = w x^T and transposes back, applying the
+// bias on the way: few rows with many outputs and long rows, and fewer than 16 outputs (a
+// classifier's last layer). With and without bias they must agree with float64.
+TEST(Linalg, LinearComputedTransposedMatchesFloat64) {
+  for (const auto& [N, in, out] :
+       std::vector<std::tuple<int64_t, int64_t, int64_t>>{{6, 300, 64}, {40, 50, 10}}) {
+    Tensor x = dg_test::rand64({N, in}, 11), w = dg_test::rand64({out, in}, 12),
+           b = dg_test::rand64({out}, 13);
+    for (bool with_bias : {false, true}) {
+      Var ref = with_bias ? dg::linear(dg::input(x), dg::input(w), dg::input(b))
+                          : dg::linear(dg::input(x), dg::input(w));
+      Var y = with_bias ? dg::linear(dg::input(x.to(DType::f32)), dg::input(w.to(DType::f32)),
+                                     dg::input(b.to(DType::f32)))
+                        : dg::linear(dg::input(x.to(DType::f32)), dg::input(w.to(DType::f32)));
+      EXPECT_TRUE(dg::allclose(y.value().to(DType::f64), ref.value(), 1e-5, 1e-4))
+          << "N " << N << " in " << in << " out " << out << " with bias " << with_bias;
+    }
   }
 }
 
