@@ -9,6 +9,9 @@ namespace dg {
 // those convolutions, with a larger rounding error (about 1.7e-6 of the output's largest
 // magnitude instead of 3.6e-7; float64 never uses it). On by default; set_winograd(false), or
 // DG_WINOGRAD=0 in the environment, gives the direct algorithm, as PyTorch's default does.
+// Its tile transforms also leave rounding noise (about 1e-7 of the largest value) on outputs
+// whose window sees only zeros, where the direct algorithm gives exact zeros: code that relies
+// on exact zeros turns it off (the DeconvNet example, whose receptive-field check is exact).
 // Takes effect for the convolutions run after the call, on every thread.
 void set_winograd(bool enabled);
 bool winograd_enabled();
