@@ -145,6 +145,17 @@ bool winograd_pays(const DnnlConvProblem& p) {
          p.groups == 1 && p.C >= 16 && p.O >= 16;
 }
 
+// A backward primitive's description (backward_data or backward_weights: both take the same
+// descriptor arguments), with the forward one as the hint oneDNN requires.
+template <class Primitive>
+typename Primitive::primitive_desc backward_desc(
+    const Geometry& g, dnnl::algorithm algorithm,
+    const dnnl::convolution_forward::primitive_desc& forward) {
+  typename Primitive::desc d(algorithm, any(g.src), any(g.weights), any(g.dst), g.strides,
+                             g.dilates, g.padding_l, g.padding_r);
+  return {d, user_scratchpad(), cpu_engine(), forward};
+}
+
 std::unique_ptr<Plan> make_plan(Pass pass, const DnnlConvProblem& p, bool bias,
                                 dnnl::algorithm algorithm) {
   const Geometry g = geometry(p);
@@ -163,10 +174,7 @@ std::unique_ptr<Plan> make_plan(Pass pass, const DnnlConvProblem& p, bool bias,
       plan->output.emplace(DNNL_ARG_DST, forward.dst_desc(), g.dst, Tag::nchw, false);
       break;
     case Pass::backward_data: {
-      dnnl::convolution_backward_data::desc d(algorithm, any(g.src), any(g.weights), any(g.dst),
-                                              g.strides, g.dilates, g.padding_l, g.padding_r);
-      dnnl::convolution_backward_data::primitive_desc pd(d, user_scratchpad(), cpu_engine(),
-                                                         forward);
+      const auto pd = backward_desc<dnnl::convolution_backward_data>(g, algorithm, forward);
       plan->primitive = dnnl::convolution_backward_data(pd);
       plan->scratchpad = pd.scratchpad_desc();
       plan->inputs.emplace_back(DNNL_ARG_DIFF_DST, pd.diff_dst_desc(), g.dst, Tag::nchw, true);
@@ -176,10 +184,7 @@ std::unique_ptr<Plan> make_plan(Pass pass, const DnnlConvProblem& p, bool bias,
       break;
     }
     case Pass::backward_weights: {
-      dnnl::convolution_backward_weights::desc d(algorithm, any(g.src), any(g.weights), any(g.dst),
-                                                 g.strides, g.dilates, g.padding_l, g.padding_r);
-      dnnl::convolution_backward_weights::primitive_desc pd(d, user_scratchpad(), cpu_engine(),
-                                                            forward);
+      const auto pd = backward_desc<dnnl::convolution_backward_weights>(g, algorithm, forward);
       plan->primitive = dnnl::convolution_backward_weights(pd);
       plan->scratchpad = pd.scratchpad_desc();
       plan->inputs.emplace_back(DNNL_ARG_SRC, pd.src_desc(), g.src, Tag::nchw, true);
@@ -284,22 +289,19 @@ bool dnnl_enabled() {
 namespace dg {
 
 namespace {
-// -1 until set: then DG_WINOGRAD decides (on unless it is "0").
+// -1 until set_winograd is called; until then DG_WINOGRAD decides (on unless it is "0").
 std::atomic<int> winograd_setting{-1};
 }  // namespace
 
 void set_winograd(bool enabled) { winograd_setting.store(enabled ? 1 : 0); }
 
 bool winograd_enabled() {
-  int setting = winograd_setting.load(std::memory_order_relaxed);
-  if (setting < 0) {
+  static const bool by_environment = [] {
     const char* env = std::getenv("DG_WINOGRAD");
-    setting = env == nullptr || std::strcmp(env, "0") != 0 ? 1 : 0;
-    int unset = -1;
-    winograd_setting.compare_exchange_strong(unset, setting);  // set_winograd wins a race
-    setting = winograd_setting.load();
-  }
-  return setting == 1;
+    return env == nullptr || std::strcmp(env, "0") != 0;
+  }();
+  const int setting = winograd_setting.load(std::memory_order_relaxed);
+  return setting < 0 ? by_environment : setting == 1;
 }
 
 bool winograd_supported() {
