@@ -28,27 +28,28 @@ class FlagReader {
     return argv_[++index_];
   }
   int64_t integer() {
-    const std::string v = value();
-    try {
-      size_t used = 0;
-      const int64_t n = std::stoll(v, &used);
-      if (used == v.size()) return n;
-    } catch (const std::exception&) {
-    }
-    dg::fail("{} expects an integer, got '{}'", flag_, v);
+    return parsed<int64_t>("an integer",
+                           [](const std::string& v, size_t* used) { return std::stoll(v, used); });
   }
   double real() {
-    const std::string v = value();
-    try {
-      size_t used = 0;
-      const double x = std::stod(v, &used);
-      if (used == v.size()) return x;
-    } catch (const std::exception&) {
-    }
-    dg::fail("{} expects a number, got '{}'", flag_, v);
+    return parsed<double>("a number",
+                          [](const std::string& v, size_t* used) { return std::stod(v, used); });
   }
 
  private:
+  // The next argument read by `parse` (std::stoll, std::stod), which must take all of it.
+  template <class T, class Parse>
+  T parsed(const char* what, Parse parse) {
+    const std::string v = value();
+    try {
+      size_t used = 0;
+      const T x = parse(v, &used);
+      if (used == v.size()) return x;
+    } catch (const std::exception&) {
+    }
+    dg::fail("{} expects {}, got '{}'", flag_, what, v);
+  }
+
   int argc_;
   char** argv_;
   int index_ = 0;
