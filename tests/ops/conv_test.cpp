@@ -101,6 +101,15 @@ TEST(ConvTranspose2d, ScattersEachInputThroughTheKernel) {
 struct ConvCase {
   int64_t N, C, H, W, O, kH, kW, sh, sw, ph, pw, dh, dw, groups, oph, opw;
   bool bias;
+
+  // For the failure trace; output padding only where the case has it (transposed ones).
+  std::string describe(int index) const {
+    const std::string output_padding =
+        oph || opw ? fmt::format(" op{}x{}", oph, opw) : std::string();
+    return fmt::format("case {}: N{} C{} {}x{} O{} k{}x{} s{}x{} p{}x{} d{}x{} g{}{} bias {}",
+                       index, N, C, H, W, O, kH, kW, sh, sw, ph, pw, dh, dw, groups, output_padding,
+                       bias);
+  }
 };
 
 // Random valid configurations (the property-test issue widens this with RapidCheck).
@@ -137,9 +146,7 @@ std::vector<ConvCase> random_cases(uint64_t seed, int count, bool transposed) {
 TEST(Conv2d, GradientsMatchFiniteDifferencesOverRandomConfigurations) {
   int index = 0;
   for (const ConvCase& c : random_cases(1, 12, false)) {
-    SCOPED_TRACE(fmt::format("case {}: N{} C{} {}x{} O{} k{}x{} s{}x{} p{}x{} d{}x{} g{} bias {}",
-                             index++, c.N, c.C, c.H, c.W, c.O, c.kH, c.kW, c.sh, c.sw, c.ph, c.pw,
-                             c.dh, c.dw, c.groups, c.bias));
+    SCOPED_TRACE(c.describe(index++));
     Conv2dOptions o{.stride = {c.sh, c.sw},
                     .padding = {c.ph, c.pw},
                     .dilation = {c.dh, c.dw},
@@ -160,10 +167,7 @@ TEST(Conv2d, GradientsMatchFiniteDifferencesOverRandomConfigurations) {
 TEST(ConvTranspose2d, GradientsMatchFiniteDifferencesOverRandomConfigurations) {
   int index = 0;
   for (const ConvCase& c : random_cases(2, 12, true)) {
-    SCOPED_TRACE(
-        fmt::format("case {}: N{} C{} {}x{} O{} k{}x{} s{}x{} p{}x{} d{}x{} g{} op{}x{} bias {}",
-                    index++, c.N, c.C, c.H, c.W, c.O, c.kH, c.kW, c.sh, c.sw, c.ph, c.pw, c.dh,
-                    c.dw, c.groups, c.oph, c.opw, c.bias));
+    SCOPED_TRACE(c.describe(index++));
     ConvTranspose2dOptions o{.stride = {c.sh, c.sw},
                              .padding = {c.ph, c.pw},
                              .output_padding = {c.oph, c.opw},
