@@ -37,11 +37,6 @@ inline Var call_op(const OpDef& op, std::initializer_list<Var> inputs, Loc loc) 
 // Looks an op up once per call site: `static const OpDef& op = builtin("relu");`.
 inline const OpDef& builtin(std::string_view name) { return find_op(name); }
 
-// The spec of a float output shaped like input i.
-inline std::vector<TensorSpec> same_as_input(const OpCall& c, int i = 0) {
-  return {{c.input(i).shape(), c.input(i).dtype()}};
-}
-
 // Throws a ShapeError "<op>: <message>".
 template <class... Args>
 [[noreturn]] void shape_fail(const OpCall& c, fmt::format_string<Args...> format, Args&&... args) {

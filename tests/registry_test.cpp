@@ -31,10 +31,7 @@ dg::OpDef cube_def() {
       .name = "cube",
       .summary = "y = x^3",
       .inputs = {{"x"}},
-      .shape =
-          [](const dg::OpCall& c) {
-            return std::vector<dg::TensorSpec>{{c.input(0).shape(), c.input(0).dtype()}};
-          },
+      .shape = [](const dg::OpCall& c) { return dg::same_as_input(c); },
       .forward =
           [](const dg::OpCall& c, std::span<const dg::TensorSpec> specs) {
             Tensor y(specs[0].shape, specs[0].dtype);
@@ -68,10 +65,7 @@ const dg::OpDef& floor_op() {
       .name = "test_floor",
       .summary = "y = floor(x), not differentiable",
       .inputs = {{"x"}},
-      .shape =
-          [](const dg::OpCall& c) {
-            return std::vector<dg::TensorSpec>{{c.input(0).shape(), c.input(0).dtype()}};
-          },
+      .shape = [](const dg::OpCall& c) { return dg::same_as_input(c); },
       .forward =
           [](const dg::OpCall& c, std::span<const dg::TensorSpec> specs) {
             Tensor y(specs[0].shape, DType::f64);

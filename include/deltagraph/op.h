@@ -235,6 +235,12 @@ inline Shape sample_broadcastable(Sampler& s, const Shape& full) {
   return shape;
 }
 
+// The shape rule of an op with one output shaped like input i (an elementwise op):
+// `.shape = [](const dg::OpCall& c) { return dg::same_as_input(c); }`.
+inline std::vector<TensorSpec> same_as_input(const OpCall& c, int i = 0) {
+  return {{c.input(i).shape(), c.input(i).dtype()}};
+}
+
 using ShapeFn = std::function<std::vector<TensorSpec>(const OpCall&)>;
 using ForwardFn = std::function<std::vector<Tensor>(const OpCall&, std::span<const TensorSpec>)>;
 using VjpFn = std::function<std::vector<Var>(const VjpContext&)>;
