@@ -3,7 +3,7 @@
 // instead of an uncaught std::invalid_argument.
 #pragma once
 
-#include <deltagraph/error.h>
+#include <deltagraph/core/error.h>
 
 #include <cstdint>
 #include <string>

@@ -24,13 +24,13 @@ namespace {
 // ---- geometry -----------------------------------------------------------------------------
 
 struct ConvAttrs {
-  HW stride, padding, dilation, output_padding{0, 0};
+  Pair stride, padding, dilation, output_padding{0, 0};
   int64_t groups;
 };
 
 ConvAttrs conv_attrs(const Attrs& a, bool transposed) {
-  ConvAttrs c{hw(a, "stride"), hw(a, "padding"), hw(a, "dilation"), {0, 0}, a.integer("groups")};
-  if (transposed) c.output_padding = hw(a, "output_padding");
+  ConvAttrs c{a.pair("stride"), a.pair("padding"), a.pair("dilation"), {0, 0}, a.integer("groups")};
+  if (transposed) c.output_padding = a.pair("output_padding");
   return c;
 }
 
@@ -287,7 +287,7 @@ std::vector<TensorSpec> conv_transpose2d_shape(const OpCall& c) {
                x[1], w, w[0]);
   if (x[1] % a.groups != 0)
     shape_fail(c, "x has {} channels, which groups={} does not divide", x[1], a.groups);
-  const HW op = a.output_padding;
+  const Pair op = a.output_padding;
   if (op.h < 0 || op.w < 0 || op.h >= std::max(a.stride.h, a.dilation.h) ||
       op.w >= std::max(a.stride.w, a.dilation.w))
     shape_fail(c,
@@ -311,7 +311,7 @@ std::vector<TensorSpec> weight_grad_shape(const OpCall& c) {
   check_image(c, 1);
   const ConvAttrs a = conv_attrs(c.attrs, false);
   check_conv_attrs(c, a);
-  const HW k = hw(c.attrs, "kernel_size");
+  const Pair k = c.attrs.pair("kernel_size");
   if (k.h < 1 || k.w < 1) shape_fail(c, "kernel_size must be at least 1, got [{},{}]", k.h, k.w);
   const Shape &x = c.input(0).shape(), &g = c.input(1).shape();
   if (x[0] != g[0]) shape_fail(c, "x {} and g {} have different batch sizes", x, g);
@@ -388,7 +388,7 @@ std::vector<Var> conv_transpose2d_vjp(const VjpContext& c) {
 // conv2d_weight_grad(x, g) is bilinear: <gw_bar, gw(x, g)> = <g, conv2d(x, gw_bar)>.
 std::vector<Var> weight_grad_vjp(const VjpContext& c) {
   const ConvAttrs a = conv_attrs(c.attrs, false);
-  const HW k = hw(c.attrs, "kernel_size");
+  const Pair k = c.attrs.pair("kernel_size");
   const Var &x = c.input(0), &g = c.input(1), &gw_bar = c.grad_output(0);
   Var dx, dg;
   if (c.needs(0)) {
@@ -600,13 +600,17 @@ void register_conv_ops() {
 
 namespace {
 Attrs conv2d_attrs(const OpDef& op, const Conv2dOptions& o) {
-  return Attrs(&op, {AttrValue(Ints(o.stride)), AttrValue(Ints(o.padding)),
-                     AttrValue(Ints(o.dilation)), AttrValue(o.groups)});
+  return Attrs(op, {{"stride", o.stride},
+                    {"padding", o.padding},
+                    {"dilation", o.dilation},
+                    {"groups", o.groups}});
 }
 Attrs conv_transpose2d_attrs(const OpDef& op, const ConvTranspose2dOptions& o) {
-  return Attrs(
-      &op, {AttrValue(Ints(o.stride)), AttrValue(Ints(o.padding)),
-            AttrValue(Ints(o.output_padding)), AttrValue(Ints(o.dilation)), AttrValue(o.groups)});
+  return Attrs(op, {{"stride", o.stride},
+                    {"padding", o.padding},
+                    {"output_padding", o.output_padding},
+                    {"dilation", o.dilation},
+                    {"groups", o.groups}});
 }
 }  // namespace
 
@@ -620,11 +624,13 @@ Var conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions o, Loc loc) {
 }
 Var conv2d_weight_grad(const Var& x, const Var& g, Pair k, Conv2dOptions o, Loc loc) {
   static const OpDef& op = builtin("conv2d_weight_grad");
-  return call_op(
-      op, {x, g},
-      Attrs(&op, {AttrValue(Ints(k)), AttrValue(Ints(o.stride)), AttrValue(Ints(o.padding)),
-                  AttrValue(Ints(o.dilation)), AttrValue(o.groups)}),
-      loc);
+  return call_op(op, {x, g},
+                 Attrs(op, {{"kernel_size", k},
+                            {"stride", o.stride},
+                            {"padding", o.padding},
+                            {"dilation", o.dilation},
+                            {"groups", o.groups}}),
+                 loc);
 }
 Var conv_transpose2d(const Var& x, const Var& w, ConvTranspose2dOptions o, Loc loc) {
   static const OpDef& op = builtin("conv_transpose2d");

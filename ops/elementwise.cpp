@@ -307,11 +307,11 @@ Var neg(const Var& x, Loc loc) {
 }
 Var add_scalar(const Var& x, double c, Loc loc) {
   static const OpDef& op = builtin("add_scalar");
-  return call_op(op, {x}, Attrs(&op, {AttrValue(c)}), loc);
+  return call_op(op, {x}, Attrs(op, {{"c", c}}), loc);
 }
 Var mul_scalar(const Var& x, double c, Loc loc) {
   static const OpDef& op = builtin("mul_scalar");
-  return call_op(op, {x}, Attrs(&op, {AttrValue(c)}), loc);
+  return call_op(op, {x}, Attrs(op, {{"c", c}}), loc);
 }
 Var exp(const Var& x, Loc loc) {
   static const OpDef& op = builtin("exp");
@@ -332,11 +332,11 @@ Var relu_backward(const Var& g, const Var& x, Loc loc) {
 }
 Var elu(const Var& x, double alpha, Loc loc) {
   static const OpDef& op = builtin("elu");
-  return call_op(op, {x}, Attrs(&op, {AttrValue(alpha)}), loc);
+  return call_op(op, {x}, Attrs(op, {{"alpha", alpha}}), loc);
 }
 Var elu_grad(const Var& x, double alpha, Loc loc) {
   static const OpDef& op = builtin("elu_grad");
-  return call_op(op, {x}, Attrs(&op, {AttrValue(alpha)}), loc);
+  return call_op(op, {x}, Attrs(op, {{"alpha", alpha}}), loc);
 }
 Var sigmoid(const Var& x, Loc loc) {
   static const OpDef& op = builtin("sigmoid");
@@ -347,17 +347,21 @@ Var tanh(const Var& x, Loc loc) {
   return call_op(op, {x}, loc);
 }
 
-Var operator+(const Var& a, const Var& b) { return add(a, b); }
-Var operator-(const Var& a, const Var& b) { return sub(a, b); }
-Var operator*(const Var& a, const Var& b) { return mul(a, b); }
-Var operator/(const Var& a, const Var& b) { return div(a, b); }
-Var operator-(const Var& x) { return neg(x); }
-Var operator+(const Var& a, double c) { return add_scalar(a, c); }
-Var operator+(double c, const Var& a) { return add_scalar(a, c); }
-Var operator-(const Var& a, double c) { return add_scalar(a, -c); }
-Var operator-(double c, const Var& a) { return add_scalar(neg(a), c); }
-Var operator*(const Var& a, double c) { return mul_scalar(a, c); }
-Var operator*(double c, const Var& a) { return mul_scalar(a, c); }
-Var operator/(const Var& a, double c) { return mul_scalar(a, 1.0 / c); }
+// An operator cannot take the caller's source location as a defaulted argument; rather than
+// name this file as the call site in errors and graphs, the operators give none.
+constexpr Loc kNoLocation{};
+
+Var operator+(const Var& a, const Var& b) { return add(a, b, kNoLocation); }
+Var operator-(const Var& a, const Var& b) { return sub(a, b, kNoLocation); }
+Var operator*(const Var& a, const Var& b) { return mul(a, b, kNoLocation); }
+Var operator/(const Var& a, const Var& b) { return div(a, b, kNoLocation); }
+Var operator-(const Var& x) { return neg(x, kNoLocation); }
+Var operator+(const Var& a, double c) { return add_scalar(a, c, kNoLocation); }
+Var operator+(double c, const Var& a) { return add_scalar(a, c, kNoLocation); }
+Var operator-(const Var& a, double c) { return add_scalar(a, -c, kNoLocation); }
+Var operator-(double c, const Var& a) { return add_scalar(neg(a, kNoLocation), c, kNoLocation); }
+Var operator*(const Var& a, double c) { return mul_scalar(a, c, kNoLocation); }
+Var operator*(double c, const Var& a) { return mul_scalar(a, c, kNoLocation); }
+Var operator/(const Var& a, double c) { return mul_scalar(a, 1.0 / c, kNoLocation); }
 
 }  // namespace dg

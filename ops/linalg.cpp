@@ -133,7 +133,8 @@ void register_linalg_ops() {
 
 Var matmul(const Var& a, const Var& b, MatmulOptions o, Loc loc) {
   static const OpDef& op = builtin("matmul");
-  return call_op(op, {a, b}, Attrs(&op, {AttrValue(o.transpose_a), AttrValue(o.transpose_b)}), loc);
+  return call_op(op, {a, b},
+                 Attrs(op, {{"transpose_a", o.transpose_a}, {"transpose_b", o.transpose_b}}), loc);
 }
 Var linear(const Var& x, const Var& w, Loc loc) {
   static const OpDef& op = builtin("linear");

@@ -6,15 +6,12 @@
 #include <span>
 #include <string>
 
-#include "deltagraph/error.h"
-#include "deltagraph/op.h"
-#include "deltagraph/ops.h"
-#include "deltagraph/tensor.h"
+#include "deltagraph/core/error.h"
+#include "deltagraph/core/op.h"
+#include "deltagraph/core/tensor.h"
+#include "deltagraph/ops/ops.h"
 
 namespace dg {
-
-// Registers one of the library's own ops (called while the registry initialises).
-const OpDef& register_builtin(OpDef def);
 
 // Calls f(T{}) with T = float or double for a floating dtype.
 template <class F>
@@ -23,15 +20,12 @@ decltype(auto) dispatch_float(DType dtype, F&& f) {
   return f(float{});
 }
 
-// call() returning only the first output, without the vector (registry.cpp).
-Var call_first(const OpDef& op, std::span<const Var> inputs, Attrs attrs, Loc loc);
-
 // Runs an op from a typed function and returns its first output.
 inline Var call_op(const OpDef& op, std::initializer_list<Var> inputs, Attrs attrs, Loc loc) {
   return call_first(op, std::span<const Var>(inputs.begin(), inputs.size()), std::move(attrs), loc);
 }
 inline Var call_op(const OpDef& op, std::initializer_list<Var> inputs, Loc loc) {
-  return call_op(op, inputs, Attrs(&op, {}), loc);
+  return call_op(op, inputs, Attrs(op, {}), loc);
 }
 
 // Looks an op up once per call site: `static const OpDef& op = builtin("relu");`.
@@ -48,15 +42,6 @@ inline void expect_rank(const OpCall& c, int input, int rank, const char* layout
   const Tensor& t = c.input(input);
   if (t.dim() != rank)
     shape_fail(c, "{} must be {}-D {}, got {}", c.op.inputs[input].name, rank, layout, t.shape());
-}
-
-// Pair attribute as two numbers.
-struct HW {
-  int64_t h, w;
-};
-inline HW hw(const Attrs& a, std::string_view name) {
-  const Ints& v = a.ints(name);
-  return {v[0], v[1]};
 }
 
 // Attribute specs reused across op families.

@@ -14,7 +14,6 @@
 #include <immintrin.h>
 #endif
 
-#include "deltagraph/check.h"
 #include "kernels/parallel_for.h"
 #include "op_util.h"
 
@@ -42,17 +41,17 @@ struct PoolGeometry {
   int64_t N, C;
 };
 
-HW stride_or_kernel(const Attrs& a) {
-  HW s = hw(a, "stride"), k = hw(a, "kernel_size");
+Pair stride_or_kernel(const Attrs& a) {
+  Pair s = a.pair("stride"), k = a.pair("kernel_size");
   return {s.h == 0 ? k.h : s.h, s.w == 0 ? k.w : s.w};
 }
 
 // Validates a pooling op's attributes against the input (x [N,C,H,W]); dilation 1 for ops
 // without one.
 PoolGeometry pool_geometry(const OpCall& c, const Shape& x, bool has_dilation, bool ceil_mode) {
-  const HW k = hw(c.attrs, "kernel_size"), s = stride_or_kernel(c.attrs),
-           p = hw(c.attrs, "padding");
-  const HW d = has_dilation ? hw(c.attrs, "dilation") : HW{1, 1};
+  const Pair k = c.attrs.pair("kernel_size"), s = stride_or_kernel(c.attrs),
+             p = c.attrs.pair("padding");
+  const Pair d = has_dilation ? c.attrs.pair("dilation") : Pair{1, 1};
   if (k.h < 1 || k.w < 1) shape_fail(c, "kernel_size must be at least 1, got [{},{}]", k.h, k.w);
   if (s.h < 1 || s.w < 1)
     shape_fail(c, "stride must be at least 1 (or 0 for kernel_size), got [{},{}]", s.h, s.w);
@@ -393,7 +392,7 @@ std::vector<AttrSpec> avg_attrs() {
 }
 
 AvgPool2dOptions avg_options(const Attrs& a) {
-  const HW k = hw(a, "kernel_size"), s = hw(a, "stride"), p = hw(a, "padding");
+  const Pair k = a.pair("kernel_size"), s = a.pair("stride"), p = a.pair("padding");
   return {.kernel_size = {k.h, k.w},
           .stride = {s.h, s.w},
           .padding = {p.h, p.w},
@@ -411,9 +410,9 @@ struct UnpoolSize {
 };
 UnpoolSize unpool_size(const OpCall& c) {
   const Shape& x = c.input(0).shape();
-  const HW k = hw(c.attrs, "kernel_size"), s = stride_or_kernel(c.attrs),
-           p = hw(c.attrs, "padding");
-  const HW out = hw(c.attrs, "output_size");
+  const Pair k = c.attrs.pair("kernel_size"), s = stride_or_kernel(c.attrs),
+             p = c.attrs.pair("padding");
+  const Pair out = c.attrs.pair("output_size");
   if (k.h < 1 || k.w < 1) shape_fail(c, "kernel_size must be at least 1, got [{},{}]", k.h, k.w);
   if (s.h < 1 || s.w < 1)
     shape_fail(c, "stride must be at least 1 (or 0 for kernel_size), got [{},{}]", s.h, s.w);
@@ -619,7 +618,7 @@ void register_pool_ops() {
           [](const OpCall& c) {
             expect_rank(c, 0, 4, "[N,C,h,w]");
             expect_same_shape(c, 0, 1);
-            const HW size = hw(c.attrs, "output_size");
+            const Pair size = c.attrs.pair("output_size");
             if (size.h < 1 || size.w < 1)
               shape_fail(c, "output_size must be positive, got [{},{}]", size.h, size.w);
             check_indices(c, 1, size.h * size.w, size.h, size.w);
@@ -696,7 +695,7 @@ void register_pool_ops() {
       .shape =
           [](const OpCall& c) {
             expect_rank(c, 0, 4, "[N,C,Ho,Wo]");
-            const HW in = hw(c.attrs, "input_size");
+            const Pair in = c.attrs.pair("input_size");
             const Shape& g = c.input(0).shape();
             const PoolGeometry geo =
                 pool_geometry(c, {g[0], g[1], in.h, in.w}, false, c.attrs.boolean("ceil_mode"));
@@ -744,18 +743,22 @@ void register_pool_ops() {
 PoolResult max_pool2d(const Var& x, MaxPool2dOptions o, Loc loc) {
   static const OpDef& op = builtin("max_pool2d");
   Var in[] = {x};
-  auto out = call(
-      op, in,
-      Attrs(&op, {AttrValue(Ints(o.kernel_size)), AttrValue(Ints(o.stride)),
-                  AttrValue(Ints(o.padding)), AttrValue(Ints(o.dilation)), AttrValue(o.ceil_mode)}),
-      loc);
+  auto out = call(op, in,
+                  Attrs(op, {{"kernel_size", o.kernel_size},
+                             {"stride", o.stride},
+                             {"padding", o.padding},
+                             {"dilation", o.dilation},
+                             {"ceil_mode", o.ceil_mode}}),
+                  loc);
   return {out[0], out[1]};
 }
 Var max_unpool2d(const Var& x, const Var& indices, MaxUnpool2dOptions o, Loc loc) {
   static const OpDef& op = builtin("max_unpool2d");
   return call_op(op, {x, indices},
-                 Attrs(&op, {AttrValue(Ints(o.kernel_size)), AttrValue(Ints(o.stride)),
-                             AttrValue(Ints(o.padding)), AttrValue(Ints(o.output_size))}),
+                 Attrs(op, {{"kernel_size", o.kernel_size},
+                            {"stride", o.stride},
+                            {"padding", o.padding},
+                            {"output_size", o.output_size}}),
                  loc);
 }
 Var gather_at(const Var& x, const Var& indices, Loc loc) {
@@ -764,23 +767,28 @@ Var gather_at(const Var& x, const Var& indices, Loc loc) {
 }
 Var scatter_add_at(const Var& x, const Var& indices, Pair output_size, Loc loc) {
   static const OpDef& op = builtin("scatter_add_at");
-  return call_op(op, {x, indices}, Attrs(&op, {AttrValue(Ints(output_size))}), loc);
+  return call_op(op, {x, indices}, Attrs(op, {{"output_size", output_size}}), loc);
 }
-namespace {
-std::vector<AttrValue> avg_values(const AvgPool2dOptions& o) {
-  return {AttrValue(Ints(o.kernel_size)), AttrValue(Ints(o.stride)), AttrValue(Ints(o.padding)),
-          AttrValue(o.ceil_mode), AttrValue(o.count_include_pad)};
-}
-}  // namespace
 Var avg_pool2d(const Var& x, AvgPool2dOptions o, Loc loc) {
   static const OpDef& op = builtin("avg_pool2d");
-  return call_op(op, {x}, Attrs(&op, avg_values(o)), loc);
+  return call_op(op, {x},
+                 Attrs(op, {{"kernel_size", o.kernel_size},
+                            {"stride", o.stride},
+                            {"padding", o.padding},
+                            {"ceil_mode", o.ceil_mode},
+                            {"count_include_pad", o.count_include_pad}}),
+                 loc);
 }
 Var avg_pool2d_backward(const Var& g, Pair input_size, AvgPool2dOptions o, Loc loc) {
   static const OpDef& op = builtin("avg_pool2d_backward");
-  std::vector<AttrValue> values = avg_values(o);
-  values.insert(values.begin(), AttrValue(Ints(input_size)));
-  return call_op(op, {g}, Attrs(&op, std::move(values)), loc);
+  return call_op(op, {g},
+                 Attrs(op, {{"input_size", input_size},
+                            {"kernel_size", o.kernel_size},
+                            {"stride", o.stride},
+                            {"padding", o.padding},
+                            {"ceil_mode", o.ceil_mode},
+                            {"count_include_pad", o.count_include_pad}}),
+                 loc);
 }
 
 }  // namespace dg

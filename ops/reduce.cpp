@@ -279,21 +279,21 @@ void register_reduce_ops() {
 
 Var sum(const Var& x, ReduceOptions o, Loc loc) {
   static const OpDef& op = builtin("sum");
-  return call_op(op, {x}, Attrs(&op, {AttrValue(o.axes), AttrValue(o.keepdims)}), loc);
+  return call_op(op, {x}, Attrs(op, {{"axes", o.axes}, {"keepdims", o.keepdims}}), loc);
 }
 Var mean(const Var& x, ReduceOptions o, Loc loc) {
   static const OpDef& op = builtin("mean");
-  return call_op(op, {x}, Attrs(&op, {AttrValue(o.axes), AttrValue(o.keepdims)}), loc);
+  return call_op(op, {x}, Attrs(op, {{"axes", o.axes}, {"keepdims", o.keepdims}}), loc);
 }
 Var broadcast_to(const Var& x, const Shape& shape, Loc loc) {
   static const OpDef& op = builtin("broadcast_to");
   if (x.defined() && x.shape() == shape) return x;  // nothing to broadcast
-  return call_op(op, {x}, Attrs(&op, {AttrValue(shape)}), loc);
+  return call_op(op, {x}, Attrs(op, {{"shape", shape}}), loc);
 }
 Var sum_to(const Var& x, const Shape& shape, Loc loc) {
   static const OpDef& op = builtin("sum_to");
   if (x.defined() && x.shape() == shape) return x;  // nothing to sum
-  return call_op(op, {x}, Attrs(&op, {AttrValue(shape)}), loc);
+  return call_op(op, {x}, Attrs(op, {{"shape", shape}}), loc);
 }
 
 }  // namespace dg

@@ -282,7 +282,7 @@ void register_shape_ops() {
 
 Var reshape(const Var& x, const Shape& shape, Loc loc) {
   static const OpDef& op = builtin("reshape");
-  return call_op(op, {x}, Attrs(&op, {AttrValue(shape)}), loc);
+  return call_op(op, {x}, Attrs(op, {{"shape", shape}}), loc);
 }
 Var flatten(const Var& x, Loc loc) {
   static const OpDef& op = builtin("flatten");
@@ -290,15 +290,15 @@ Var flatten(const Var& x, Loc loc) {
 }
 Var permute(const Var& x, const Ints& dims, Loc loc) {
   static const OpDef& op = builtin("permute");
-  return call_op(op, {x}, Attrs(&op, {AttrValue(dims)}), loc);
+  return call_op(op, {x}, Attrs(op, {{"dims", dims}}), loc);
 }
 Var narrow(const Var& x, int64_t axis, int64_t start, int64_t length, Loc loc) {
   static const OpDef& op = builtin("narrow");
-  return call_op(op, {x}, Attrs(&op, {AttrValue(axis), AttrValue(start), AttrValue(length)}), loc);
+  return call_op(op, {x}, Attrs(op, {{"axis", axis}, {"start", start}, {"length", length}}), loc);
 }
 Var narrow_backward(const Var& g, int64_t axis, int64_t start, int64_t size, Loc loc) {
   static const OpDef& op = builtin("narrow_backward");
-  return call_op(op, {g}, Attrs(&op, {AttrValue(axis), AttrValue(start), AttrValue(size)}), loc);
+  return call_op(op, {g}, Attrs(op, {{"axis", axis}, {"start", start}, {"size", size}}), loc);
 }
 
 }  // namespace dg

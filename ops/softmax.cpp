@@ -8,7 +8,6 @@
 #include <limits>
 #include <vector>
 
-#include "deltagraph/check.h"
 #include "kernels/parallel_for.h"
 #include "op_util.h"
 
@@ -512,7 +511,7 @@ void register_softmax_ops() {
 Var softmax_xent_backward(const Var& logits, const Var& labels, const Var& seed,
                           int64_t ignore_index, Loc loc) {
   static const OpDef& op = builtin("softmax_xent_backward");
-  return call_op(op, {logits, labels, seed}, Attrs(&op, {AttrValue(ignore_index)}), loc);
+  return call_op(op, {logits, labels, seed}, Attrs(op, {{"ignore_index", ignore_index}}), loc);
 }
 Var softmax(const Var& x, Loc loc) {
   static const OpDef& op = builtin("softmax");
@@ -524,12 +523,13 @@ Var log_softmax(const Var& x, Loc loc) {
 }
 Var one_hot(const Var& labels, int64_t num_classes, bool float64, Loc loc) {
   static const OpDef& op = builtin("one_hot");
-  return call_op(op, {labels}, Attrs(&op, {AttrValue(num_classes), AttrValue(float64)}), loc);
+  return call_op(op, {labels}, Attrs(op, {{"num_classes", num_classes}, {"float64", float64}}),
+                 loc);
 }
 Var softmax_xent(const Var& logits, const Var& labels, SoftmaxXentOptions o, Loc loc) {
   static const OpDef& op = builtin("softmax_xent");
   return call_op(op, {logits, labels},
-                 Attrs(&op, {AttrValue(o.reduction), AttrValue(o.ignore_index)}), loc);
+                 Attrs(op, {{"reduction", o.reduction}, {"ignore_index", o.ignore_index}}), loc);
 }
 
 }  // namespace dg

@@ -10,8 +10,8 @@
 #include <filesystem>
 #include <random>
 
-#include "deltagraph/checkpoint.h"
-#include "deltagraph/nn.h"
+#include "deltagraph/train/checkpoint.h"
+#include "deltagraph/train/nn.h"
 #include "test_util.h"
 
 namespace dg {

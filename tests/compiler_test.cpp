@@ -2,7 +2,7 @@
 // (CMakeLists.txt): default-initialised option structs must hold their declared defaults.
 #include <gtest/gtest.h>
 
-#include "deltagraph/ops.h"
+#include "deltagraph/ops/ops.h"
 
 namespace {
 

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "deltagraph/graph.h"
+#include "deltagraph/core/graph.h"
 #include "test_util.h"
 
 namespace {
@@ -634,15 +634,58 @@ TEST(Dot, NonFiniteLeafAndGradientAreMarked) {
   EXPECT_NE(dg::to_dot({dg::sum(v)}).find("grad holds 1 Inf"), std::string::npos);
 }
 
-TEST(Dot, ReleasedNodesSayTheirInputsWereFreed) {
-  dg::Param w(dg::Tensor::ones({2}), "w");
+// A backward pass frees the values it saved but keeps the structure, so a training loop can
+// draw its model after a step: the same ops, edges, shapes, names and scopes as before it.
+TEST(Dot, TheGraphSurvivesItsBackwardPass) {
+  dg::Param w(dg::Tensor::randn({4, 2, 3, 3}, 1, dg::DType::f64), "conv.weight");
+  dg::Param b(dg::Tensor::zeros({4}, dg::DType::f64), "conv.bias");
   dg::Tape tape;
-  dg::Var loss = dg::sum(dg::exp(w));
-  dg::backward(loss);  // frees the saved inputs
-  const std::string dot = dg::to_dot({loss});
-  EXPECT_NE(dot.find("op0 [style=dashed, label=\"sum\\ninputs freed by backward\"];"),
-            std::string::npos)
-      << dot;
+  dg::Var x = dg::input(dg::Tensor::randn({2, 2, 6, 6}, 2, dg::DType::f64), "images");
+  dg::Var loss;
+  {
+    dg::Scope scope("block");
+    dg::Var h = dg::relu(dg::conv2d(x, w, b, {.padding = 1}));
+    loss = dg::sum(dg::max_pool2d(h, {.kernel_size = 2}).values);
+  }
+  // Node ids come from the drawing order, not addresses, so the two texts are comparable.
+  const std::string before = dg::to_dot({loss});
+  dg::backward(loss);
+  const std::string after = dg::to_dot({loss});
+  auto count = [](const std::string& text, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count(after, "->"), count(before, "->")) << after;
+  for (const char* part : {"conv2d", "relu", "max_pool2d", "sum", "conv.weight", "conv.bias",
+                           "images", "cluster", "block", "[2,4,6,6]"})
+    EXPECT_EQ(count(after, part), count(before, part)) << part << "\n" << after;
+  // The op nodes whose values were freed say so (the output, which the caller holds, is kept).
+  EXPECT_EQ(count(after, "values freed by backward"), 3u) << after;  // conv2d, relu, max_pool2d
+  EXPECT_EQ(count(before, "values freed by backward"), 0u);
+  EXPECT_TRUE(loss.value().defined());  // the output the caller holds keeps its value
+  // Stats ask for values that are gone: the drawing says so instead of failing.
+  dg::DotOptions stats;
+  stats.stats = true;
+  EXPECT_NE(dg::to_dot({loss}, stats).find("values freed by backward"), std::string::npos);
+  // A second pass through the freed graph is still refused.
+  EXPECT_THROW(dg::backward(loss), dg::Error);
+}
+
+// What the user holds keeps its value through a backward pass; what only the graph held is
+// freed (the memory a backward pass exists to give back).
+TEST(Dot, BackwardFreesOnlyWhatNothingElseHolds) {
+  dg::Param w(dg::Tensor::ones({3}, dg::DType::f64), "w");
+  dg::Tape tape;
+  dg::Var kept = dg::exp(w);
+  dg::Var loss = dg::sum(dg::mul(dg::tanh(kept), kept));
+  const dg::Node* tanh_node = loss.producer()->inputs[0].producer()->inputs[0].producer();
+  ASSERT_EQ(tanh_node->op->name, "tanh");
+  dg::backward(loss);
+  EXPECT_TRUE(kept.value().defined());                             // held by the caller
+  EXPECT_TRUE(tanh_node->values_freed());                          // held by the graph only
+  EXPECT_EQ(tanh_node->outputs[0].value.shape(), (dg::Shape{3}));  // the shape stays
+  EXPECT_TRUE(ThrowsError([&] { (void)tanh_node->outputs[0].value.item(); }, {"item"}));
 }
 
 // ---- rendering -----------------------------------------------------------------------------

@@ -4,8 +4,8 @@
 
 #include <filesystem>
 
-#include "deltagraph/checkpoint.h"
-#include "deltagraph/error.h"
+#include "deltagraph/core/error.h"
+#include "deltagraph/train/checkpoint.h"
 
 namespace {
 

@@ -10,8 +10,8 @@
 #include <filesystem>
 
 #include "commands.h"
-#include "deltagraph/cases.h"
-#include "deltagraph/testing.h"
+#include "deltagraph/diagnostics/cases.h"
+#include "deltagraph/testing/properties.h"
 #include "test_util.h"
 
 namespace dg {
@@ -42,9 +42,23 @@ PropertyOptions suite_options() {
   return o;
 }
 
+// A property checked on no sample passes without having checked anything (a sampler whose
+// draws the shape rule always rejects, say). Every op must have at least one property that
+// really ran on this many samples.
+constexpr int kMinSamplesPerOp = 5;
+
 TEST_P(OpProperties, HoldOverRandomShapesAndAttributes) {
-  for (const PropertyResult& r : check_op_properties(find_op(GetParam()), suite_options()))
+  int most_samples = 0;
+  std::string counts;
+  for (const PropertyResult& r : check_op_properties(find_op(GetParam()), suite_options())) {
     EXPECT_TRUE(r.ok) << r.report;
+    most_samples = std::max(most_samples, r.samples);
+    counts += fmt::format(" {}: {}", r.property, r.samples);
+  }
+  EXPECT_GE(most_samples, kMinSamplesPerOp)
+      << GetParam() << ": no property ran on at least " << kMinSamplesPerOp
+      << " samples (samples checked per property:" << counts
+      << "); its sampler draws configurations the op rejects, or too few that apply";
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryBuiltinOp, OpProperties, ::testing::ValuesIn(builtin_op_names()),

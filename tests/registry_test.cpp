@@ -77,36 +77,33 @@ const dg::OpDef& floor_op() {
   return op;
 }
 
-void expect_same(const Var& a, const Var& b) {
-  ASSERT_EQ(a.shape(), b.shape());
-  ASSERT_EQ(a.dtype(), b.dtype());
-  EXPECT_EQ(a.value().to_vector(), b.value().to_vector());
-}
-
 }  // namespace
 
-TEST(Registry, CallByNameMatchesTypedFunctions) {
-  Var a = dg::input(dg_test::rand64({2, 3}, 1));
-  Var b = dg::input(dg_test::rand64({2, 1}, 2, 0.5, 2));
-  Var m = dg::input(dg_test::rand64({3, 4}, 3));
-  expect_same(dg::call("add", {a, b})[0], dg::add(a, b));
-  expect_same(dg::call("div", {a, b})[0], dg::div(a, b));
-  expect_same(dg::call("relu", {a})[0], dg::relu(a));
-  expect_same(dg::call("elu", {a}, {{"alpha", 0.5}})[0], dg::elu(a, 0.5));
-  expect_same(dg::call("elu", {a})[0], dg::elu(a, 1.0));  // the default alpha
-  expect_same(dg::call("mul_scalar", {a}, {{"c", 2.5}})[0], dg::mul_scalar(a, 2.5));
-  expect_same(dg::call("mul_scalar", {a}, {{"c", 2}})[0], dg::mul_scalar(a, 2.0));  // int -> float
-  expect_same(dg::call("matmul", {a, m})[0], dg::matmul(a, m));
-  expect_same(dg::call("matmul", {m, a}, {{"transpose_a", true}, {"transpose_b", true}})[0],
-              dg::matmul(m, a, {.transpose_a = true, .transpose_b = true}));
-  expect_same(dg::call("sum", {a}, {{"axes", dg::Ints{1}}, {"keepdims", true}})[0],
-              dg::sum(a, {.axes = {1}, .keepdims = true}));
-  expect_same(dg::call("reshape", {a}, {{"shape", dg::Ints{3, -1}}})[0], dg::reshape(a, {3, -1}));
-  expect_same(dg::call("narrow", {a}, {{"axis", 1}, {"start", 1}, {"length", 2}})[0],
-              dg::narrow(a, 1, 1, 2));
-  Var w = dg::input(dg_test::rand64({4, 3}, 4)), bias = dg::input(dg_test::rand64({4}, 5));
-  expect_same(dg::call("linear", {a, w, bias})[0], dg::linear(a, w, bias));
-  expect_same(dg::call("linear", {a, w})[0], dg::linear(a, w));
+// Every typed function against the call by name, for every op: typed_ops_test.cpp.
+
+// A shape error names the line that called the op and the name scope it was in, whether the
+// op was called through its typed function or by name: the op's own rules cannot know either.
+TEST(Registry, ShapeErrorsNameTheCallSiteAndTheScope) {
+  Var x = dg::input(Tensor::zeros({1, 3, 8, 8}));
+  Var w = dg::input(Tensor::zeros({4, 4, 3, 3}));
+  dg::Scope encoder("encoder");
+  dg::Scope block("block1");
+  const int typed_line = __LINE__ + 1;
+  auto typed = [&] { (void)dg::conv2d(x, w); };
+  const int by_name_line = __LINE__ + 1;
+  auto by_name = [&] { (void)dg::call("conv2d", {x, w}); };
+  const std::string rule = ": x has 3 channels but w [4,4,3,3] with groups=1 expects 4";
+  EXPECT_TRUE(ThrowsError(typed, {fmt::format("conv2d at registry_test.cpp:{} in encoder/block1{}",
+                                              typed_line, rule)}));
+  EXPECT_TRUE(ThrowsError(
+      by_name,
+      {fmt::format("conv2d at registry_test.cpp:{} in encoder/block1{}", by_name_line, rule)}));
+  EXPECT_THROW(typed(), dg::ShapeError);  // still a ShapeError, for code that tells them apart
+  // Errors in the inputs themselves (before the shape rule) name the call site too.
+  Var labels = dg::input(Tensor::zeros({1}, DType::i64));
+  EXPECT_TRUE(ThrowsError([&] { (void)dg::relu(labels); }, {"relu at registry_test.cpp:",
+                                                            " in encoder/block1: input 'x' must be "
+                                                            "float32 or float64, got int64 [1]"}));
 }
 
 TEST(Registry, CallByNameRecordsLikeTypedFunctions) {

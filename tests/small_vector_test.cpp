@@ -5,7 +5,7 @@
 #include <span>
 #include <string>
 
-#include "deltagraph/small_vector.h"
+#include "deltagraph/core/small_vector.h"
 
 namespace {
 

@@ -74,6 +74,29 @@ inline ::testing::AssertionResult ThrowsExactly(const std::function<void()>& f,
   }
 }
 
+// Passes when f throws dg::Error whose message is exactly `head`, a call site "file.cpp:LINE",
+// then `tail`: ThrowsExactly(f, "conv2d at ", ": x has 3 channels ...").
+inline ::testing::AssertionResult ThrowsExactly(const std::function<void()>& f,
+                                                const std::string& head, const std::string& tail) {
+  try {
+    f();
+    return ::testing::AssertionFailure() << "no exception was thrown";
+  } catch (const dg::Error& e) {
+    const std::string what = e.what();
+    const bool framed =
+        what.size() > head.size() + tail.size() && what.starts_with(head) && what.ends_with(tail);
+    if (framed) {
+      const std::string site = what.substr(head.size(), what.size() - head.size() - tail.size());
+      const size_t colon = site.rfind(':');
+      const bool numbered = colon != std::string::npos && colon + 1 < site.size() &&
+                            site.find_first_not_of("0123456789", colon + 1) == std::string::npos;
+      if (numbered && site.find(".cpp") != std::string::npos) return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure() << "message \"" << what << "\"\n  expected \"" << head
+                                         << "<file.cpp:line>" << tail << "\"";
+  }
+}
+
 inline ::testing::AssertionResult Passed(const dg::CheckResult& r) {
   if (r.ok) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << r.report;
@@ -131,10 +154,11 @@ inline void expect_values(const Tensor& t, const std::vector<double>& expected,
         << "element " << i << " of " << to_string(t);
 }
 
-// Asserts that `body` throws dg::Error whose message contains `needle`.
-template <class F>
-void expect_error(F&& body, const std::string& needle) {
-  EXPECT_TRUE(dg_test::ThrowsError(std::function<void()>([&] { body(); }), {needle}));
+// Asserts that `body` throws dg::Error whose message contains every one of `parts`.
+template <class F, class... Parts>
+void expect_error(F&& body, const Parts&... parts) {
+  EXPECT_TRUE(
+      dg_test::ThrowsError(std::function<void()>([&] { body(); }), {std::string(parts)...}));
 }
 
 // gradcheck + gradgradcheck + float32-vs-float64 of f at `inputs`.

@@ -7,11 +7,11 @@
 #include <random>
 #include <sstream>
 
-#include "deltagraph/autodiff.h"
-#include "deltagraph/cases.h"
-#include "deltagraph/ops.h"
-#include "deltagraph/tape.h"
-#include "deltagraph/testing.h"
+#include "deltagraph/core/autodiff.h"
+#include "deltagraph/core/tape.h"
+#include "deltagraph/diagnostics/cases.h"
+#include "deltagraph/ops/ops.h"
+#include "deltagraph/testing/properties.h"
 
 namespace dg {
 
@@ -331,6 +331,7 @@ PropertyResult run_property(const OpDef& op, const std::string& property,
   metadata.id = op.name + "/" + property;
   metadata.description = metadata.id;
   const auto outcome = rc::detail::checkTestable(testable, metadata, params);
+  result.samples = applicable;
   if (outcome.template is<rc::detail::SuccessResult>()) return result;
   // Gave up: too many samples did not apply (e.g. the batch property only holds for one of
   // softmax_xent's reductions). Every sample that applied passed; none applied means skipped.

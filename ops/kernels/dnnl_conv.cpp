@@ -1,4 +1,5 @@
 #include "kernels/dnnl_conv.h"
+#include "kernels/dnnl.h"
 
 #include <algorithm>
 #include <atomic>
@@ -11,8 +12,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "deltagraph/kernels.h"
-#include "deltagraph/tensor.h"
+#include "deltagraph/core/tensor.h"
+#include "deltagraph/ops/kernels.h"
 
 namespace dg::kernels {
 
@@ -275,14 +276,6 @@ bool run(Plan& plan, std::initializer_list<const void*> in, void* out) {
 }
 
 }  // namespace
-
-bool dnnl_enabled() {
-  static const bool enabled = [] {
-    const char* setting = std::getenv("DG_DNNL");
-    return setting == nullptr || std::strcmp(setting, "0") != 0;
-  }();
-  return enabled;
-}
 
 }  // namespace dg::kernels
 

@@ -5,7 +5,7 @@
 // buffers into the layout the primitive asks for and the result back: the reorders are
 // memory-bound (~0.25 ms for 6 MB on two cores), the convolution itself runs at about twice
 // the speed of im2col + Eigen. 3x3 stride-1 convolutions with >= 16 channels in and out use
-// the Winograd algorithm unless dg::set_winograd(false) (deltagraph/kernels.h). The primitives
+// the Winograd algorithm unless dg::set_winograd(false) (deltagraph/ops/kernels.h). The primitives
 // are built once per geometry, algorithm and thread.
 //
 // Each function returns false (having written nothing) when oneDNN cannot take the problem,
@@ -23,9 +23,6 @@ struct DnnlConvProblem {
   int64_t N, C, H, W, O, kH, kW, Ho, Wo;
   int64_t sh, sw, ph, pw, dh, dw, groups;
 };
-
-// Whether oneDNN is used for float32 convolutions (false when DG_DNNL=0).
-bool dnnl_enabled();
 
 // dst = conv2d(src, weights) + bias (bias may be null).
 bool dnnl_conv_forward(const DnnlConvProblem& p, const float* src, const float* weights,

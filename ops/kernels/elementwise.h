@@ -2,7 +2,7 @@
 // binary maps and numpy-style broadcasting binary maps. Single pass, split over threads.
 #pragma once
 
-#include "deltagraph/tensor.h"
+#include "deltagraph/core/tensor.h"
 #include "kernels/parallel_for.h"
 
 namespace dg::kernels {

@@ -5,7 +5,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "kernels/dnnl_conv.h"
+#include "kernels/dnnl.h"
 
 namespace dg::kernels {
 

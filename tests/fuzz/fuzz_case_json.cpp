@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <string_view>
 
-#include "deltagraph/cases.h"
 #include "deltagraph/deltagraph.h"
+#include "deltagraph/diagnostics/cases.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

@@ -6,8 +6,8 @@
 #include <cstdio>
 #include <string>
 
-#include "deltagraph/data.h"
-#include "deltagraph/error.h"
+#include "deltagraph/core/error.h"
+#include "deltagraph/train/data.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::string path = "/tmp/dg_fuzz_idx_" + std::to_string(getpid());

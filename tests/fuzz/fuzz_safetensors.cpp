@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <string>
 
-#include "deltagraph/checkpoint.h"
-#include "deltagraph/nn.h"
+#include "deltagraph/train/checkpoint.h"
+#include "deltagraph/train/nn.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::string path = "/tmp/dg_fuzz_st_" + std::to_string(getpid()) + ".safetensors";

@@ -260,20 +260,20 @@ TEST(BiasAdd, AddsPerChannelAndItsGradientIsTheChannelSum) {
 
 TEST(ConvErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
   Tensor x = Tensor::zeros({1, 3, 8, 8}), w = Tensor::zeros({16, 4, 3, 3});
-  expect_error(
-      [&] { conv2d(x, w); },
-      "conv2d: x has 3 channels but w [16,4,3,3] with groups=1 expects 4 (w.shape[1]*groups)");
+  expect_error([&] { conv2d(x, w); }, "conv2d at ",
+               ": x has 3 channels but w [16,4,3,3] with groups=1 expects 4 (w.shape[1]*groups)");
   expect_error(
       [&] {
         conv2d(Tensor::zeros({1, 4, 2, 2}), w);
       },
-      "conv2d: kernel [3,3] with stride [1,1], padding [0,0], dilation [1,1] does not fit in "
+      "conv2d at ",
+      ": kernel [3,3] with stride [1,1], padding [0,0], dilation [1,1] does not fit in "
       "input 2x2 (output would be 0x0)");
   expect_error(
       [&] {
         conv2d(Tensor::zeros({1, 4, 8}), w);
       },
-      "conv2d: x must be 4-D [N,C,H,W], got [1,4,8]");
+      "conv2d at ", ": x must be 4-D [N,C,H,W], got [1,4,8]");
   expect_error(
       [&] {
         conv2d(Tensor::zeros({1, 6, 8, 8}), Tensor::zeros({5, 2, 3, 3}), {.groups = 3});
@@ -283,7 +283,7 @@ TEST(ConvErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
       [&] {
         conv2d(Tensor::zeros({1, 4, 8, 8}), w, Tensor::zeros({8}));
       },
-      "conv2d: b is [8] but the output has 16 channels; b must be [16]");
+      "conv2d at ", ": b is [8] but the output has 16 channels; b must be [16]");
   expect_error(
       [&] {
         conv2d(Tensor::zeros({1, 4, 8, 8}), w, {.stride = 0});
@@ -293,29 +293,30 @@ TEST(ConvErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
       [&] {
         conv2d(Tensor::zeros({1, 4, 8, 8}), Tensor::zeros({16, 4, 3, 3}, DType::f64));
       },
-      "conv2d: input 'w' is float64 but 'x' is float32");
+      "conv2d at ", ": input 'w' is float64 but 'x' is float32");
   expect_error(
       [&] {
         conv_transpose2d(Tensor::zeros({1, 3, 4, 4}), Tensor::zeros({4, 2, 3, 3}));
       },
-      "conv_transpose2d: x has 3 channels but w [4,2,3,3] expects 4 (w.shape[0]");
+      "conv_transpose2d at ", ": x has 3 channels but w [4,2,3,3] expects 4 (w.shape[0]");
   expect_error(
       [&] {
         conv_transpose2d(Tensor::zeros({1, 4, 4, 4}), Tensor::zeros({4, 2, 3, 3}),
                          {.stride = 2, .output_padding = 2});
       },
-      "conv_transpose2d: output_padding [2,2] must be smaller than max(stride, dilation) per axis "
+      "conv_transpose2d at ",
+      ": output_padding [2,2] must be smaller than max(stride, dilation) per axis "
       "([2,2])");
   expect_error(
       [&] {
         conv1x1(Tensor::zeros({1, 4, 4, 4}), Tensor::zeros({2, 4, 3, 3}));
       },
-      "conv1x1: w must be [O,C,1,1], got [2,4,3,3]");
+      "conv1x1 at ", ": w must be [O,C,1,1], got [2,4,3,3]");
   expect_error(
       [&] {
         bias_add(Tensor::zeros({2, 3, 4, 4}), Tensor::zeros({4}));
       },
-      "bias_add: b is [4] but x [2,3,4,4] has 3 channels (axis 1); b must be [3]");
+      "bias_add at ", ": b is [4] but x [2,3,4,4] has 3 channels (axis 1); b must be [3]");
 }
 
 }  // namespace

@@ -226,33 +226,34 @@ TEST(AvgPool2d, GradientsMatchFiniteDifferencesOverRandomConfigurations) {
 
 TEST(PoolErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
   Tensor x = Tensor::zeros({1, 1, 4, 4});
-  expect_error([&] { max_pool2d(x, {.kernel_size = 5}); },
-               "max_pool2d: kernel [5,5] with padding [0,0] does not fit in input 4x4 (output "
+  expect_error([&] { max_pool2d(x, {.kernel_size = 5}); }, "max_pool2d at ",
+               ": kernel [5,5] with padding [0,0] does not fit in input 4x4 (output "
                "would be 0x0)");
-  expect_error([&] { max_pool2d(x, {.kernel_size = 2, .padding = 2}); },
-               "max_pool2d: padding [2,2] must be between 0 and half the kernel [2,2]");
+  expect_error([&] { max_pool2d(x, {.kernel_size = 2, .padding = 2}); }, "max_pool2d at ",
+               ": padding [2,2] must be between 0 and half the kernel [2,2]");
   expect_error(
       [&] {
         max_pool2d(Tensor::zeros({4, 4}), {.kernel_size = 2});
       },
-      "max_pool2d: x must be 4-D");
-  expect_error([&] { max_pool2d(x, {}); }, "max_pool2d: kernel_size must be at least 1");
+      "max_pool2d at ", ": x must be 4-D");
+  expect_error([&] { max_pool2d(x, {}); }, "max_pool2d at ", ": kernel_size must be at least 1");
   const Var y = max_pool2d(x, {.kernel_size = 2}).values;
   expect_error(
       [&] {
         max_unpool2d(Tensor::zeros({1, 1, 4, 4}), Tensor::zeros({1, 1, 4, 4}, DType::i64),
                      {.kernel_size = 2, .output_size = {11, 11}});
       },
-      "max_unpool2d: output_size [11,11] does not fit input 4x4 with kernel 2, stride 2, padding 0 "
+      "max_unpool2d at ",
+      ": output_size [11,11] does not fit input 4x4 with kernel 2, stride 2, padding 0 "
       "(each side must be between 7 and 9)");
   Tensor bad = Tensor::from(std::vector<int64_t>{0, 1, 2, 99}, {1, 1, 2, 2});
-  expect_error([&] { max_unpool2d(y, bad, {.kernel_size = 2}); },
-               "max_unpool2d: indices[0,0,1,1] = 99 is outside the 4x4 plane (valid flat indices "
+  expect_error([&] { max_unpool2d(y, bad, {.kernel_size = 2}); }, "max_unpool2d at ",
+               ": indices[0,0,1,1] = 99 is outside the 4x4 plane (valid flat indices "
                "are 0..15)");
-  expect_error([&] { max_unpool2d(y, y, {.kernel_size = 2}); },
-               "max_unpool2d: input 'indices' must be int64");
-  expect_error([&] { avg_pool2d(x, {.kernel_size = 3, .padding = 2}); },
-               "avg_pool2d: padding [2,2] must be between 0");
+  expect_error([&] { max_unpool2d(y, y, {.kernel_size = 2}); }, "max_unpool2d at ",
+               ": input 'indices' must be int64");
+  expect_error([&] { avg_pool2d(x, {.kernel_size = 3, .padding = 2}); }, "avg_pool2d at ",
+               ": padding [2,2] must be between 0");
 }
 
 }  // namespace

@@ -205,17 +205,17 @@ TEST(Shape, ReshapeErrors) {
       [] {
         (void)dg::reshape(iota({2, 3}), {-1, -1});
       },
-      "reshape: target shape [-1,-1] has more than one -1"));
+      "reshape at ", ": target shape [-1,-1] has more than one -1"));
   EXPECT_TRUE(ThrowsExactly(
       [] {
         (void)dg::reshape(iota({2, 3}), {4});
       },
-      "reshape: cannot reshape 6 elements into [4] (4 elements)"));
+      "reshape at ", ": cannot reshape 6 elements into [4] (4 elements)"));
   EXPECT_TRUE(ThrowsExactly(
       [] {
         (void)dg::reshape(iota({2, 3}), {4, -1});
       },
-      "reshape: cannot reshape 6 elements into [4,-1]: 6 is not a multiple of 4"));
+      "reshape at ", ": cannot reshape 6 elements into [4,-1]: 6 is not a multiple of 4"));
   EXPECT_TRUE(ThrowsError(
       [] {
         (void)dg::reshape(iota({2, 3}), {-3, 2});
@@ -226,8 +226,8 @@ TEST(Shape, ReshapeErrors) {
 }
 
 TEST(Shape, FlattenErrors) {
-  EXPECT_TRUE(ThrowsExactly([] { (void)dg::flatten(iota({5})); },
-                            "flatten: x must have at least 2 axes [N, ...], got [5]"));
+  EXPECT_TRUE(ThrowsExactly([] { (void)dg::flatten(iota({5})); }, "flatten at ",
+                            ": x must have at least 2 axes [N, ...], got [5]"));
   EXPECT_TRUE(ThrowsError([] { (void)dg::flatten(in({1}, {})); }, {"flatten", "got []"}));
 }
 
@@ -236,12 +236,12 @@ TEST(Shape, PermuteErrors) {
       [] {
         (void)dg::permute(iota({2, 3, 4}), {0, 1});
       },
-      "permute: dims [0,1] must list each of the 3 axes of x [2,3,4] once"));
+      "permute at ", ": dims [0,1] must list each of the 3 axes of x [2,3,4] once"));
   EXPECT_TRUE(ThrowsExactly(
       [] {
         (void)dg::permute(iota({2, 3, 4}), {0, 0, 1});
       },
-      "permute: dims [0,0,1] is not a permutation of 0..2 (x is [2,3,4])"));
+      "permute at ", ": dims [0,0,1] is not a permutation of 0..2 (x is [2,3,4])"));
   EXPECT_TRUE(ThrowsError(
       [] {
         (void)dg::permute(iota({2, 3, 4}), {0, 1, 3});
@@ -259,12 +259,12 @@ TEST(Shape, NarrowErrors) {
       [] {
         (void)dg::narrow(iota({2, 4}), 1, 2, 3);
       },
-      "narrow: the window start 2 length 3 does not fit axis 1 of size 4 (x is [2,4])"));
+      "narrow at ", ": the window start 2 length 3 does not fit axis 1 of size 4 (x is [2,4])"));
   EXPECT_TRUE(ThrowsExactly(
       [] {
         (void)dg::narrow(iota({2, 4}), 2, 0, 1);
       },
-      "narrow: axis 2 is out of range for [2,4] of rank 2"));
+      "narrow at ", ": axis 2 is out of range for [2,4] of rank 2"));
   EXPECT_TRUE(ThrowsError([] { (void)dg::narrow(iota({2, 4}), -3, 0, 1); }, {"narrow", "axis -3"}));
   EXPECT_TRUE(ThrowsError(
       [] {
@@ -283,7 +283,7 @@ TEST(Shape, NarrowBackwardErrors) {
       [] {
         (void)dg::narrow_backward(iota({2, 2}), 1, 3, 4);
       },
-      "narrow_backward: g's axis 1 (2 long) placed at 3 does not fit in size 4"));
+      "narrow_backward at ", ": g's axis 1 (2 long) placed at 3 does not fit in size 4"));
   EXPECT_TRUE(ThrowsError(
       [] {
         (void)dg::narrow_backward(iota({2, 2}), 1, -1, 4);

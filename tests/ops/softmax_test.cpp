@@ -106,22 +106,22 @@ TEST(SoftmaxXentErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
       [&] {
         softmax_xent(z, labels({0, 3}, {2}));
       },
-      "softmax_xent: labels[1] = 3 is not a class in [0, 3) nor ignore_index (-100)");
+      "softmax_xent at ", ": labels[1] = 3 is not a class in [0, 3) nor ignore_index (-100)");
   expect_error(
       [&] {
         softmax_xent(z, labels({0, 1, 2}, {3}));
       },
-      "softmax_xent: class labels are [3] but logits [2,3] need labels [2]");
+      "softmax_xent at ", ": class labels are [3] but logits [2,3] need labels [2]");
   expect_error(
       [&] {
         softmax_xent(z, labels({0, 1}, {2}), {.reduction = "avg"});
       },
-      "softmax_xent: reduction must be \"mean\", \"sum\" or \"none\", got \"avg\"");
+      "softmax_xent at ", ": reduction must be \"mean\", \"sum\" or \"none\", got \"avg\"");
   expect_error(
       [&] {
         softmax_xent(z, Tensor::zeros({2, 4}));
       },
-      "softmax_xent: probability labels are [2,4] but logits are [2,3]; they must match");
+      "softmax_xent at ", ": probability labels are [2,4] but logits are [2,3]; they must match");
 }
 
 }  // namespace

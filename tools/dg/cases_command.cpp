@@ -8,8 +8,8 @@
 #include <fmt/core.h>
 
 #include "commands.h"
-#include "deltagraph/cases.h"
 #include "deltagraph/deltagraph.h"
+#include "deltagraph/diagnostics/cases.h"
 
 namespace dg::cli {
 

@@ -7,7 +7,7 @@
 
 #include "commands.h"
 #include "deltagraph/deltagraph.h"
-#include "deltagraph/testing.h"
+#include "deltagraph/testing/properties.h"
 
 namespace dg::cli {
 

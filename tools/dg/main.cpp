@@ -17,6 +17,7 @@ void print_help() {
       "usage: dg <command> [arguments]\n\n"
       "commands:\n"
       "  ops [NAME...]        list the registered ops: inputs, outputs, attributes, VJP\n"
+      "  ops --markdown       the same for every built-in op as Markdown (docs/ops.md)\n"
       "  cases PATH...        run reference-case files (a file, or every *.json in a folder)\n"
       "  gradcheck [--op NAME]... [--trials N] [--seed S] [--order 1|2] [--case-dir DIR]\n"
       "                       property-based gradient tests of the registered ops\n"

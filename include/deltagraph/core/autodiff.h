@@ -1,0 +1,32 @@
+// deltagraph: reverse-mode automatic differentiation.
+//
+// One generic engine: it walks the recorded graph from the outputs back, visiting only the
+// nodes on a path to the requested gradients, calls each op's registered VJP, and sums the
+// contributions of values used more than once.
+#pragma once
+
+#include <vector>
+
+#include "deltagraph/core/var.h"
+
+namespace dg {
+
+struct GradOptions {
+  // Keep saved inputs after the pass, so the graph can be differentiated again.
+  bool retain_graph = false;
+  // Record the backward pass itself, so the gradients are differentiable (second
+  // derivatives, Hessian-vector products). Implies retain_graph.
+  bool create_graph = false;
+};
+
+// The functional form: d(sum_k <cotangent_k, output_k>)/d wrt_i for each i. A scalar output may
+// omit its cotangent (it is 1). A wrt that the outputs do not depend on gets zeros.
+std::vector<Var> grad(const std::vector<Var>& outputs, const std::vector<Var>& wrt,
+                      const std::vector<Var>& cotangents = {}, GradOptions options = {});
+std::vector<Var> grad(const Var& output, const std::vector<Var>& wrt, GradOptions options = {});
+
+// Accumulates d(loss)/d(leaf) into .grad() of every leaf that requires a gradient (Params and
+// variables) that the loss depends on.
+void backward(const Var& loss, const Var& cotangent = {}, GradOptions options = {});
+
+}  // namespace dg

@@ -1,0 +1,214 @@
+// deltagraph: the typed op functions. Each one is a thin front for the registered op of the
+// same name (op.h): same validation, same kernel, same VJP as dg::call("name", ...).
+//
+// Layout is NCHW; every 2-D attribute is a pair [h, w]; weights are laid out as in PyTorch.
+// Every function takes the caller's source location (defaulted) so errors and graphs can
+// point at the line that built the op.
+#pragma once
+
+#include <string>
+#include "deltagraph/core/source_location.h"
+
+#include "deltagraph/core/op.h"
+#include "deltagraph/core/var.h"
+
+namespace dg {
+
+namespace detail {
+// Hands the registry the library's op families (ops/registration.cpp). Called by every
+// translation unit that includes this header, before its own static initialisers: that call is
+// also what makes the linker keep the families in a program built from the static libraries.
+int link_builtin_ops();
+[[maybe_unused]] static const int builtin_ops_linked = link_builtin_ops();
+}  // namespace detail
+
+using Loc = SourceLocation;
+
+// ---- elementwise (numpy-style broadcasting for the binary ops) ------------------------------
+// dA = sum_to(g, A.shape), dB = sum_to(g, B.shape)
+Var add(const Var& a, const Var& b, Loc loc = Loc::current());
+// dA = sum_to(g), dB = -sum_to(g)
+Var sub(const Var& a, const Var& b, Loc loc = Loc::current());
+// dA = sum_to(g * B), dB = sum_to(g * A)
+Var mul(const Var& a, const Var& b, Loc loc = Loc::current());
+// dA = sum_to(g / B), dB = -sum_to(g * Y / B)
+Var div(const Var& a, const Var& b, Loc loc = Loc::current());
+Var neg(const Var& x, Loc loc = Loc::current());
+// y = x + c, dx = g
+Var add_scalar(const Var& x, double c, Loc loc = Loc::current());
+// y = x * c, dx = c * g
+Var mul_scalar(const Var& x, double c, Loc loc = Loc::current());
+Var exp(const Var& x, Loc loc = Loc::current());  // dx = g * y
+Var log(const Var& x, Loc loc = Loc::current());  // dx = g / x
+// Broadcasts x to `shape` (numpy rules); dx = sum_to(g, x.shape).
+Var broadcast_to(const Var& x, const Shape& shape, Loc loc = Loc::current());
+// Sums x down to `shape` (the inverse of broadcasting); dx = broadcast_to(g, x.shape).
+Var sum_to(const Var& x, const Shape& shape, Loc loc = Loc::current());
+
+Var operator+(const Var& a, const Var& b);
+Var operator-(const Var& a, const Var& b);
+Var operator*(const Var& a, const Var& b);
+Var operator/(const Var& a, const Var& b);
+Var operator-(const Var& x);
+Var operator+(const Var& a, double c);
+Var operator+(double c, const Var& a);
+Var operator-(const Var& a, double c);
+Var operator-(double c, const Var& a);
+Var operator*(const Var& a, double c);
+Var operator*(double c, const Var& a);
+Var operator/(const Var& a, double c);
+
+// ---- activations ------------------------------------------------------------------------
+Var relu(const Var& x, Loc loc = Loc::current());  // dx = relu_backward(g, x) = g * (x > 0)
+// g * (x > 0): relu's VJP as an op (its own VJP: dg = relu_backward(gg, x), dx = 0).
+Var relu_backward(const Var& g, const Var& x, Loc loc = Loc::current());
+Var elu(const Var& x, double alpha = 1.0, Loc loc = Loc::current());  // dx = g * elu_grad(x)
+// d elu/dx = 1 if x > 0 else alpha*exp(x) (alpha at x == 0).
+Var elu_grad(const Var& x, double alpha = 1.0, Loc loc = Loc::current());
+Var sigmoid(const Var& x, Loc loc = Loc::current());  // dx = g * y * (1 - y)
+Var tanh(const Var& x, Loc loc = Loc::current());     // dx = g * (1 - y^2)
+
+// ---- linear algebra ---------------------------------------------------------------------
+struct MatmulOptions {
+  bool transpose_a = false;
+  bool transpose_b = false;
+};
+// y = op(a) @ op(b) for 2-D a, b (op = transpose if asked). dA = g @ op(b)^T, dB = op(a)^T @ g
+// (written as matmuls with transpose flags).
+Var matmul(const Var& a, const Var& b, MatmulOptions options = {}, Loc loc = Loc::current());
+// y = x @ w^T + b, x [N,in], w [out,in], b [out]. dx = g @ w, dw = g^T @ x, db = sum_n g.
+Var linear(const Var& x, const Var& w, Loc loc = Loc::current());
+Var linear(const Var& x, const Var& w, const Var& b, Loc loc = Loc::current());
+
+// ---- shapes -----------------------------------------------------------------------------
+// Same data, new shape (one entry may be -1). dx = reshape(g, x.shape).
+Var reshape(const Var& x, const Shape& shape, Loc loc = Loc::current());
+// [N, d1, d2, ...] -> [N, d1*d2*...]. dx = reshape(g, x.shape).
+Var flatten(const Var& x, Loc loc = Loc::current());
+// Reorders axes: y.shape[i] = x.shape[dims[i]]. dx = permute(g, inverse(dims)).
+Var permute(const Var& x, const Ints& dims, Loc loc = Loc::current());
+// Elements [start, start+length) along `axis`. dx = narrow_backward(g, x.shape[axis]).
+Var narrow(const Var& x, int64_t axis, int64_t start, int64_t length, Loc loc = Loc::current());
+// Zero-pads g back to `size` along `axis` (narrow's VJP). Its VJP is narrow.
+Var narrow_backward(const Var& g, int64_t axis, int64_t start, int64_t size,
+                    Loc loc = Loc::current());
+
+// ---- reductions -------------------------------------------------------------------------
+struct ReduceOptions {
+  Ints axes = {};  // empty: all axes
+  bool keepdims = false;
+};
+// dx = broadcast_to(reshape(g, kept shape), x.shape)
+Var sum(const Var& x, ReduceOptions options = {}, Loc loc = Loc::current());
+// dx = broadcast_to(reshape(g, kept shape), x.shape) / count
+Var mean(const Var& x, ReduceOptions options = {}, Loc loc = Loc::current());
+
+// ---- convolution (ops/conv.cpp) ---------------------------------------------------------
+struct Conv2dOptions {
+  Pair stride = 1;
+  Pair padding = 0;
+  Pair dilation = 1;
+  int64_t groups = 1;
+};
+// Cross-correlation. x [N,C,H,W], w [O,C/groups,kH,kW], b [O] -> [N,O,Ho,Wo] with
+// Ho = (H + 2ph - dh(kH-1) - 1)/sh + 1.
+// dx = conv_transpose2d(g, w) (output_padding chosen to give back H, W);
+// dw = conv2d_weight_grad(x, g); db = sum_{n,h,w} g.
+Var conv2d(const Var& x, const Var& w, Conv2dOptions options = {}, Loc loc = Loc::current());
+Var conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions options = {},
+           Loc loc = Loc::current());
+// dL/dw of conv2d: gw[o,c,p,q] = sum_{n,i,j} g[n,o,i,j] * xz[n, G*Cg+c, i*sh+p*dh, j*sw+q*dw].
+// Bilinear in x and g; its VJP is dx = conv_transpose2d(g, gw_bar), dg = conv2d(x, gw_bar).
+Var conv2d_weight_grad(const Var& x, const Var& g, Pair kernel_size, Conv2dOptions options = {},
+                       Loc loc = Loc::current());
+
+struct ConvTranspose2dOptions {
+  Pair stride = 1;
+  Pair padding = 0;
+  Pair output_padding = 0;
+  Pair dilation = 1;
+  int64_t groups = 1;
+};
+// The adjoint of conv2d in its input. x [N,C,H,W], w [C,O/groups,kH,kW], b [O] -> [N,O,Ho,Wo]
+// with Ho = (H-1)sh - 2ph + dh(kH-1) + oph + 1.
+// dx = conv2d(g, w); dw = conv2d_weight_grad(g, x); db = sum_{n,h,w} g.
+Var conv_transpose2d(const Var& x, const Var& w, ConvTranspose2dOptions options = {},
+                     Loc loc = Loc::current());
+Var conv_transpose2d(const Var& x, const Var& w, const Var& b, ConvTranspose2dOptions options = {},
+                     Loc loc = Loc::current());
+
+// Per-pixel fully connected layer: y[n,o,h,w] = b[o] + sum_c w[o,c,0,0] x[n,c,h,w]; a GEMM per
+// image. dx = conv1x1(g, w^T); dw = conv2d_weight_grad(x, g); db = sum_{n,h,w} g.
+Var conv1x1(const Var& x, const Var& w, Loc loc = Loc::current());
+Var conv1x1(const Var& x, const Var& w, const Var& b, Loc loc = Loc::current());
+
+// y = x + b over axis 1, x [N,C,H,W] or [N,C], b [C]. dx = g; db = sum over all axes but 1.
+Var bias_add(const Var& x, const Var& b, Loc loc = Loc::current());
+
+// ---- pooling (ops/pool.cpp) -------------------------------------------------------------
+struct MaxPool2dOptions {
+  Pair kernel_size = 0;  // required
+  Pair stride = 0;       // 0: same as kernel_size
+  Pair padding = 0;
+  Pair dilation = 1;
+  bool ceil_mode = false;
+};
+struct PoolResult {
+  Var values;   // [N,C,Ho,Wo], the window maxima
+  Var indices;  // int64 [N,C,Ho,Wo], flat h*W+w of each maximum in its input plane
+};
+// Max over each window; ties go to the first maximum in row-major window order.
+// dx = scatter_add_at(g, indices, [H, W]) (overlapping windows add up).
+PoolResult max_pool2d(const Var& x, MaxPool2dOptions options, Loc loc = Loc::current());
+
+struct MaxUnpool2dOptions {
+  Pair kernel_size = 0;  // required
+  Pair stride = 0;       // 0: same as kernel_size
+  Pair padding = 0;
+  Pair output_size = 0;  // 0: the default (h-1)*sh - 2ph + kH
+};
+// Places x at `indices` in a zero [N,C,Ho,Wo] tensor. dx = gather_at(g, indices).
+Var max_unpool2d(const Var& x, const Var& indices, MaxUnpool2dOptions options,
+                 Loc loc = Loc::current());
+// y[n,c,i,j] = x[n,c].flat[indices[n,c,i,j]]. dx = scatter_add_at(g, indices, [H, W]).
+Var gather_at(const Var& x, const Var& indices, Loc loc = Loc::current());
+// y = zeros [N,C,H,W]; y[n,c].flat[indices[n,c,i,j]] += x[n,c,i,j]. dx = gather_at(g, indices).
+Var scatter_add_at(const Var& x, const Var& indices, Pair output_size, Loc loc = Loc::current());
+
+struct AvgPool2dOptions {
+  Pair kernel_size = 0;  // required
+  Pair stride = 0;       // 0: same as kernel_size
+  Pair padding = 0;
+  bool ceil_mode = false;
+  bool count_include_pad = true;
+};
+// Window means (PyTorch's divisor rules). dx = avg_pool2d_backward(g, [H, W]).
+Var avg_pool2d(const Var& x, AvgPool2dOptions options, Loc loc = Loc::current());
+// Spreads g[n,c,i,j]/divisor over each window (the adjoint of avg_pool2d); its VJP is avg_pool2d.
+Var avg_pool2d_backward(const Var& g, Pair input_size, AvgPool2dOptions options,
+                        Loc loc = Loc::current());
+
+// ---- softmax and loss (ops/softmax.cpp) -------------------------------------------------
+// Softmax over axis 1 (classes). dx = y * (g - sum_c(y * g)).
+Var softmax(const Var& x, Loc loc = Loc::current());
+// log-softmax over axis 1. dx = g - softmax(x) * sum_c(g).
+Var log_softmax(const Var& x, Loc loc = Loc::current());
+// int64 labels [N] or [N,H,W] -> [N,C] or [N,C,H,W] with ones at the labels (axis 1); labels
+// outside [0, C) give an all-zero column (used for ignore_index). Not differentiable.
+Var one_hot(const Var& labels, int64_t num_classes, bool float64 = false, Loc loc = Loc::current());
+
+struct SoftmaxXentOptions {
+  std::string reduction = "mean";  // "mean", "sum" or "none"
+  int64_t ignore_index = -100;     // class labels equal to this are skipped (and not counted)
+};
+// Fused, stable softmax + cross-entropy over axis 1. logits [N,C] or [N,C,H,W]; labels int64
+// [N] / [N,H,W], or probabilities shaped like the logits.
+// dlogits = s * (softmax(z) * sum_c t - t); dt = -s * log_softmax(z) (s: seed per element).
+Var softmax_xent(const Var& logits, const Var& labels, SoftmaxXentOptions options = {},
+                 Loc loc = Loc::current());
+// softmax_xent's gradient for class labels in one pass: seed [N, d...] * (softmax(z) -
+// onehot(labels)), 0 where labels == ignore_index. Differentiable (its VJP is made of ops).
+Var softmax_xent_backward(const Var& logits, const Var& labels, const Var& seed,
+                          int64_t ignore_index = -100, Loc loc = Loc::current());
+
+}  // namespace dg

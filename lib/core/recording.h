@@ -1,0 +1,34 @@
+// Internal: hooks between the op call path, the engine and the thread's recording state.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "deltagraph/core/graph.h"
+#include "deltagraph/core/tape.h"
+
+namespace dg {
+
+struct Recorder {
+  // Counts an op on the active tape; returns its global sequence number.
+  static uint64_t note_recorded();
+  // What the engine is doing on this thread, copied into every node recorded now.
+  static const BackwardOrigin& backward_origin();
+};
+
+// Marks the ops recorded on this thread during its lifetime as part of a backward pass (and,
+// with a vjp_op, as made by that op's VJP); restores the previous marking when it ends, so
+// nested passes (gradients of gradients) mark their own nodes.
+class RecordingBackward {
+ public:
+  explicit RecordingBackward(BackwardOrigin origin);
+  ~RecordingBackward();
+  RecordingBackward(const RecordingBackward&) = delete;
+  RecordingBackward& operator=(const RecordingBackward&) = delete;
+
+ private:
+  BackwardOrigin saved_;
+};
+
+}  // namespace dg
