@@ -476,126 +476,162 @@ OpSample sample_conv(Sampler& s, bool transposed) {
   return sample;
 }
 
-}  // namespace
+// ---- conv2d -----------------------------------------------------------------------------------
 
-void register_conv_ops() {
-  register_builtin({
+std::vector<Tensor> conv2d_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  Tensor y(specs[0].shape, specs[0].dtype);
+  dispatch_float(y.dtype(), [&](auto t) {
+    conv2d_forward<decltype(t)>(c.input(0), c.input(1), optional_input(c, 2),
+                                conv_attrs(c.attrs, false), y);
+  });
+  return std::vector<Tensor>{y};
+}
+
+OpSample conv2d_sample(Sampler& s) { return sample_conv(s, false); }
+
+OpDef conv2d_def() {
+  return {
       .name = "conv2d",
       .summary = "cross-correlation: x [N,C,H,W], w [O,C/groups,kH,kW], b [O] -> [N,O,Ho,Wo]",
       .inputs = {{"x"}, {"w"}, {"b", InputKind::floating, true}},
       .attrs = conv_attr_specs(false),
       .shape = conv2d_shape,
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            Tensor y(specs[0].shape, specs[0].dtype);
-            dispatch_float(y.dtype(), [&](auto t) {
-              conv2d_forward<decltype(t)>(c.input(0), c.input(1), optional_input(c, 2),
-                                          conv_attrs(c.attrs, false), y);
-            });
-            return std::vector<Tensor>{y};
-          },
+      .forward = conv2d_kernel,
       .vjp = conv2d_vjp,
       .vjp_formula =
           "dx = conv_transpose2d(g, w), dw = conv2d_weight_grad(x, g), db = sum_{n,h,w} g",
       .label = conv_label(1, 2),
-      .sample = [](Sampler& s) { return sample_conv(s, false); },
+      .sample = conv2d_sample,
+  };
+}
+
+// ---- conv_transpose2d -------------------------------------------------------------------------
+
+std::vector<Tensor> conv_transpose2d_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  Tensor y(specs[0].shape, specs[0].dtype);
+  dispatch_float(y.dtype(), [&](auto t) {
+    conv_transpose2d_forward<decltype(t)>(c.input(0), c.input(1), optional_input(c, 2),
+                                          conv_attrs(c.attrs, true), y);
   });
-  register_builtin({
+  return std::vector<Tensor>{y};
+}
+
+OpSample conv_transpose2d_sample(Sampler& s) { return sample_conv(s, true); }
+
+OpDef conv_transpose2d_def() {
+  return {
       .name = "conv_transpose2d",
       .summary = "the adjoint of conv2d in its input: x [N,C,H,W], w [C,O/groups,kH,kW], b [O]",
       .inputs = {{"x"}, {"w"}, {"b", InputKind::floating, true}},
       .attrs = conv_attr_specs(true),
       .shape = conv_transpose2d_shape,
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            Tensor y(specs[0].shape, specs[0].dtype);
-            dispatch_float(y.dtype(), [&](auto t) {
-              conv_transpose2d_forward<decltype(t)>(c.input(0), c.input(1), optional_input(c, 2),
-                                                    conv_attrs(c.attrs, true), y);
-            });
-            return std::vector<Tensor>{y};
-          },
+      .forward = conv_transpose2d_kernel,
       .vjp = conv_transpose2d_vjp,
       .vjp_formula = "dx = conv2d(g, w), dw = conv2d_weight_grad(g, x), db = sum_{n,h,w} g",
       .label = conv_label(1, 2),
-      .sample = [](Sampler& s) { return sample_conv(s, true); },
+      .sample = conv_transpose2d_sample,
+  };
+}
+
+// ---- conv2d_weight_grad -----------------------------------------------------------------------
+
+std::vector<Tensor> conv2d_weight_grad_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  Tensor gw(specs[0].shape, specs[0].dtype);
+  dispatch_float(gw.dtype(), [&](auto t) {
+    conv2d_weight_grad_forward<decltype(t)>(c.input(0), c.input(1), conv_attrs(c.attrs, false), gw);
   });
+  return std::vector<Tensor>{gw};
+}
+
+OpSample conv2d_weight_grad_sample(Sampler& s) {
+  const SampledConv c = sample_conv_config(s, false);
+  const int64_t Ho = conv_out(c.H, c.kH, c.a.stride.h, c.a.padding.h, c.a.dilation.h);
+  const int64_t Wo = conv_out(c.W, c.kW, c.a.stride.w, c.a.padding.w, c.a.dilation.w);
+  AttrMap attrs = conv_attr_map(c.a, false);
+  attrs.push_back({"kernel_size", Ints{c.kH, c.kW}});
+  return OpSample{{s.smooth({c.N, c.C, c.H, c.W}), s.smooth({c.N, c.O, Ho, Wo})}, attrs};
+}
+
+OpDef conv2d_weight_grad_def() {
   std::vector<AttrSpec> weight_grad_attrs = conv_attr_specs(false);
   weight_grad_attrs.insert(weight_grad_attrs.begin(), {"kernel_size", AttrType::pair, std::nullopt,
                                                        "the weight's [kH, kW]", "k"});
-  register_builtin({
+
+  return {
       .name = "conv2d_weight_grad",
       .summary = "dL/dw of conv2d(x, w) for output gradient g: [O, C/groups, kH, kW]",
       .inputs = {{"x"}, {"g"}},
       .attrs = weight_grad_attrs,
       .shape = weight_grad_shape,
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            Tensor gw(specs[0].shape, specs[0].dtype);
-            dispatch_float(gw.dtype(), [&](auto t) {
-              conv2d_weight_grad_forward<decltype(t)>(c.input(0), c.input(1),
-                                                      conv_attrs(c.attrs, false), gw);
-            });
-            return std::vector<Tensor>{gw};
-          },
+      .forward = conv2d_weight_grad_kernel,
       .vjp = weight_grad_vjp,
       .vjp_formula = "dx = conv_transpose2d(g, gw_bar), dg = conv2d(x, gw_bar)",
-      .sample =
-          [](Sampler& s) {
-            const SampledConv c = sample_conv_config(s, false);
-            const int64_t Ho = conv_out(c.H, c.kH, c.a.stride.h, c.a.padding.h, c.a.dilation.h);
-            const int64_t Wo = conv_out(c.W, c.kW, c.a.stride.w, c.a.padding.w, c.a.dilation.w);
-            AttrMap attrs = conv_attr_map(c.a, false);
-            attrs.push_back({"kernel_size", Ints{c.kH, c.kW}});
-            return OpSample{{s.smooth({c.N, c.C, c.H, c.W}), s.smooth({c.N, c.O, Ho, Wo})}, attrs};
-          },
+      .sample = conv2d_weight_grad_sample,
+  };
+}
+
+// ---- conv1x1 ----------------------------------------------------------------------------------
+
+std::vector<TensorSpec> conv1x1_shape(const OpCall& c) {
+  check_image(c, 0);
+  expect_rank(c, 1, 4, "[O,C,1,1]");
+  const Shape &x = c.input(0).shape(), &w = c.input(1).shape();
+  if (w[2] != 1 || w[3] != 1) shape_fail(c, "w must be [O,C,1,1], got {}", w);
+  if (x[1] != w[1])
+    shape_fail(c, "x has {} channels but w {} expects {} (w.shape[1])", x[1], w, w[1]);
+  check_bias(c, w[0]);
+  return std::vector<TensorSpec>{{{x[0], w[0], x[2], x[3]}, c.input(0).dtype()}};
+}
+
+std::vector<Tensor> conv1x1_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  Tensor y(specs[0].shape, specs[0].dtype);
+  const ConvAttrs pointwise{{1, 1}, {0, 0}, {1, 1}, {0, 0}, 1};
+  dispatch_float(y.dtype(), [&](auto t) {
+    conv2d_forward<decltype(t)>(c.input(0), c.input(1), optional_input(c, 2), pointwise, y);
   });
-  register_builtin({
+  return std::vector<Tensor>{y};
+}
+
+std::vector<Var> conv1x1_vjp(const VjpContext& c) {
+  const Var &x = c.input(0), &w = c.input(1), &g = c.grad_output(0);
+  Var dx, dw, db;
+  if (c.needs(0)) dx = conv1x1(g, permute(w, {1, 0, 2, 3}));
+  if (c.needs(1)) dw = conv2d_weight_grad(x, g, {1, 1});
+  if (c.needs(2)) db = bias_grad(g);
+  return {dx, dw, db};
+}
+
+OpSample conv1x1_sample(Sampler& s) {
+  const int64_t N = s.integer(1, 2), C = s.integer(1, 4), O = s.integer(1, 4);
+  const Shape x{N, C, s.integer(1, 4), s.integer(1, 4)};
+  OpSample sample{{s.smooth(x), s.smooth({O, C, 1, 1})}, {}, {true, false}};
+  if (s.boolean()) {
+    sample.inputs.push_back(s.smooth({O}));
+    sample.batched.push_back(false);
+  }
+  return sample;
+}
+
+OpDef conv1x1_def() {
+  return {
       .name = "conv1x1",
       .summary = "per-pixel fully connected layer: x [N,C,H,W], w [O,C,1,1], b [O] -> [N,O,H,W]",
       .inputs = {{"x"}, {"w"}, {"b", InputKind::floating, true}},
-      .shape =
-          [](const OpCall& c) {
-            check_image(c, 0);
-            expect_rank(c, 1, 4, "[O,C,1,1]");
-            const Shape &x = c.input(0).shape(), &w = c.input(1).shape();
-            if (w[2] != 1 || w[3] != 1) shape_fail(c, "w must be [O,C,1,1], got {}", w);
-            if (x[1] != w[1])
-              shape_fail(c, "x has {} channels but w {} expects {} (w.shape[1])", x[1], w, w[1]);
-            check_bias(c, w[0]);
-            return std::vector<TensorSpec>{{{x[0], w[0], x[2], x[3]}, c.input(0).dtype()}};
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            Tensor y(specs[0].shape, specs[0].dtype);
-            const ConvAttrs pointwise{{1, 1}, {0, 0}, {1, 1}, {0, 0}, 1};
-            dispatch_float(y.dtype(), [&](auto t) {
-              conv2d_forward<decltype(t)>(c.input(0), c.input(1), optional_input(c, 2), pointwise,
-                                          y);
-            });
-            return std::vector<Tensor>{y};
-          },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        const Var &x = c.input(0), &w = c.input(1), &g = c.grad_output(0);
-        Var dx, dw, db;
-        if (c.needs(0)) dx = conv1x1(g, permute(w, {1, 0, 2, 3}));
-        if (c.needs(1)) dw = conv2d_weight_grad(x, g, {1, 1});
-        if (c.needs(2)) db = bias_grad(g);
-        return {dx, dw, db};
-      },
+      .shape = conv1x1_shape,
+      .forward = conv1x1_kernel,
+      .vjp = conv1x1_vjp,
       .vjp_formula = "dx = conv1x1(g, w^T), dw = conv2d_weight_grad(x, g), db = sum_{n,h,w} g",
-      .sample =
-          [](Sampler& s) {
-            const int64_t N = s.integer(1, 2), C = s.integer(1, 4), O = s.integer(1, 4);
-            const Shape x{N, C, s.integer(1, 4), s.integer(1, 4)};
-            OpSample sample{{s.smooth(x), s.smooth({O, C, 1, 1})}, {}, {true, false}};
-            if (s.boolean()) {
-              sample.inputs.push_back(s.smooth({O}));
-              sample.batched.push_back(false);
-            }
-            return sample;
-          },
-  });
+      .sample = conv1x1_sample,
+  };
+}
+
+}  // namespace
+
+void register_conv_ops() {
+  register_builtin(conv2d_def());
+  register_builtin(conv_transpose2d_def());
+  register_builtin(conv2d_weight_grad_def());
+  register_builtin(conv1x1_def());
 }
 
 namespace {

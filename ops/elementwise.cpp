@@ -111,47 +111,130 @@ AttrSpec scalar_attr() { return {"c", AttrType::real, std::nullopt, "the scalar"
 
 }  // namespace
 
+namespace {
+
+// ---- VJPs and the ops that are not made by binary() or unary() ----------------------------
+
+std::vector<Var> add_vjp(const VjpContext& c) {
+  const Var& g = c.grad_output(0);
+  return {sum_to(g, c.input(0).shape()), sum_to(g, c.input(1).shape())};
+}
+
+std::vector<Var> sub_vjp(const VjpContext& c) {
+  const Var& g = c.grad_output(0);
+  return {sum_to(g, c.input(0).shape()), c.needs(1) ? neg(sum_to(g, c.input(1).shape())) : Var()};
+}
+
+std::vector<Var> mul_vjp(const VjpContext& c) {
+  const Var& g = c.grad_output(0);
+  return {c.needs(0) ? sum_to(mul(g, c.input(1)), c.input(0).shape()) : Var(),
+          c.needs(1) ? sum_to(mul(g, c.input(0)), c.input(1).shape()) : Var()};
+}
+
+std::vector<Var> div_vjp(const VjpContext& c) {
+  const Var& g = c.grad_output(0);
+  const Var& b = c.input(1);
+  return {c.needs(0) ? sum_to(div(g, b), c.input(0).shape()) : Var(),
+          c.needs(1) ? neg(sum_to(div(mul(g, c.output(0)), b), b.shape())) : Var()};
+}
+
+std::vector<Var> neg_vjp(const VjpContext& c) { return {neg(c.grad_output(0))}; }
+
+std::vector<Var> add_scalar_vjp(const VjpContext& c) { return {c.grad_output(0)}; }
+
+std::vector<Var> mul_scalar_vjp(const VjpContext& c) {
+  return {mul_scalar(c.grad_output(0), c.attrs.real("c"))};
+}
+
+std::vector<Var> exp_vjp(const VjpContext& c) { return {mul(c.grad_output(0), c.output(0))}; }
+
+std::vector<Var> log_vjp(const VjpContext& c) { return {div(c.grad_output(0), c.input(0))}; }
+
+std::vector<Var> relu_vjp(const VjpContext& c) {
+  return {relu_backward(c.grad_output(0), c.input(0))};
+}
+
+std::vector<Var> elu_vjp(const VjpContext& c) {
+  return {mul(c.grad_output(0), elu_grad(c.input(0), c.attrs.real("alpha")))};
+}
+
+// d/dx is 0 where x > 0 and alpha*exp(x) elsewhere: elu_grad(x) minus its x > 0 part.
+std::vector<Var> elu_grad_vjp(const VjpContext& c) {
+  const Var& g = c.grad_output(0);
+  return {sub(mul(g, c.output(0)), relu_backward(g, c.input(0)))};
+}
+
+std::vector<Var> sigmoid_vjp(const VjpContext& c) {
+  const Var& y = c.output(0);
+  return {mul(c.grad_output(0), mul(y, 1.0 - y))};
+}
+
+std::vector<Var> tanh_vjp(const VjpContext& c) {
+  const Var& y = c.output(0);
+  return {mul(c.grad_output(0), 1.0 - mul(y, y))};
+}
+
+std::vector<TensorSpec> relu_backward_shape(const OpCall& c) {
+  if (!(c.input(0).shape() == c.input(1).shape()))
+    shape_fail(c, "g is {} and x is {}; they must have the same shape", c.input(0).shape(),
+               c.input(1).shape());
+  return same_as_input(c);
+}
+
+std::vector<Tensor> relu_backward_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  Tensor y(specs[0].shape, specs[0].dtype);
+  dispatch_float(y.dtype(), [&](auto t) {
+    using T = decltype(t);
+    kernels::zip<T>(c.input(0), c.input(1), y, [](T g, T x) { return x <= T(0) ? T(0) : g; });
+  });
+  return std::vector<Tensor>{y};
+}
+
+std::vector<Var> relu_backward_vjp(const VjpContext& c) {
+  return {relu_backward(c.grad_output(0), c.input(1)), Var()};
+}
+
+OpSample relu_backward_sample(Sampler& s) {
+  const Shape shape = sample_shape(s, 1, 4);
+  return OpSample{{s.smooth(shape), s.smooth(shape)}, {}, all_batched(2)};
+}
+
+// Linear in g; piecewise constant in x, so x gets no gradient (vjp below).
+OpDef relu_backward_def() {
+  return {
+      .name = "relu_backward",
+      .summary = "y = g * (x > 0), relu's VJP as an op",
+      .inputs = {{"g"}, {"x"}},
+      .shape = relu_backward_shape,
+      .forward = relu_backward_kernel,
+      .vjp = relu_backward_vjp,
+      .vjp_formula = "dg = relu_backward(gg, x), dx = 0",
+      .sample = relu_backward_sample,
+  };
+}
+
+}  // namespace
+
 static void register_activations();
 
 void register_elementwise_ops() {
   register_activations();
   binary(
       "add", "y = a + b (broadcasting)", "da = sum_to(g, a.shape), db = sum_to(g, b.shape)",
-      [](auto a, auto b) { return a + b; },
-      [](const VjpContext& c) -> std::vector<Var> {
-        const Var& g = c.grad_output(0);
-        return {sum_to(g, c.input(0).shape()), sum_to(g, c.input(1).shape())};
-      });
+      [](auto a, auto b) { return a + b; }, add_vjp);
   binary(
       "sub", "y = a - b (broadcasting)", "da = sum_to(g, a.shape), db = -sum_to(g, b.shape)",
-      [](auto a, auto b) { return a - b; },
-      [](const VjpContext& c) -> std::vector<Var> {
-        const Var& g = c.grad_output(0);
-        return {sum_to(g, c.input(0).shape()),
-                c.needs(1) ? neg(sum_to(g, c.input(1).shape())) : Var()};
-      });
+      [](auto a, auto b) { return a - b; }, sub_vjp);
   binary(
       "mul", "y = a * b (broadcasting)", "da = sum_to(g * b, a.shape), db = sum_to(g * a, b.shape)",
-      [](auto a, auto b) { return a * b; },
-      [](const VjpContext& c) -> std::vector<Var> {
-        const Var& g = c.grad_output(0);
-        return {c.needs(0) ? sum_to(mul(g, c.input(1)), c.input(0).shape()) : Var(),
-                c.needs(1) ? sum_to(mul(g, c.input(0)), c.input(1).shape()) : Var()};
-      });
+      [](auto a, auto b) { return a * b; }, mul_vjp);
   binary(
       "div", "y = a / b (broadcasting)",
       "da = sum_to(g / b, a.shape), db = -sum_to(g * y / b, b.shape)",
-      [](auto a, auto b) { return a / b; },
-      [](const VjpContext& c) -> std::vector<Var> {
-        const Var& g = c.grad_output(0);
-        const Var& b = c.input(1);
-        return {c.needs(0) ? sum_to(div(g, b), c.input(0).shape()) : Var(),
-                c.needs(1) ? neg(sum_to(div(mul(g, c.output(0)), b), b.shape())) : Var()};
-      },
-      binary_sample(true));
+      [](auto a, auto b) { return a / b; }, div_vjp, binary_sample(true));
   unary(
       "neg", "y = -x", "dx = -g", {}, [](auto, const Attrs&) { return [](auto x) { return -x; }; },
-      [](const VjpContext& c) -> std::vector<Var> { return {neg(c.grad_output(0))}; });
+      neg_vjp);
   unary(
       "add_scalar", "y = x + c", "dx = g", {scalar_attr()},
       [](auto t, const Attrs& a) {
@@ -159,8 +242,7 @@ void register_elementwise_ops() {
         T s = static_cast<T>(a.real("c"));
         return [s](T x) { return x + s; };
       },
-      [](const VjpContext& c) -> std::vector<Var> { return {c.grad_output(0)}; },
-      unary_sample(false, {{"c", 0.75}}));
+      add_scalar_vjp, unary_sample(false, {{"c", 0.75}}));
   unary(
       "mul_scalar", "y = x * c", "dx = c * g", {scalar_attr()},
       [](auto t, const Attrs& a) {
@@ -168,18 +250,13 @@ void register_elementwise_ops() {
         T s = static_cast<T>(a.real("c"));
         return [s](T x) { return x * s; };
       },
-      [](const VjpContext& c) -> std::vector<Var> {
-        return {mul_scalar(c.grad_output(0), c.attrs.real("c"))};
-      },
-      unary_sample(false, {{"c", -1.5}}));
+      mul_scalar_vjp, unary_sample(false, {{"c", -1.5}}));
   unary(
       "exp", "y = exp(x)", "dx = g * y", {},
-      [](auto, const Attrs&) { return [](auto x) { return std::exp(x); }; },
-      [](const VjpContext& c) -> std::vector<Var> { return {mul(c.grad_output(0), c.output(0))}; });
+      [](auto, const Attrs&) { return [](auto x) { return std::exp(x); }; }, exp_vjp);
   unary(
       "log", "y = log(x)", "dx = g / x", {},
-      [](auto, const Attrs&) { return [](auto x) { return std::log(x); }; },
-      [](const VjpContext& c) -> std::vector<Var> { return {div(c.grad_output(0), c.input(0))}; },
+      [](auto, const Attrs&) { return [](auto x) { return std::log(x); }; }, log_vjp,
       unary_sample(true));
 }
 
@@ -191,42 +268,9 @@ static void register_activations() {
         // Written as !(x <= 0) so that NaN propagates, as in PyTorch.
         return [](T x) { return !(x <= T(0)) ? x : T(0); };
       },
-      [](const VjpContext& c) -> std::vector<Var> {
-        return {relu_backward(c.grad_output(0), c.input(0))};
-      });
+      relu_vjp);
 
-  register_builtin({
-      .name = "relu_backward",
-      .summary = "y = g * (x > 0), relu's VJP as an op",
-      .inputs = {{"g"}, {"x"}},
-      .shape =
-          [](const OpCall& c) {
-            if (!(c.input(0).shape() == c.input(1).shape()))
-              shape_fail(c, "g is {} and x is {}; they must have the same shape",
-                         c.input(0).shape(), c.input(1).shape());
-            return same_as_input(c);
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            Tensor y(specs[0].shape, specs[0].dtype);
-            dispatch_float(y.dtype(), [&](auto t) {
-              using T = decltype(t);
-              kernels::zip<T>(c.input(0), c.input(1), y,
-                              [](T g, T x) { return x <= T(0) ? T(0) : g; });
-            });
-            return std::vector<Tensor>{y};
-          },
-      // Linear in g; piecewise constant in x, so x gets no gradient.
-      .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        return {relu_backward(c.grad_output(0), c.input(1)), Var()};
-      },
-      .vjp_formula = "dg = relu_backward(gg, x), dx = 0",
-      .sample =
-          [](Sampler& s) {
-            const Shape shape = sample_shape(s, 1, 4);
-            return OpSample{{s.smooth(shape), s.smooth(shape)}, {}, all_batched(2)};
-          },
-  });
+  register_builtin(relu_backward_def());
 
   unary(
       "elu", "y = x if x > 0 else alpha*(exp(x)-1)", "dx = g * elu_grad(x)", {alpha_attr()},
@@ -235,10 +279,7 @@ static void register_activations() {
         T alpha = static_cast<T>(a.real("alpha"));
         return [alpha](T x) { return x > T(0) ? x : alpha * std::expm1(x); };
       },
-      [](const VjpContext& c) -> std::vector<Var> {
-        return {mul(c.grad_output(0), elu_grad(c.input(0), c.attrs.real("alpha")))};
-      },
-      unary_sample(false, {{"alpha", 0.7}}));
+      elu_vjp, unary_sample(false, {{"alpha", 0.7}}));
 
   unary(
       "elu_grad", "y = 1 if x > 0 else alpha*exp(x) (the derivative of elu)",
@@ -248,12 +289,7 @@ static void register_activations() {
         T alpha = static_cast<T>(a.real("alpha"));
         return [alpha](T x) { return x > T(0) ? T(1) : alpha * std::exp(x); };
       },
-      // d/dx is 0 where x > 0 and alpha*exp(x) elsewhere: elu_grad(x) minus its x > 0 part.
-      [](const VjpContext& c) -> std::vector<Var> {
-        const Var& g = c.grad_output(0);
-        return {sub(mul(g, c.output(0)), relu_backward(g, c.input(0)))};
-      },
-      unary_sample(false, {{"alpha", 1.3}}));
+      elu_grad_vjp, unary_sample(false, {{"alpha", 1.3}}));
 
   unary(
       "sigmoid", "y = 1 / (1 + exp(-x))", "dx = g * y * (1 - y)", {},
@@ -266,10 +302,7 @@ static void register_activations() {
           return e / (T(1) + e);
         };
       },
-      [](const VjpContext& c) -> std::vector<Var> {
-        const Var& y = c.output(0);
-        return {mul(c.grad_output(0), mul(y, 1.0 - y))};
-      });
+      sigmoid_vjp);
 
   unary(
       "tanh", "y = tanh(x)", "dx = g * (1 - y^2)", {},
@@ -277,10 +310,7 @@ static void register_activations() {
         using T = decltype(t);
         return [](T x) { return std::tanh(x); };
       },
-      [](const VjpContext& c) -> std::vector<Var> {
-        const Var& y = c.output(0);
-        return {mul(c.grad_output(0), 1.0 - mul(y, y))};
-      });
+      tanh_vjp);
 }
 
 // ---- typed front ------------------------------------------------------------------------

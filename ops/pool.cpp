@@ -480,10 +480,41 @@ Tensor unique_plane_indices(Sampler& s, const Shape& shape, int64_t H, int64_t W
   return idx;
 }
 
-}  // namespace
+// ---- max_pool2d -------------------------------------------------------------------------------
 
-void register_pool_ops() {
-  register_builtin({
+std::vector<TensorSpec> max_pool2d_shape(const OpCall& c) {
+  expect_rank(c, 0, 4, "[N,C,H,W]");
+  const PoolGeometry g = pool_geometry(c, c.input(0).shape(), true, c.attrs.boolean("ceil_mode"));
+  const Shape out{g.N, g.C, g.h.out, g.w.out};
+  return std::vector<TensorSpec>{{out, c.input(0).dtype()}, {out, DType::i64}};
+}
+
+std::vector<Tensor> max_pool2d_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  const PoolGeometry g = pool_geometry(c, c.input(0).shape(), true, c.attrs.boolean("ceil_mode"));
+  Tensor y(specs[0].shape, specs[0].dtype), indices(specs[1].shape, DType::i64);
+  dispatch_float(y.dtype(),
+                 [&](auto t) { max_pool_forward<decltype(t)>(c.input(0), g, y, indices); });
+  return std::vector<Tensor>{y, indices};
+}
+
+std::vector<Var> max_pool2d_vjp(const VjpContext& c) {
+  const Shape& x = c.input(0).shape();
+  return {scatter_add_at(c.grad_output(0), c.output(1), {x[2], x[3]})};
+}
+
+OpSample max_pool2d_sample(Sampler& s) {
+  const SampledPool p = sample_pool_config(s, true);
+  return OpSample{{s.distinct(p.x)},
+                  {{"kernel_size", p.kernel},
+                   {"stride", p.stride},
+                   {"padding", p.padding},
+                   {"dilation", p.dilation},
+                   {"ceil_mode", p.ceil_mode}},
+                  all_batched(1)};
+}
+
+OpDef max_pool2d_def() {
+  return {
       .name = "max_pool2d",
       .summary = "window maxima and their flat input-plane indices (first maximum wins ties)",
       .inputs = {{"x"}},
@@ -494,248 +525,274 @@ void register_pool_ops() {
                 pair_attr("dilation", 1, "d"),
                 {"ceil_mode", AttrType::boolean, AttrValue(false),
                  "ceil instead of floor for the output size", "ceil"}},
-      .shape =
-          [](const OpCall& c) {
-            expect_rank(c, 0, 4, "[N,C,H,W]");
-            const PoolGeometry g =
-                pool_geometry(c, c.input(0).shape(), true, c.attrs.boolean("ceil_mode"));
-            const Shape out{g.N, g.C, g.h.out, g.w.out};
-            return std::vector<TensorSpec>{{out, c.input(0).dtype()}, {out, DType::i64}};
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            const PoolGeometry g =
-                pool_geometry(c, c.input(0).shape(), true, c.attrs.boolean("ceil_mode"));
-            Tensor y(specs[0].shape, specs[0].dtype), indices(specs[1].shape, DType::i64);
-            dispatch_float(y.dtype(), [&](auto t) {
-              max_pool_forward<decltype(t)>(c.input(0), g, y, indices);
-            });
-            return std::vector<Tensor>{y, indices};
-          },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        const Shape& x = c.input(0).shape();
-        return {scatter_add_at(c.grad_output(0), c.output(1), {x[2], x[3]})};
-      },
+      .shape = max_pool2d_shape,
+      .forward = max_pool2d_kernel,
+      .vjp = max_pool2d_vjp,
       .vjp_formula = "dx = scatter_add_at(g, indices, [H, W])",
       .label = pool_label,
-      .sample =
-          [](Sampler& s) {
-            const SampledPool p = sample_pool_config(s, true);
-            return OpSample{{s.distinct(p.x)},
-                            {{"kernel_size", p.kernel},
-                             {"stride", p.stride},
-                             {"padding", p.padding},
-                             {"dilation", p.dilation},
-                             {"ceil_mode", p.ceil_mode}},
-                            all_batched(1)};
-          },
-  });
-  register_builtin({
+      .sample = max_pool2d_sample,
+  };
+}
+
+// ---- max_unpool2d -----------------------------------------------------------------------------
+
+std::vector<TensorSpec> max_unpool2d_shape(const OpCall& c) {
+  expect_rank(c, 0, 4, "[N,C,h,w]");
+  expect_same_shape(c, 0, 1);
+  const UnpoolSize size = unpool_size(c);
+  check_indices(c, 1, size.H * size.W, size.H, size.W);
+  const Shape& x = c.input(0).shape();
+  return std::vector<TensorSpec>{{{x[0], x[1], size.H, size.W}, c.input(0).dtype()}};
+}
+
+std::vector<Tensor> max_unpool2d_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  Tensor y(specs[0].shape, specs[0].dtype);
+  dispatch_float(y.dtype(),
+                 [&](auto t) { scatter<decltype(t)>(c.input(0), c.input(1), y, false); });
+  return std::vector<Tensor>{y};
+}
+
+std::vector<Var> max_unpool2d_vjp(const VjpContext& c) {
+  return {gather_at(c.grad_output(0), c.input(1)), Var()};
+}
+
+OpSample max_unpool2d_sample(Sampler& s) {
+  const int64_t k = s.integer(1, 3), st = s.integer(1, 3);
+  const Shape x{s.integer(1, 2), s.integer(1, 3), s.integer(1, 3), s.integer(1, 3)};
+  // Within PyTorch's accepted range (default - stride, default + stride), and at least 1.
+  auto size = [&](int64_t in) {
+    const int64_t def = unpool_default(in, k, st, 0);
+    return s.integer(std::max<int64_t>(1, def - st + 1), def + st - 1);
+  };
+  const int64_t H = size(x[2]), W = size(x[3]);
+  return OpSample{{s.smooth(x), unique_plane_indices(s, x, H, W)},
+                  {{"kernel_size", Ints{k, k}},
+                   {"stride", Ints{st, st}},
+                   {"padding", Ints{0, 0}},
+                   {"output_size", Ints{H, W}}},
+                  all_batched(2)};
+}
+
+OpDef max_unpool2d_def() {
+  return {
       .name = "max_unpool2d",
       .summary = "places x at the flat indices of a zero [N,C,Ho,Wo] output (undoes max_pool2d)",
       .inputs = {{"x"}, {"indices", InputKind::int64}},
       .attrs = {kernel_attr(), stride_attr(), pair_attr("padding", 0, "p"),
                 pair_attr("output_size", 0, "out", "[0,0]: (h-1)*stride - 2*padding + kernel")},
-      .shape =
-          [](const OpCall& c) {
-            expect_rank(c, 0, 4, "[N,C,h,w]");
-            expect_same_shape(c, 0, 1);
-            const UnpoolSize size = unpool_size(c);
-            check_indices(c, 1, size.H * size.W, size.H, size.W);
-            const Shape& x = c.input(0).shape();
-            return std::vector<TensorSpec>{{{x[0], x[1], size.H, size.W}, c.input(0).dtype()}};
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            Tensor y(specs[0].shape, specs[0].dtype);
-            dispatch_float(y.dtype(),
-                           [&](auto t) { scatter<decltype(t)>(c.input(0), c.input(1), y, false); });
-            return std::vector<Tensor>{y};
-          },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        return {gather_at(c.grad_output(0), c.input(1)), Var()};
-      },
+      .shape = max_unpool2d_shape,
+      .forward = max_unpool2d_kernel,
+      .vjp = max_unpool2d_vjp,
       .vjp_formula = "dx = gather_at(g, indices)",
       .label = pool_label,
-      .sample =
-          [](Sampler& s) {
-            const int64_t k = s.integer(1, 3), st = s.integer(1, 3);
-            const Shape x{s.integer(1, 2), s.integer(1, 3), s.integer(1, 3), s.integer(1, 3)};
-            // Within PyTorch's accepted range (default - stride, default + stride), and at least 1.
-            auto size = [&](int64_t in) {
-              const int64_t def = unpool_default(in, k, st, 0);
-              return s.integer(std::max<int64_t>(1, def - st + 1), def + st - 1);
-            };
-            const int64_t H = size(x[2]), W = size(x[3]);
-            return OpSample{{s.smooth(x), unique_plane_indices(s, x, H, W)},
-                            {{"kernel_size", Ints{k, k}},
-                             {"stride", Ints{st, st}},
-                             {"padding", Ints{0, 0}},
-                             {"output_size", Ints{H, W}}},
-                            all_batched(2)};
-          },
-  });
-  register_builtin({
+      .sample = max_unpool2d_sample,
+  };
+}
+
+// ---- gather_at --------------------------------------------------------------------------------
+
+std::vector<TensorSpec> gather_at_shape(const OpCall& c) {
+  expect_rank(c, 0, 4, "[N,C,H,W]");
+  expect_rank(c, 1, 4, "[N,C,h,w]");
+  const Shape &x = c.input(0).shape(), &i = c.input(1).shape();
+  if (x[0] != i[0] || x[1] != i[1])
+    shape_fail(c, "x {} and indices {} must agree on N and C", x, i);
+  check_indices(c, 1, x[2] * x[3], x[2], x[3]);
+  return std::vector<TensorSpec>{{i, c.input(0).dtype()}};
+}
+
+std::vector<Tensor> gather_at_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  Tensor y(specs[0].shape, specs[0].dtype);
+  dispatch_float(y.dtype(), [&](auto t) { gather<decltype(t)>(c.input(0), c.input(1), y); });
+  return std::vector<Tensor>{y};
+}
+
+std::vector<Var> gather_at_vjp(const VjpContext& c) {
+  const Shape& x = c.input(0).shape();
+  return {scatter_add_at(c.grad_output(0), c.input(1), {x[2], x[3]}), Var()};
+}
+
+OpSample gather_at_sample(Sampler& s) {
+  const Shape x{s.integer(1, 2), s.integer(1, 3), s.integer(1, 4), s.integer(1, 4)};
+  const Shape i{x[0], x[1], s.integer(1, 3), s.integer(1, 3)};
+  return OpSample{{s.smooth(x), s.indices(i, x[2] * x[3])}, {}, all_batched(2)};
+}
+
+OpDef gather_at_def() {
+  return {
       .name = "gather_at",
       .summary = "y[n,c,i,j] = x[n,c].flat[indices[n,c,i,j]]",
       .inputs = {{"x"}, {"indices", InputKind::int64}},
-      .shape =
-          [](const OpCall& c) {
-            expect_rank(c, 0, 4, "[N,C,H,W]");
-            expect_rank(c, 1, 4, "[N,C,h,w]");
-            const Shape &x = c.input(0).shape(), &i = c.input(1).shape();
-            if (x[0] != i[0] || x[1] != i[1])
-              shape_fail(c, "x {} and indices {} must agree on N and C", x, i);
-            check_indices(c, 1, x[2] * x[3], x[2], x[3]);
-            return std::vector<TensorSpec>{{i, c.input(0).dtype()}};
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            Tensor y(specs[0].shape, specs[0].dtype);
-            dispatch_float(y.dtype(),
-                           [&](auto t) { gather<decltype(t)>(c.input(0), c.input(1), y); });
-            return std::vector<Tensor>{y};
-          },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        const Shape& x = c.input(0).shape();
-        return {scatter_add_at(c.grad_output(0), c.input(1), {x[2], x[3]}), Var()};
-      },
+      .shape = gather_at_shape,
+      .forward = gather_at_kernel,
+      .vjp = gather_at_vjp,
       .vjp_formula = "dx = scatter_add_at(g, indices, [H, W])",
-      .sample =
-          [](Sampler& s) {
-            const Shape x{s.integer(1, 2), s.integer(1, 3), s.integer(1, 4), s.integer(1, 4)};
-            const Shape i{x[0], x[1], s.integer(1, 3), s.integer(1, 3)};
-            return OpSample{{s.smooth(x), s.indices(i, x[2] * x[3])}, {}, all_batched(2)};
-          },
-  });
-  register_builtin({
+      .sample = gather_at_sample,
+  };
+}
+
+// ---- scatter_add_at ---------------------------------------------------------------------------
+
+std::vector<TensorSpec> scatter_add_at_shape(const OpCall& c) {
+  expect_rank(c, 0, 4, "[N,C,h,w]");
+  expect_same_shape(c, 0, 1);
+  const Pair size = c.attrs.pair("output_size");
+  if (size.h < 1 || size.w < 1)
+    shape_fail(c, "output_size must be positive, got [{},{}]", size.h, size.w);
+  check_indices(c, 1, size.h * size.w, size.h, size.w);
+  const Shape& x = c.input(0).shape();
+  return std::vector<TensorSpec>{{{x[0], x[1], size.h, size.w}, c.input(0).dtype()}};
+}
+
+std::vector<Tensor> scatter_add_at_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  Tensor y(specs[0].shape, specs[0].dtype);
+  dispatch_float(y.dtype(), [&](auto t) { scatter<decltype(t)>(c.input(0), c.input(1), y, true); });
+  return std::vector<Tensor>{y};
+}
+
+std::vector<Var> scatter_add_at_vjp(const VjpContext& c) {
+  return {gather_at(c.grad_output(0), c.input(1)), Var()};
+}
+
+OpSample scatter_add_at_sample(Sampler& s) {
+  const Shape x{s.integer(1, 2), s.integer(1, 3), s.integer(1, 3), s.integer(1, 3)};
+  const int64_t H = s.integer(1, 4), W = s.integer(1, 4);
+  return OpSample{
+      {s.smooth(x), s.indices(x, H * W)}, {{"output_size", Ints{H, W}}}, all_batched(2)};
+}
+
+OpDef scatter_add_at_def() {
+  return {
       .name = "scatter_add_at",
       .summary = "y = zeros [N,C,H,W]; y[n,c].flat[indices[n,c,i,j]] += x[n,c,i,j]",
       .inputs = {{"x"}, {"indices", InputKind::int64}},
       .attrs = {{"output_size", AttrType::pair, std::nullopt, "[H, W] of the output planes",
                  "out"}},
-      .shape =
-          [](const OpCall& c) {
-            expect_rank(c, 0, 4, "[N,C,h,w]");
-            expect_same_shape(c, 0, 1);
-            const Pair size = c.attrs.pair("output_size");
-            if (size.h < 1 || size.w < 1)
-              shape_fail(c, "output_size must be positive, got [{},{}]", size.h, size.w);
-            check_indices(c, 1, size.h * size.w, size.h, size.w);
-            const Shape& x = c.input(0).shape();
-            return std::vector<TensorSpec>{{{x[0], x[1], size.h, size.w}, c.input(0).dtype()}};
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            Tensor y(specs[0].shape, specs[0].dtype);
-            dispatch_float(y.dtype(),
-                           [&](auto t) { scatter<decltype(t)>(c.input(0), c.input(1), y, true); });
-            return std::vector<Tensor>{y};
-          },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        return {gather_at(c.grad_output(0), c.input(1)), Var()};
-      },
+      .shape = scatter_add_at_shape,
+      .forward = scatter_add_at_kernel,
+      .vjp = scatter_add_at_vjp,
       .vjp_formula = "dx = gather_at(g, indices)",
-      .sample =
-          [](Sampler& s) {
-            const Shape x{s.integer(1, 2), s.integer(1, 3), s.integer(1, 3), s.integer(1, 3)};
-            const int64_t H = s.integer(1, 4), W = s.integer(1, 4);
-            return OpSample{
-                {s.smooth(x), s.indices(x, H * W)}, {{"output_size", Ints{H, W}}}, all_batched(2)};
-          },
+      .sample = scatter_add_at_sample,
+  };
+}
+
+// ---- avg_pool2d -------------------------------------------------------------------------------
+
+std::vector<TensorSpec> avg_pool2d_shape(const OpCall& c) {
+  expect_rank(c, 0, 4, "[N,C,H,W]");
+  const PoolGeometry g = pool_geometry(c, c.input(0).shape(), false, c.attrs.boolean("ceil_mode"));
+  return std::vector<TensorSpec>{{{g.N, g.C, g.h.out, g.w.out}, c.input(0).dtype()}};
+}
+
+std::vector<Tensor> avg_pool2d_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  const PoolGeometry g = pool_geometry(c, c.input(0).shape(), false, c.attrs.boolean("ceil_mode"));
+  Tensor y(specs[0].shape, specs[0].dtype);
+  dispatch_float(y.dtype(), [&](auto t) {
+    avg_pool_forward<decltype(t)>(c.input(0), g, c.attrs.boolean("count_include_pad"), y);
   });
-  register_builtin({
+  return std::vector<Tensor>{y};
+}
+
+std::vector<Var> avg_pool2d_vjp(const VjpContext& c) {
+  const Shape& x = c.input(0).shape();
+  return {avg_pool2d_backward(c.grad_output(0), {x[2], x[3]}, avg_options(c.attrs))};
+}
+
+OpSample avg_pool2d_sample(Sampler& s) {
+  const SampledPool p = sample_pool_config(s, false);
+  return OpSample{{s.smooth(p.x)},
+                  {{"kernel_size", p.kernel},
+                   {"stride", p.stride},
+                   {"padding", p.padding},
+                   {"ceil_mode", p.ceil_mode},
+                   {"count_include_pad", s.boolean()}},
+                  all_batched(1)};
+}
+
+OpDef avg_pool2d_def() {
+  return {
       .name = "avg_pool2d",
       .summary = "window means (PyTorch's divisor rules for padding and ceil_mode)",
       .inputs = {{"x"}},
       .attrs = avg_attrs(),
-      .shape =
-          [](const OpCall& c) {
-            expect_rank(c, 0, 4, "[N,C,H,W]");
-            const PoolGeometry g =
-                pool_geometry(c, c.input(0).shape(), false, c.attrs.boolean("ceil_mode"));
-            return std::vector<TensorSpec>{{{g.N, g.C, g.h.out, g.w.out}, c.input(0).dtype()}};
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            const PoolGeometry g =
-                pool_geometry(c, c.input(0).shape(), false, c.attrs.boolean("ceil_mode"));
-            Tensor y(specs[0].shape, specs[0].dtype);
-            dispatch_float(y.dtype(), [&](auto t) {
-              avg_pool_forward<decltype(t)>(c.input(0), g, c.attrs.boolean("count_include_pad"), y);
-            });
-            return std::vector<Tensor>{y};
-          },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        const Shape& x = c.input(0).shape();
-        return {avg_pool2d_backward(c.grad_output(0), {x[2], x[3]}, avg_options(c.attrs))};
-      },
+      .shape = avg_pool2d_shape,
+      .forward = avg_pool2d_kernel,
+      .vjp = avg_pool2d_vjp,
       .vjp_formula = "dx = avg_pool2d_backward(g, [H, W])",
       .label = pool_label,
-      .sample =
-          [](Sampler& s) {
-            const SampledPool p = sample_pool_config(s, false);
-            return OpSample{{s.smooth(p.x)},
-                            {{"kernel_size", p.kernel},
-                             {"stride", p.stride},
-                             {"padding", p.padding},
-                             {"ceil_mode", p.ceil_mode},
-                             {"count_include_pad", s.boolean()}},
-                            all_batched(1)};
-          },
+      .sample = avg_pool2d_sample,
+  };
+}
+
+// ---- avg_pool2d_backward ----------------------------------------------------------------------
+
+std::vector<TensorSpec> avg_pool2d_backward_shape(const OpCall& c) {
+  expect_rank(c, 0, 4, "[N,C,Ho,Wo]");
+  const Pair in = c.attrs.pair("input_size");
+  const Shape& g = c.input(0).shape();
+  const PoolGeometry geo =
+      pool_geometry(c, {g[0], g[1], in.h, in.w}, false, c.attrs.boolean("ceil_mode"));
+  if (geo.h.out != g[2] || geo.w.out != g[3])
+    shape_fail(c, "g is {} but avg_pool2d of a {}x{} input gives {}x{}", g, in.h, in.w, geo.h.out,
+               geo.w.out);
+  return std::vector<TensorSpec>{{{g[0], g[1], in.h, in.w}, c.input(0).dtype()}};
+}
+
+std::vector<Tensor> avg_pool2d_backward_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  Tensor x = Tensor::zeros(specs[0].shape, specs[0].dtype);
+  const PoolGeometry g = pool_geometry(c, specs[0].shape, false, c.attrs.boolean("ceil_mode"));
+  dispatch_float(x.dtype(), [&](auto t) {
+    avg_pool_adjoint<decltype(t)>(c.input(0), g, c.attrs.boolean("count_include_pad"), x);
   });
+  return std::vector<Tensor>{x};
+}
+
+std::vector<Var> avg_pool2d_backward_vjp(const VjpContext& c) {
+  return {avg_pool2d(c.grad_output(0), avg_options(c.attrs))};
+}
+
+OpSample avg_pool2d_backward_sample(Sampler& s) {
+  const SampledPool p = sample_pool_config(s, false);
+  const int64_t Ho = pool_out(p.x[2], p.kernel[0], p.stride[0], p.padding[0], 1, p.ceil_mode);
+  const int64_t Wo = pool_out(p.x[3], p.kernel[1], p.stride[1], p.padding[1], 1, p.ceil_mode);
+  return OpSample{{s.smooth({p.x[0], p.x[1], Ho, Wo})},
+                  {{"input_size", Ints{p.x[2], p.x[3]}},
+                   {"kernel_size", p.kernel},
+                   {"stride", p.stride},
+                   {"padding", p.padding},
+                   {"ceil_mode", p.ceil_mode},
+                   {"count_include_pad", s.boolean()}},
+                  all_batched(1)};
+}
+
+OpDef avg_pool2d_backward_def() {
   std::vector<AttrSpec> backward_attrs = avg_attrs();
   backward_attrs.insert(backward_attrs.begin(), {"input_size", AttrType::pair, std::nullopt,
                                                  "[H, W] of the pooled input", "in"});
-  register_builtin({
+
+  return {
       .name = "avg_pool2d_backward",
       .summary = "spreads g / divisor over each avg_pool2d window (its adjoint)",
       .inputs = {{"g"}},
       .attrs = backward_attrs,
-      .shape =
-          [](const OpCall& c) {
-            expect_rank(c, 0, 4, "[N,C,Ho,Wo]");
-            const Pair in = c.attrs.pair("input_size");
-            const Shape& g = c.input(0).shape();
-            const PoolGeometry geo =
-                pool_geometry(c, {g[0], g[1], in.h, in.w}, false, c.attrs.boolean("ceil_mode"));
-            if (geo.h.out != g[2] || geo.w.out != g[3])
-              shape_fail(c, "g is {} but avg_pool2d of a {}x{} input gives {}x{}", g, in.h, in.w,
-                         geo.h.out, geo.w.out);
-            return std::vector<TensorSpec>{{{g[0], g[1], in.h, in.w}, c.input(0).dtype()}};
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            Tensor x = Tensor::zeros(specs[0].shape, specs[0].dtype);
-            const PoolGeometry g =
-                pool_geometry(c, specs[0].shape, false, c.attrs.boolean("ceil_mode"));
-            dispatch_float(x.dtype(), [&](auto t) {
-              avg_pool_adjoint<decltype(t)>(c.input(0), g, c.attrs.boolean("count_include_pad"), x);
-            });
-            return std::vector<Tensor>{x};
-          },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        return {avg_pool2d(c.grad_output(0), avg_options(c.attrs))};
-      },
+      .shape = avg_pool2d_backward_shape,
+      .forward = avg_pool2d_backward_kernel,
+      .vjp = avg_pool2d_backward_vjp,
       .vjp_formula = "dg = avg_pool2d(gg)",
       .label = pool_label,
-      .sample =
-          [](Sampler& s) {
-            const SampledPool p = sample_pool_config(s, false);
-            const int64_t Ho =
-                pool_out(p.x[2], p.kernel[0], p.stride[0], p.padding[0], 1, p.ceil_mode);
-            const int64_t Wo =
-                pool_out(p.x[3], p.kernel[1], p.stride[1], p.padding[1], 1, p.ceil_mode);
-            return OpSample{{s.smooth({p.x[0], p.x[1], Ho, Wo})},
-                            {{"input_size", Ints{p.x[2], p.x[3]}},
-                             {"kernel_size", p.kernel},
-                             {"stride", p.stride},
-                             {"padding", p.padding},
-                             {"ceil_mode", p.ceil_mode},
-                             {"count_include_pad", s.boolean()}},
-                            all_batched(1)};
-          },
-  });
+      .sample = avg_pool2d_backward_sample,
+  };
+}
+
+}  // namespace
+
+void register_pool_ops() {
+  register_builtin(max_pool2d_def());
+  register_builtin(max_unpool2d_def());
+  register_builtin(gather_at_def());
+  register_builtin(scatter_add_at_def());
+  register_builtin(avg_pool2d_def());
+  register_builtin(avg_pool2d_backward_def());
 }
 
 // ---- typed front --------------------------------------------------------------------------

@@ -165,116 +165,154 @@ std::vector<AttrSpec> reduce_attrs() {
           {"keepdims", AttrType::boolean, AttrValue(false), "keep reduced axes with size 1"}};
 }
 
-}  // namespace
+// ---- sum --------------------------------------------------------------------------------------
 
-void register_reduce_ops() {
-  register_builtin({
+std::vector<Tensor> sum_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  return std::vector<Tensor>{reduce_sum(c.input(0), reduced_axes(c)).reshape(specs[0].shape)};
+}
+
+std::vector<Var> sum_vjp(const VjpContext& c) { return {spread(c, 1.0)}; }
+
+OpDef sum_def() {
+  return {
       .name = "sum",
       .summary = "sum over all elements, or over the given axes",
       .inputs = {{"x"}},
       .attrs = reduce_attrs(),
       .shape = reduce_shape,
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            return std::vector<Tensor>{
-                reduce_sum(c.input(0), reduced_axes(c)).reshape(specs[0].shape)};
-          },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> { return {spread(c, 1.0)}; },
+      .forward = sum_kernel,
+      .vjp = sum_vjp,
       .vjp_formula = "dx = broadcast_to(g, x.shape)",
       .sample = sample_reduction,
+  };
+}
+
+// ---- mean -------------------------------------------------------------------------------------
+
+std::vector<Tensor> mean_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  Tensor y = reduce_sum(c.input(0), reduced_axes(c)).reshape(specs[0].shape);
+  const int64_t count = reduced_count(c.input(0).shape(), y.shape());
+  dispatch_float(y.dtype(), [&](auto t) {
+    using T = decltype(t);
+    for (T& v : y.values<T>()) v = count ? v / static_cast<T>(count) : T(NAN);
   });
-  register_builtin({
+  return std::vector<Tensor>{y};
+}
+
+std::vector<Var> mean_vjp(const VjpContext& c) {
+  const int64_t count = reduced_count(c.input(0).shape(), c.output(0).shape());
+  return {spread(c, count ? 1.0 / static_cast<double>(count) : 0.0)};
+}
+
+OpDef mean_def() {
+  return {
       .name = "mean",
       .summary = "mean over all elements, or over the given axes",
       .inputs = {{"x"}},
       .attrs = reduce_attrs(),
       .shape = reduce_shape,
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            Tensor y = reduce_sum(c.input(0), reduced_axes(c)).reshape(specs[0].shape);
-            const int64_t count = reduced_count(c.input(0).shape(), y.shape());
-            dispatch_float(y.dtype(), [&](auto t) {
-              using T = decltype(t);
-              for (T& v : y.values<T>()) v = count ? v / static_cast<T>(count) : T(NAN);
-            });
-            return std::vector<Tensor>{y};
-          },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        const int64_t count = reduced_count(c.input(0).shape(), c.output(0).shape());
-        return {spread(c, count ? 1.0 / static_cast<double>(count) : 0.0)};
-      },
+      .forward = mean_kernel,
+      .vjp = mean_vjp,
       .vjp_formula = "dx = broadcast_to(g, x.shape) / count",
       .sample = sample_reduction,
+  };
+}
+
+// ---- broadcast_to -----------------------------------------------------------------------------
+
+std::vector<TensorSpec> broadcast_to_shape(const OpCall& c) {
+  const Shape target(c.attrs.ints("shape"));
+  if (!broadcastable(c.input(0).shape(), target))
+    shape_fail(c,
+               "x of shape {} cannot be broadcast to {} (aligned at the right, each "
+               "axis must match or be 1)",
+               c.input(0).shape(), target);
+  return std::vector<TensorSpec>{{target, c.input(0).dtype()}};
+}
+
+std::vector<Tensor> broadcast_to_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  Tensor y(specs[0].shape, specs[0].dtype);
+  dispatch_float(y.dtype(), [&](auto t) {
+    using T = decltype(t);
+    // y = x + 0, through the broadcasting zip with a zero scalar.
+    Tensor zero = Tensor::zeros({}, y.dtype());
+    kernels::zip<T>(c.input(0), zero, y, [](T a, T) { return a; });
   });
-  register_builtin({
+  return std::vector<Tensor>{y};
+}
+
+std::vector<Var> broadcast_to_vjp(const VjpContext& c) {
+  return {sum_to(c.grad_output(0), c.input(0).shape())};
+}
+
+OpSample broadcast_to_sample(Sampler& s) {
+  const Shape full = sample_shape(s, 0, 4);
+  return OpSample{{s.smooth(sample_broadcastable(s, full))}, {{"shape", Ints(full)}}};
+}
+
+OpDef broadcast_to_def() {
+  return {
       .name = "broadcast_to",
       .summary = "repeats x along axes of size 1 (numpy broadcasting) to the given shape",
       .inputs = {{"x"}},
       .attrs = {{"shape", AttrType::ints, std::nullopt, "the target shape"}},
-      .shape =
-          [](const OpCall& c) {
-            const Shape target(c.attrs.ints("shape"));
-            if (!broadcastable(c.input(0).shape(), target))
-              shape_fail(c,
-                         "x of shape {} cannot be broadcast to {} (aligned at the right, each "
-                         "axis must match or be 1)",
-                         c.input(0).shape(), target);
-            return std::vector<TensorSpec>{{target, c.input(0).dtype()}};
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            Tensor y(specs[0].shape, specs[0].dtype);
-            dispatch_float(y.dtype(), [&](auto t) {
-              using T = decltype(t);
-              // y = x + 0, through the broadcasting zip with a zero scalar.
-              Tensor zero = Tensor::zeros({}, y.dtype());
-              kernels::zip<T>(c.input(0), zero, y, [](T a, T) { return a; });
-            });
-            return std::vector<Tensor>{y};
-          },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        return {sum_to(c.grad_output(0), c.input(0).shape())};
-      },
+      .shape = broadcast_to_shape,
+      .forward = broadcast_to_kernel,
+      .vjp = broadcast_to_vjp,
       .vjp_formula = "dx = sum_to(g, x.shape)",
-      .sample =
-          [](Sampler& s) {
-            const Shape full = sample_shape(s, 0, 4);
-            return OpSample{{s.smooth(sample_broadcastable(s, full))}, {{"shape", Ints(full)}}};
-          },
-  });
-  register_builtin({
+      .sample = broadcast_to_sample,
+  };
+}
+
+// ---- sum_to -----------------------------------------------------------------------------------
+
+std::vector<TensorSpec> sum_to_shape(const OpCall& c) {
+  const Shape target(c.attrs.ints("shape"));
+  if (!broadcastable(target, c.input(0).shape()))
+    shape_fail(c, "x of shape {} cannot be summed to {}: {} does not broadcast to {}",
+               c.input(0).shape(), target, target, c.input(0).shape());
+  return std::vector<TensorSpec>{{target, c.input(0).dtype()}};
+}
+
+std::vector<Tensor> sum_to_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  const Shape& in = c.input(0).shape();
+  const Shape& target = specs[0].shape;
+  std::vector<bool> reduce(in.size());
+  const int lead = in.size() - target.size();
+  for (int d = 0; d < in.size(); ++d) reduce[d] = d < lead || (target[d - lead] == 1 && in[d] != 1);
+  return std::vector<Tensor>{reduce_sum(c.input(0), reduce).reshape(target)};
+}
+
+std::vector<Var> sum_to_vjp(const VjpContext& c) {
+  return {broadcast_to(c.grad_output(0), c.input(0).shape())};
+}
+
+OpSample sum_to_sample(Sampler& s) {
+  const Shape full = sample_shape(s, 0, 4);
+  return OpSample{{s.smooth(full)}, {{"shape", Ints(sample_broadcastable(s, full))}}};
+}
+
+OpDef sum_to_def() {
+  return {
       .name = "sum_to",
       .summary = "sums x down to a shape it broadcasts from (the adjoint of broadcast_to)",
       .inputs = {{"x"}},
       .attrs = {{"shape", AttrType::ints, std::nullopt, "the target shape"}},
-      .shape =
-          [](const OpCall& c) {
-            const Shape target(c.attrs.ints("shape"));
-            if (!broadcastable(target, c.input(0).shape()))
-              shape_fail(c, "x of shape {} cannot be summed to {}: {} does not broadcast to {}",
-                         c.input(0).shape(), target, target, c.input(0).shape());
-            return std::vector<TensorSpec>{{target, c.input(0).dtype()}};
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            const Shape& in = c.input(0).shape();
-            const Shape& target = specs[0].shape;
-            std::vector<bool> reduce(in.size());
-            const int lead = in.size() - target.size();
-            for (int d = 0; d < in.size(); ++d)
-              reduce[d] = d < lead || (target[d - lead] == 1 && in[d] != 1);
-            return std::vector<Tensor>{reduce_sum(c.input(0), reduce).reshape(target)};
-          },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        return {broadcast_to(c.grad_output(0), c.input(0).shape())};
-      },
+      .shape = sum_to_shape,
+      .forward = sum_to_kernel,
+      .vjp = sum_to_vjp,
       .vjp_formula = "dx = broadcast_to(g, x.shape)",
-      .sample =
-          [](Sampler& s) {
-            const Shape full = sample_shape(s, 0, 4);
-            return OpSample{{s.smooth(full)}, {{"shape", Ints(sample_broadcastable(s, full))}}};
-          },
-  });
+      .sample = sum_to_sample,
+  };
+}
+
+}  // namespace
+
+void register_reduce_ops() {
+  register_builtin(sum_def());
+  register_builtin(mean_def());
+  register_builtin(broadcast_to_def());
+  register_builtin(sum_to_def());
 }
 
 Var sum(const Var& x, ReduceOptions o, Loc loc) {

@@ -61,143 +61,200 @@ std::vector<Tensor> narrow_like(const OpCall& c, const TensorSpec& spec, bool pa
   return {y};
 }
 
-}  // namespace
+// ---- reshape ----------------------------------------------------------------------------------
 
-void register_shape_ops() {
-  register_builtin({
+std::vector<TensorSpec> reshape_shape(const OpCall& c) {
+  Shape target(c.attrs.ints("shape"));
+  return std::vector<TensorSpec>{
+      {infer_reshape(target, c.input(0).numel(), "reshape"), c.input(0).dtype()}};
+}
+
+std::vector<Tensor> reshape_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  return std::vector<Tensor>{c.input(0).reshape(specs[0].shape)};
+}
+
+std::vector<Var> reshape_vjp(const VjpContext& c) {
+  return {reshape(c.grad_output(0), c.input(0).shape())};
+}
+
+OpSample reshape_sample(Sampler& s) {
+  const Shape shape = sample_shape(s, 1, 4);
+  Ints target = s.boolean() ? Ints{-1} : Ints{shape.back(), -1};
+  return OpSample{{s.smooth(shape)}, {{"shape", target}}};
+}
+
+OpDef reshape_def() {
+  return {
       .name = "reshape",
       .summary = "same data in row-major order, new shape (one entry may be -1)",
       .inputs = {{"x"}},
       .attrs = {{"shape", AttrType::ints, std::nullopt, "the target shape; one entry may be -1"}},
-      .shape =
-          [](const OpCall& c) {
-            Shape target(c.attrs.ints("shape"));
-            return std::vector<TensorSpec>{
-                {infer_reshape(target, c.input(0).numel(), "reshape"), c.input(0).dtype()}};
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            return std::vector<Tensor>{c.input(0).reshape(specs[0].shape)};
-          },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        return {reshape(c.grad_output(0), c.input(0).shape())};
-      },
+      .shape = reshape_shape,
+      .forward = reshape_kernel,
+      .vjp = reshape_vjp,
       .vjp_formula = "dx = reshape(g, x.shape)",
-      .sample =
-          [](Sampler& s) {
-            const Shape shape = sample_shape(s, 1, 4);
-            Ints target = s.boolean() ? Ints{-1} : Ints{shape.back(), -1};
-            return OpSample{{s.smooth(shape)}, {{"shape", target}}};
-          },
-  });
-  register_builtin({
+      .sample = reshape_sample,
+  };
+}
+
+// ---- flatten ----------------------------------------------------------------------------------
+
+std::vector<TensorSpec> flatten_shape(const OpCall& c) {
+  const Tensor& x = c.input(0);
+  if (x.dim() < 2) shape_fail(c, "x must have at least 2 axes [N, ...], got {}", x.shape());
+  int64_t features = 1;  // not numel / N, which loses the sizes when N is 0
+  for (int d = 1; d < x.dim(); ++d) features *= x.shape()[d];
+  return std::vector<TensorSpec>{{{x.shape()[0], features}, x.dtype()}};
+}
+
+std::vector<Tensor> flatten_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  return std::vector<Tensor>{c.input(0).reshape(specs[0].shape)};
+}
+
+std::vector<Var> flatten_vjp(const VjpContext& c) {
+  return {reshape(c.grad_output(0), c.input(0).shape())};
+}
+
+OpSample flatten_sample(Sampler& s) {
+  return OpSample{{s.smooth(sample_shape(s, 2, 4))}, {}, all_batched(1)};
+}
+
+OpDef flatten_def() {
+  return {
       .name = "flatten",
       .summary = "[N, d1, d2, ...] -> [N, d1*d2*...]",
       .inputs = {{"x"}},
-      .shape =
-          [](const OpCall& c) {
-            const Tensor& x = c.input(0);
-            if (x.dim() < 2)
-              shape_fail(c, "x must have at least 2 axes [N, ...], got {}", x.shape());
-            int64_t features = 1;  // not numel / N, which loses the sizes when N is 0
-            for (int d = 1; d < x.dim(); ++d) features *= x.shape()[d];
-            return std::vector<TensorSpec>{{{x.shape()[0], features}, x.dtype()}};
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            return std::vector<Tensor>{c.input(0).reshape(specs[0].shape)};
-          },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        return {reshape(c.grad_output(0), c.input(0).shape())};
-      },
+      .shape = flatten_shape,
+      .forward = flatten_kernel,
+      .vjp = flatten_vjp,
       .vjp_formula = "dx = reshape(g, x.shape)",
-      .sample =
-          [](Sampler& s) {
-            return OpSample{{s.smooth(sample_shape(s, 2, 4))}, {}, all_batched(1)};
-          },
+      .sample = flatten_sample,
+  };
+}
+
+// ---- permute ----------------------------------------------------------------------------------
+
+std::vector<TensorSpec> permute_shape(const OpCall& c) {
+  const Shape& in = c.input(0).shape();
+  const Ints& dims = c.attrs.ints("dims");
+  if (dims.size() != in.size())
+    shape_fail(c, "dims {} must list each of the {} axes of x {} once", dims, in.size(), in);
+  Shape out;
+  std::vector<bool> seen(in.size());
+  for (int64_t d : dims) {
+    if (d < 0 || d >= in.size() || seen[d])
+      shape_fail(c, "dims {} is not a permutation of 0..{} (x is {})", dims, in.size() - 1, in);
+    seen[d] = true;
+    out.push_back(in[d]);
+  }
+  return std::vector<TensorSpec>{{out, c.input(0).dtype()}};
+}
+
+std::vector<Tensor> permute_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  const Tensor& x = c.input(0);
+  const Ints& dims = c.attrs.ints("dims");
+  Tensor y(specs[0].shape, specs[0].dtype);
+  const int rank = x.dim();
+  // Strides of x, taken in y's axis order.
+  Dims x_strides;
+  x_strides.resize(rank);
+  int64_t s = 1;
+  for (int d = rank - 1; d >= 0; --d) {
+    x_strides[d] = s;
+    s *= x.shape()[d];
+  }
+  Dims src;
+  src.resize(rank);
+  for (int i = 0; i < rank; ++i) src[i] = x_strides[static_cast<int>(dims[i])];
+  const Shape& out = y.shape();
+  dispatch_float(x.dtype(), [&](auto t) {
+    using T = decltype(t);
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    if (rank == 0) {
+      py[0] = px[0];
+      return;
+    }
+    const int64_t inner = out.back(), rows = rank ? y.numel() / std::max<int64_t>(inner, 1) : 1;
+    const int64_t step = src.back();
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t offset = 0, rest = r;
+      for (int d = rank - 2; d >= 0; --d) {
+        offset += (rest % out[d]) * src[d];
+        rest /= out[d];
+      }
+      for (int64_t i = 0; i < inner; ++i) py[r * inner + i] = px[offset + i * step];
+    }
   });
-  register_builtin({
+  return std::vector<Tensor>{y};
+}
+
+std::vector<Var> permute_vjp(const VjpContext& c) {
+  const Ints& dims = c.attrs.ints("dims");
+  Ints inverse;
+  inverse.resize(dims.size());
+  for (int i = 0; i < dims.size(); ++i) inverse[static_cast<int>(dims[i])] = i;
+  return {permute(c.grad_output(0), inverse)};
+}
+
+OpSample permute_sample(Sampler& s) {
+  const Shape shape = sample_shape(s, 1, 4);
+  Ints dims;
+  for (int d = 0; d < shape.size(); ++d) dims.push_back(d);
+  for (int d = shape.size() - 1; d > 0; --d)
+    std::swap(dims[d], dims[static_cast<int>(s.integer(0, d))]);
+  return OpSample{{s.smooth(shape)}, {{"dims", dims}}};
+}
+
+OpDef permute_def() {
+  return {
       .name = "permute",
       .summary = "reorders axes: y.shape[i] = x.shape[dims[i]]",
       .inputs = {{"x"}},
       .attrs = {{"dims", AttrType::ints, std::nullopt, "a permutation of 0..rank-1"}},
-      .shape =
-          [](const OpCall& c) {
-            const Shape& in = c.input(0).shape();
-            const Ints& dims = c.attrs.ints("dims");
-            if (dims.size() != in.size())
-              shape_fail(c, "dims {} must list each of the {} axes of x {} once", dims, in.size(),
-                         in);
-            Shape out;
-            std::vector<bool> seen(in.size());
-            for (int64_t d : dims) {
-              if (d < 0 || d >= in.size() || seen[d])
-                shape_fail(c, "dims {} is not a permutation of 0..{} (x is {})", dims,
-                           in.size() - 1, in);
-              seen[d] = true;
-              out.push_back(in[d]);
-            }
-            return std::vector<TensorSpec>{{out, c.input(0).dtype()}};
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            const Tensor& x = c.input(0);
-            const Ints& dims = c.attrs.ints("dims");
-            Tensor y(specs[0].shape, specs[0].dtype);
-            const int rank = x.dim();
-            // Strides of x, taken in y's axis order.
-            Dims x_strides;
-            x_strides.resize(rank);
-            int64_t s = 1;
-            for (int d = rank - 1; d >= 0; --d) {
-              x_strides[d] = s;
-              s *= x.shape()[d];
-            }
-            Dims src;
-            src.resize(rank);
-            for (int i = 0; i < rank; ++i) src[i] = x_strides[static_cast<int>(dims[i])];
-            const Shape& out = y.shape();
-            dispatch_float(x.dtype(), [&](auto t) {
-              using T = decltype(t);
-              const T* px = x.data<T>();
-              T* py = y.data<T>();
-              if (rank == 0) {
-                py[0] = px[0];
-                return;
-              }
-              const int64_t inner = out.back(),
-                            rows = rank ? y.numel() / std::max<int64_t>(inner, 1) : 1;
-              const int64_t step = src.back();
-              for (int64_t r = 0; r < rows; ++r) {
-                int64_t offset = 0, rest = r;
-                for (int d = rank - 2; d >= 0; --d) {
-                  offset += (rest % out[d]) * src[d];
-                  rest /= out[d];
-                }
-                for (int64_t i = 0; i < inner; ++i) py[r * inner + i] = px[offset + i * step];
-              }
-            });
-            return std::vector<Tensor>{y};
-          },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        const Ints& dims = c.attrs.ints("dims");
-        Ints inverse;
-        inverse.resize(dims.size());
-        for (int i = 0; i < dims.size(); ++i) inverse[static_cast<int>(dims[i])] = i;
-        return {permute(c.grad_output(0), inverse)};
-      },
+      .shape = permute_shape,
+      .forward = permute_kernel,
+      .vjp = permute_vjp,
       .vjp_formula = "dx = permute(g, inverse(dims))",
-      .sample =
-          [](Sampler& s) {
-            const Shape shape = sample_shape(s, 1, 4);
-            Ints dims;
-            for (int d = 0; d < shape.size(); ++d) dims.push_back(d);
-            for (int d = shape.size() - 1; d > 0; --d)
-              std::swap(dims[d], dims[static_cast<int>(s.integer(0, d))]);
-            return OpSample{{s.smooth(shape)}, {{"dims", dims}}};
-          },
-  });
-  register_builtin({
+      .sample = permute_sample,
+  };
+}
+
+// ---- narrow -----------------------------------------------------------------------------------
+
+std::vector<TensorSpec> narrow_shape(const OpCall& c) {
+  const Shape& in = c.input(0).shape();
+  const int axis = normalize_axis(c, c.attrs.integer("axis"), in.size(), "axis");
+  const int64_t start = c.attrs.integer("start"), length = c.attrs.integer("length");
+  if (start < 0 || length < 0 || start + length > in[axis])
+    shape_fail(c, "the window start {} length {} does not fit axis {} of size {} (x is {})", start,
+               length, axis, in[axis], in);
+  Shape out = in;
+  out[axis] = length;
+  return std::vector<TensorSpec>{{out, c.input(0).dtype()}};
+}
+
+std::vector<Tensor> narrow_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  return narrow_like(c, specs[0], /*pad=*/false);
+}
+
+std::vector<Var> narrow_vjp(const VjpContext& c) {
+  const int64_t axis = resolved_axis(c);
+  return {narrow_backward(c.grad_output(0), axis, c.attrs.integer("start"),
+                          c.input(0).size(static_cast<int>(axis)))};
+}
+
+OpSample narrow_sample(Sampler& s) {
+  const Shape shape = sample_shape(s, 1, 4);
+  const int axis = static_cast<int>(s.integer(0, shape.size() - 1));
+  const int64_t start = s.integer(0, shape[axis] - 1);
+  const int64_t length = s.integer(1, shape[axis] - start);
+  return OpSample{{s.smooth(shape)},
+                  {{"axis", int64_t{axis}}, {"start", start}, {"length", length}}};
+}
+
+OpDef narrow_def() {
+  return {
       .name = "narrow",
       .summary = "elements [start, start+length) along one axis",
       .inputs = {{"x"}},
@@ -205,79 +262,71 @@ void register_shape_ops() {
                  "the axis (negative counts from the end)"},
                 {"start", AttrType::integer, std::nullopt, "first index kept"},
                 {"length", AttrType::integer, std::nullopt, "how many are kept"}},
-      .shape =
-          [](const OpCall& c) {
-            const Shape& in = c.input(0).shape();
-            const int axis = normalize_axis(c, c.attrs.integer("axis"), in.size(), "axis");
-            const int64_t start = c.attrs.integer("start"), length = c.attrs.integer("length");
-            if (start < 0 || length < 0 || start + length > in[axis])
-              shape_fail(c,
-                         "the window start {} length {} does not fit axis {} of size {} (x is {})",
-                         start, length, axis, in[axis], in);
-            Shape out = in;
-            out[axis] = length;
-            return std::vector<TensorSpec>{{out, c.input(0).dtype()}};
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            return narrow_like(c, specs[0], /*pad=*/false);
-          },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        const int64_t axis = resolved_axis(c);
-        return {narrow_backward(c.grad_output(0), axis, c.attrs.integer("start"),
-                                c.input(0).size(static_cast<int>(axis)))};
-      },
+      .shape = narrow_shape,
+      .forward = narrow_kernel,
+      .vjp = narrow_vjp,
       .vjp_formula = "dx = narrow_backward(g, axis, start, x.shape[axis])",
-      .sample =
-          [](Sampler& s) {
-            const Shape shape = sample_shape(s, 1, 4);
-            const int axis = static_cast<int>(s.integer(0, shape.size() - 1));
-            const int64_t start = s.integer(0, shape[axis] - 1);
-            const int64_t length = s.integer(1, shape[axis] - start);
-            return OpSample{{s.smooth(shape)},
-                            {{"axis", int64_t{axis}}, {"start", start}, {"length", length}}};
-          },
-  });
-  register_builtin({
+      .sample = narrow_sample,
+  };
+}
+
+// ---- narrow_backward --------------------------------------------------------------------------
+
+std::vector<TensorSpec> narrow_backward_shape(const OpCall& c) {
+  const Shape& in = c.input(0).shape();
+  const int axis = normalize_axis(c, c.attrs.integer("axis"), in.size(), "axis");
+  const int64_t start = c.attrs.integer("start"), size = c.attrs.integer("size");
+  if (start < 0 || start + in[axis] > size)
+    shape_fail(c, "g's axis {} ({} long) placed at {} does not fit in size {}", axis, in[axis],
+               start, size);
+  Shape out = in;
+  out[axis] = size;
+  return std::vector<TensorSpec>{{out, c.input(0).dtype()}};
+}
+
+std::vector<Tensor> narrow_backward_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  return narrow_like(c, specs[0], /*pad=*/true);
+}
+
+std::vector<Var> narrow_backward_vjp(const VjpContext& c) {
+  const int64_t axis = resolved_axis(c);
+  return {narrow(c.grad_output(0), axis, c.attrs.integer("start"),
+                 c.input(0).size(static_cast<int>(axis)))};
+}
+
+OpSample narrow_backward_sample(Sampler& s) {
+  const Shape shape = sample_shape(s, 1, 4);
+  const int axis = static_cast<int>(s.integer(0, shape.size() - 1));
+  const int64_t start = s.integer(0, 2);
+  return OpSample{
+      {s.smooth(shape)},
+      {{"axis", int64_t{axis}}, {"start", start}, {"size", start + shape[axis] + s.integer(0, 2)}}};
+}
+
+OpDef narrow_backward_def() {
+  return {
       .name = "narrow_backward",
       .summary = "zero-pads g along one axis to `size`, g landing at `start` (narrow's VJP)",
       .inputs = {{"g"}},
       .attrs = {{"axis", AttrType::integer, std::nullopt, "the axis"},
                 {"start", AttrType::integer, std::nullopt, "where g starts"},
                 {"size", AttrType::integer, std::nullopt, "the padded size of the axis"}},
-      .shape =
-          [](const OpCall& c) {
-            const Shape& in = c.input(0).shape();
-            const int axis = normalize_axis(c, c.attrs.integer("axis"), in.size(), "axis");
-            const int64_t start = c.attrs.integer("start"), size = c.attrs.integer("size");
-            if (start < 0 || start + in[axis] > size)
-              shape_fail(c, "g's axis {} ({} long) placed at {} does not fit in size {}", axis,
-                         in[axis], start, size);
-            Shape out = in;
-            out[axis] = size;
-            return std::vector<TensorSpec>{{out, c.input(0).dtype()}};
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            return narrow_like(c, specs[0], /*pad=*/true);
-          },
-      .vjp = [](const VjpContext& c) -> std::vector<Var> {
-        const int64_t axis = resolved_axis(c);
-        return {narrow(c.grad_output(0), axis, c.attrs.integer("start"),
-                       c.input(0).size(static_cast<int>(axis)))};
-      },
+      .shape = narrow_backward_shape,
+      .forward = narrow_backward_kernel,
+      .vjp = narrow_backward_vjp,
       .vjp_formula = "dg = narrow(gg, axis, start, g.shape[axis])",
-      .sample =
-          [](Sampler& s) {
-            const Shape shape = sample_shape(s, 1, 4);
-            const int axis = static_cast<int>(s.integer(0, shape.size() - 1));
-            const int64_t start = s.integer(0, 2);
-            return OpSample{{s.smooth(shape)},
-                            {{"axis", int64_t{axis}},
-                             {"start", start},
-                             {"size", start + shape[axis] + s.integer(0, 2)}}};
-          },
-  });
+      .sample = narrow_backward_sample,
+  };
+}
+
+}  // namespace
+
+void register_shape_ops() {
+  register_builtin(reshape_def());
+  register_builtin(flatten_def());
+  register_builtin(permute_def());
+  register_builtin(narrow_def());
+  register_builtin(narrow_backward_def());
 }
 
 Var reshape(const Var& x, const Shape& shape, Loc loc) {

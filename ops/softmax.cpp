@@ -286,92 +286,188 @@ std::vector<Var> xent_backward_vjp(const VjpContext& c) {
   return {dz, Var(), dseed};
 }
 
-}  // namespace
+// ---- softmax, log_softmax ---------------------------------------------------------------------
+// The two share their shape rule and kernel (log picks the output form).
 
-void register_softmax_ops() {
-  // softmax and log_softmax share their shape rule and kernel (log picks the output form).
-  auto register_softmax_like = [](std::string name, std::string summary, bool log, VjpFn vjp,
-                                  std::string formula) {
-    register_builtin({
-        .name = std::move(name),
-        .summary = std::move(summary),
-        .inputs = {{"x"}},
-        .shape =
-            [](const OpCall& c) {
-              check_class_input(c);
-              return same_as_input(c);
-            },
-        .forward =
-            [log](const OpCall& c, std::span<const TensorSpec> specs) {
-              Tensor y(specs[0].shape, specs[0].dtype);
-              dispatch_float(y.dtype(),
-                             [&](auto t) { softmax_forward<decltype(t)>(c.input(0), y, log); });
-              return std::vector<Tensor>{y};
-            },
-        .vjp = std::move(vjp),
-        .vjp_formula = std::move(formula),
-        .sample = sample_softmax,
-    });
+std::vector<TensorSpec> softmax_shape(const OpCall& c) {
+  check_class_input(c);
+  return same_as_input(c);
+}
+
+template <bool log>
+std::vector<Tensor> softmax_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  Tensor y(specs[0].shape, specs[0].dtype);
+  dispatch_float(y.dtype(), [&](auto t) { softmax_forward<decltype(t)>(c.input(0), y, log); });
+  return std::vector<Tensor>{y};
+}
+
+std::vector<Var> softmax_vjp(const VjpContext& c) {
+  const Var &y = c.output(0), &g = c.grad_output(0);
+  return {mul(y, sub(g, sum(mul(y, g), {.axes = {1}, .keepdims = true})))};
+}
+
+std::vector<Var> log_softmax_vjp(const VjpContext& c) {
+  const Var& g = c.grad_output(0);
+  return {sub(g, mul(softmax(c.input(0)), sum(g, {.axes = {1}, .keepdims = true})))};
+}
+
+OpDef softmax_def() {
+  return {
+      .name = "softmax",
+      .summary = "exp(x) / sum_c exp(x) over axis 1",
+      .inputs = {{"x"}},
+      .shape = softmax_shape,
+      .forward = softmax_kernel<false>,
+      .vjp = softmax_vjp,
+      .vjp_formula = "dx = y * (g - sum_c(y * g))",
+      .sample = sample_softmax,
   };
-  register_softmax_like(
-      "softmax", "exp(x) / sum_c exp(x) over axis 1", false,
-      [](const VjpContext& c) -> std::vector<Var> {
-        const Var &y = c.output(0), &g = c.grad_output(0);
-        return {mul(y, sub(g, sum(mul(y, g), {.axes = {1}, .keepdims = true})))};
-      },
-      "dx = y * (g - sum_c(y * g))");
-  register_softmax_like(
-      "log_softmax", "x - log(sum_c exp(x)) over axis 1", true,
-      [](const VjpContext& c) -> std::vector<Var> {
-        const Var& g = c.grad_output(0);
-        return {sub(g, mul(softmax(c.input(0)), sum(g, {.axes = {1}, .keepdims = true})))};
-      },
-      "dx = g - softmax(x) * sum_c(g)");
-  register_builtin({
+}
+
+OpDef log_softmax_def() {
+  return {
+      .name = "log_softmax",
+      .summary = "x - log(sum_c exp(x)) over axis 1",
+      .inputs = {{"x"}},
+      .shape = softmax_shape,
+      .forward = softmax_kernel<true>,
+      .vjp = log_softmax_vjp,
+      .vjp_formula = "dx = g - softmax(x) * sum_c(g)",
+      .sample = sample_softmax,
+  };
+}
+
+// ---- one_hot ----------------------------------------------------------------------------------
+
+std::vector<TensorSpec> one_hot_shape(const OpCall& c) {
+  const Shape& l = c.input(0).shape();
+  const int64_t C = c.attrs.integer("num_classes");
+  if (l.size() < 1) shape_fail(c, "labels must have a batch axis, got a scalar");
+  if (C < 1) shape_fail(c, "num_classes must be at least 1, got {}", C);
+  Shape out{l[0], C};
+  for (int d = 1; d < l.size(); ++d) out.push_back(l[d]);
+  return std::vector<TensorSpec>{{out, c.attrs.boolean("float64") ? DType::f64 : DType::f32}};
+}
+
+std::vector<Tensor> one_hot_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  Tensor y = Tensor::zeros(specs[0].shape, specs[0].dtype);
+  const ClassLayout L = class_layout(y.shape());
+  const int64_t* pl = c.input(0).data<int64_t>();
+  dispatch_float(y.dtype(), [&](auto t) {
+    using T = decltype(t);
+    T* py = y.data<T>();
+    for (int64_t k = 0; k < L.N * L.S; ++k) {
+      const int64_t label = pl[k];
+      if (label >= 0 && label < L.C) py[(k / L.S) * L.C * L.S + label * L.S + k % L.S] = T(1);
+    }
+  });
+  return std::vector<Tensor>{y};
+}
+
+OpSample one_hot_sample(Sampler& s) {
+  const Shape l = sample_shape(s, 1, 3);
+  const int64_t classes = s.integer(1, 4);
+  return OpSample{{s.indices(l, classes + 1)},
+                  {{"num_classes", classes}, {"float64", s.dtype() == DType::f64}},
+                  all_batched(1)};
+}
+
+OpDef one_hot_def() {
+  return {
       .name = "one_hot",
-      .summary = "int64 labels [N, d...] -> [N, C, d...] with 1 at each label (labels outside [0, "
-                 "C) give 0s)",
+      .summary =
+          "int64 labels [N, d...] -> [N, C, d...] with 1 at each label (labels outside [0, "
+          "C) give 0s)",
       .inputs = {{"labels", InputKind::int64}},
       .attrs = {{"num_classes", AttrType::integer, std::nullopt, "C"},
                 {"float64", AttrType::boolean, AttrValue(false),
                  "float64 output instead of float32"}},
-      .shape =
-          [](const OpCall& c) {
-            const Shape& l = c.input(0).shape();
-            const int64_t C = c.attrs.integer("num_classes");
-            if (l.size() < 1) shape_fail(c, "labels must have a batch axis, got a scalar");
-            if (C < 1) shape_fail(c, "num_classes must be at least 1, got {}", C);
-            Shape out{l[0], C};
-            for (int d = 1; d < l.size(); ++d) out.push_back(l[d]);
-            return std::vector<TensorSpec>{
-                {out, c.attrs.boolean("float64") ? DType::f64 : DType::f32}};
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            Tensor y = Tensor::zeros(specs[0].shape, specs[0].dtype);
-            const ClassLayout L = class_layout(y.shape());
-            const int64_t* pl = c.input(0).data<int64_t>();
-            dispatch_float(y.dtype(), [&](auto t) {
-              using T = decltype(t);
-              T* py = y.data<T>();
-              for (int64_t k = 0; k < L.N * L.S; ++k) {
-                const int64_t label = pl[k];
-                if (label >= 0 && label < L.C)
-                  py[(k / L.S) * L.C * L.S + label * L.S + k % L.S] = T(1);
-              }
-            });
-            return std::vector<Tensor>{y};
-          },
-      .sample =
-          [](Sampler& s) {
-            const Shape l = sample_shape(s, 1, 3);
-            const int64_t classes = s.integer(1, 4);
-            return OpSample{{s.indices(l, classes + 1)},
-                            {{"num_classes", classes}, {"float64", s.dtype() == DType::f64}},
-                            all_batched(1)};
-          },
-  });
-  register_builtin({
+      .shape = one_hot_shape,
+      .forward = one_hot_kernel,
+      .sample = one_hot_sample,
+  };
+}
+
+// ---- softmax_xent -----------------------------------------------------------------------------
+
+std::vector<TensorSpec> softmax_xent_shape(const OpCall& c) {
+  const Tensor &z = c.input(0), &labels = c.input(1);
+  if (z.dim() < 2) shape_fail(c, "logits must be [N,C] or [N,C,H,W], got {}", z.shape());
+  const std::string& reduction = c.attrs.string("reduction");
+  if (reduction != "mean" && reduction != "sum" && reduction != "none")
+    shape_fail(c, "reduction must be \"mean\", \"sum\" or \"none\", got \"{}\"", reduction);
+  const Shape elements = element_shape(z.shape());
+  if (is_class_labels(labels)) {
+    if (!(labels.shape() == elements))
+      shape_fail(c,
+                 "class labels are {} but logits {} need labels {} (the logits without "
+                 "the class axis 1)",
+                 labels.shape(), z.shape(), elements);
+    const int64_t C = z.shape()[1], ignore = c.attrs.integer("ignore_index");
+    const int64_t* pl = labels.data<int64_t>();
+    for (int64_t i = 0; i < labels.numel(); ++i)
+      if ((pl[i] < 0 || pl[i] >= C) && pl[i] != ignore)
+        shape_fail(c, "labels{} = {} is not a class in [0, {}) nor ignore_index ({})",
+                   multi_index(labels.shape(), i), pl[i], C, ignore);
+  } else {
+    if (!(labels.shape() == z.shape()))
+      shape_fail(c, "probability labels are {} but logits are {}; they must match", labels.shape(),
+                 z.shape());
+    if (labels.dtype() != z.dtype())
+      shape_fail(c, "probability labels are {} but logits are {}", labels.dtype(), z.dtype());
+  }
+  return std::vector<TensorSpec>{{reduction == "none" ? elements : Shape{}, z.dtype()}};
+}
+
+std::vector<Tensor> softmax_xent_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  const Tensor &z = c.input(0), &labels = c.input(1);
+  const int64_t ignore = c.attrs.integer("ignore_index");
+  Tensor losses(element_shape(z.shape()), z.dtype());
+  dispatch_float(z.dtype(), [&](auto t) { xent_forward<decltype(t)>(z, labels, ignore, losses); });
+  const std::string& reduction = c.attrs.string("reduction");
+  if (reduction == "none") return std::vector<Tensor>{losses};
+  double total = 0;
+  for (int64_t i = 0; i < losses.numel(); ++i) total += losses.at(i);
+  if (reduction == "mean") {
+    const int64_t count = counted_elements(labels, ignore);
+    total = count ? total / static_cast<double>(count) : std::nan("");
+  }
+  return std::vector<Tensor>{Tensor::full(specs[0].shape, total, z.dtype())};
+}
+
+OpSample softmax_xent_sample(Sampler& s) {
+  const Shape shape = sample_class_shape(s);
+  const std::string reduction = s.choose<const char*>({"mean", "sum", "none"});
+  const bool classes = s.boolean();
+  Tensor labels;
+  if (classes) {
+    // Classes in [0, C), with some elements set to ignore_index -1.
+    labels = s.indices(element_shape(shape), shape[1] + 1);
+    for (int64_t& v : labels.values<int64_t>()) v = v == shape[1] ? -1 : v;
+    // A mean over no counted element is 0/0 (NaN, as in PyTorch): keep one counted.
+    labels.data<int64_t>()[0] = std::max<int64_t>(labels.data<int64_t>()[0], 0);
+  } else {
+    Tensor raw = s.positive(shape);
+    Tensor normalised = raw.clone();
+    const ClassLayout L = class_layout(shape);
+    dispatch_float(raw.dtype(), [&](auto t) {
+      using T = decltype(t);
+      T* p = normalised.data<T>();
+      for (int64_t k = 0; k < L.N * L.S; ++k) {
+        T total = 0;
+        for (int64_t c = 0; c < L.C; ++c) total += p[(k / L.S) * L.C * L.S + c * L.S + k % L.S];
+        for (int64_t c = 0; c < L.C; ++c) p[(k / L.S) * L.C * L.S + c * L.S + k % L.S] /= total;
+      }
+    });
+    labels = normalised;
+  }
+  return OpSample{{s.smooth(shape), labels},
+                  {{"reduction", reduction}, {"ignore_index", int64_t{-1}}},
+                  reduction == "none" ? all_batched(2) : std::vector<bool>{}};
+}
+
+OpDef softmax_xent_def() {
+  return {
       .name = "softmax_xent",
       .summary = "fused softmax + cross-entropy over axis 1 (class indices or probabilities)",
       .inputs = {{"logits"}, {"labels", InputKind::float_or_int64}},
@@ -379,133 +475,75 @@ void register_softmax_ops() {
       .attrs = {{"reduction", AttrType::string, AttrValue("mean"), "\"mean\", \"sum\" or \"none\""},
                 {"ignore_index", AttrType::integer, AttrValue(int64_t{-100}),
                  "class label to skip (excluded from the mean)", "ignore="}},
-      .shape =
-          [](const OpCall& c) {
-            const Tensor &z = c.input(0), &labels = c.input(1);
-            if (z.dim() < 2) shape_fail(c, "logits must be [N,C] or [N,C,H,W], got {}", z.shape());
-            const std::string& reduction = c.attrs.string("reduction");
-            if (reduction != "mean" && reduction != "sum" && reduction != "none")
-              shape_fail(c, "reduction must be \"mean\", \"sum\" or \"none\", got \"{}\"",
-                         reduction);
-            const Shape elements = element_shape(z.shape());
-            if (is_class_labels(labels)) {
-              if (!(labels.shape() == elements))
-                shape_fail(c,
-                           "class labels are {} but logits {} need labels {} (the logits without "
-                           "the class axis 1)",
-                           labels.shape(), z.shape(), elements);
-              const int64_t C = z.shape()[1], ignore = c.attrs.integer("ignore_index");
-              const int64_t* pl = labels.data<int64_t>();
-              for (int64_t i = 0; i < labels.numel(); ++i)
-                if ((pl[i] < 0 || pl[i] >= C) && pl[i] != ignore)
-                  shape_fail(c, "labels{} = {} is not a class in [0, {}) nor ignore_index ({})",
-                             multi_index(labels.shape(), i), pl[i], C, ignore);
-            } else {
-              if (!(labels.shape() == z.shape()))
-                shape_fail(c, "probability labels are {} but logits are {}; they must match",
-                           labels.shape(), z.shape());
-              if (labels.dtype() != z.dtype())
-                shape_fail(c, "probability labels are {} but logits are {}", labels.dtype(),
-                           z.dtype());
-            }
-            return std::vector<TensorSpec>{{reduction == "none" ? elements : Shape{}, z.dtype()}};
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            const Tensor &z = c.input(0), &labels = c.input(1);
-            const int64_t ignore = c.attrs.integer("ignore_index");
-            Tensor losses(element_shape(z.shape()), z.dtype());
-            dispatch_float(z.dtype(),
-                           [&](auto t) { xent_forward<decltype(t)>(z, labels, ignore, losses); });
-            const std::string& reduction = c.attrs.string("reduction");
-            if (reduction == "none") return std::vector<Tensor>{losses};
-            double total = 0;
-            for (int64_t i = 0; i < losses.numel(); ++i) total += losses.at(i);
-            if (reduction == "mean") {
-              const int64_t count = counted_elements(labels, ignore);
-              total = count ? total / static_cast<double>(count) : std::nan("");
-            }
-            return std::vector<Tensor>{Tensor::full(specs[0].shape, total, z.dtype())};
-          },
+      .shape = softmax_xent_shape,
+      .forward = softmax_xent_kernel,
       .vjp = xent_vjp,
       .vjp_formula = "dz = s * (softmax(z) * sum_c t - t), dt = -s * log_softmax(z)",
-      .sample =
-          [](Sampler& s) {
-            const Shape shape = sample_class_shape(s);
-            const std::string reduction = s.choose<const char*>({"mean", "sum", "none"});
-            const bool classes = s.boolean();
-            Tensor labels;
-            if (classes) {
-              // Classes in [0, C), with some elements set to ignore_index -1.
-              labels = s.indices(element_shape(shape), shape[1] + 1);
-              for (int64_t& v : labels.values<int64_t>()) v = v == shape[1] ? -1 : v;
-              // A mean over no counted element is 0/0 (NaN, as in PyTorch): keep one counted.
-              labels.data<int64_t>()[0] = std::max<int64_t>(labels.data<int64_t>()[0], 0);
-            } else {
-              Tensor raw = s.positive(shape);
-              Tensor normalised = raw.clone();
-              const ClassLayout L = class_layout(shape);
-              dispatch_float(raw.dtype(), [&](auto t) {
-                using T = decltype(t);
-                T* p = normalised.data<T>();
-                for (int64_t k = 0; k < L.N * L.S; ++k) {
-                  T total = 0;
-                  for (int64_t c = 0; c < L.C; ++c)
-                    total += p[(k / L.S) * L.C * L.S + c * L.S + k % L.S];
-                  for (int64_t c = 0; c < L.C; ++c)
-                    p[(k / L.S) * L.C * L.S + c * L.S + k % L.S] /= total;
-                }
-              });
-              labels = normalised;
-            }
-            return OpSample{{s.smooth(shape), labels},
-                            {{"reduction", reduction}, {"ignore_index", int64_t{-1}}},
-                            reduction == "none" ? all_batched(2) : std::vector<bool>{}};
-          },
+      .sample = softmax_xent_sample,
+  };
+}
+
+// ---- softmax_xent_backward --------------------------------------------------------------------
+
+std::vector<TensorSpec> softmax_xent_backward_shape(const OpCall& c) {
+  const Tensor &z = c.input(0), &labels = c.input(1), &seed = c.input(2);
+  if (z.dim() < 2) shape_fail(c, "logits must be [N,C] or [N,C,H,W], got {}", z.shape());
+  const Shape elements = element_shape(z.shape());
+  if (!(labels.shape() == elements) || !(seed.shape() == elements))
+    shape_fail(c, "labels are {} and seed {}, but logits {} need both {}", labels.shape(),
+               seed.shape(), z.shape(), elements);
+  if (seed.dtype() != z.dtype())
+    shape_fail(c, "seed is {} but logits are {}", seed.dtype(), z.dtype());
+  return same_as_input(c);
+}
+
+std::vector<Tensor> softmax_xent_backward_kernel(const OpCall& c,
+                                                 std::span<const TensorSpec> specs) {
+  Tensor dz(specs[0].shape, specs[0].dtype);
+  dispatch_float(dz.dtype(), [&](auto t) {
+    xent_backward<decltype(t)>(c.input(0), c.input(1), c.input(2), c.attrs.integer("ignore_index"),
+                               dz);
   });
-  register_builtin({
+  return std::vector<Tensor>{dz};
+}
+
+OpSample softmax_xent_backward_sample(Sampler& s) {
+  const Shape shape = sample_class_shape(s);
+  const Shape elements = element_shape(shape);
+  // Classes in [0, C), some set to ignore_index -1.
+  Tensor labels = s.indices(elements, shape[1] + 1);
+  for (int64_t& v : labels.values<int64_t>()) v = v == shape[1] ? -1 : v;
+  return OpSample{{s.smooth(shape), labels, s.smooth(elements)},
+                  {{"ignore_index", int64_t{-1}}},
+                  all_batched(3)};
+}
+
+OpDef softmax_xent_backward_def() {
+  return {
       .name = "softmax_xent_backward",
       .summary = "d(softmax_xent)/dlogits for class labels: seed * (softmax(z) - onehot(labels))",
       .inputs = {{"logits"}, {"labels", InputKind::int64}, {"seed"}},
       .outputs = {{"dlogits"}},
       .attrs = {{"ignore_index", AttrType::integer, AttrValue(int64_t{-100}),
                  "class label whose elements get a zero gradient", "ignore="}},
-      .shape =
-          [](const OpCall& c) {
-            const Tensor &z = c.input(0), &labels = c.input(1), &seed = c.input(2);
-            if (z.dim() < 2) shape_fail(c, "logits must be [N,C] or [N,C,H,W], got {}", z.shape());
-            const Shape elements = element_shape(z.shape());
-            if (!(labels.shape() == elements) || !(seed.shape() == elements))
-              shape_fail(c, "labels are {} and seed {}, but logits {} need both {}", labels.shape(),
-                         seed.shape(), z.shape(), elements);
-            if (seed.dtype() != z.dtype())
-              shape_fail(c, "seed is {} but logits are {}", seed.dtype(), z.dtype());
-            return same_as_input(c);
-          },
-      .forward =
-          [](const OpCall& c, std::span<const TensorSpec> specs) {
-            Tensor dz(specs[0].shape, specs[0].dtype);
-            dispatch_float(dz.dtype(), [&](auto t) {
-              xent_backward<decltype(t)>(c.input(0), c.input(1), c.input(2),
-                                         c.attrs.integer("ignore_index"), dz);
-            });
-            return std::vector<Tensor>{dz};
-          },
+      .shape = softmax_xent_backward_shape,
+      .forward = softmax_xent_backward_kernel,
       .vjp = xent_backward_vjp,
-      .vjp_formula = "dz = y * (u - sum_c(y * u)) with u = gbar * seed, "
-                     "dseed = sum_c((y - onehot) * gbar); y = softmax(z), ignored elements 0",
-      .sample =
-          [](Sampler& s) {
-            const Shape shape = sample_class_shape(s);
-            const Shape elements = element_shape(shape);
-            // Classes in [0, C), some set to ignore_index -1.
-            Tensor labels = s.indices(elements, shape[1] + 1);
-            for (int64_t& v : labels.values<int64_t>()) v = v == shape[1] ? -1 : v;
-            return OpSample{{s.smooth(shape), labels, s.smooth(elements)},
-                            {{"ignore_index", int64_t{-1}}},
-                            all_batched(3)};
-          },
-  });
+      .vjp_formula =
+          "dz = y * (u - sum_c(y * u)) with u = gbar * seed, "
+          "dseed = sum_c((y - onehot) * gbar); y = softmax(z), ignored elements 0",
+      .sample = softmax_xent_backward_sample,
+  };
+}
+
+}  // namespace
+
+void register_softmax_ops() {
+  register_builtin(softmax_def());
+  register_builtin(log_softmax_def());
+  register_builtin(one_hot_def());
+  register_builtin(softmax_xent_def());
+  register_builtin(softmax_xent_backward_def());
 }
 
 Var softmax_xent_backward(const Var& logits, const Var& labels, const Var& seed,
