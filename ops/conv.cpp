@@ -78,9 +78,40 @@ void check_bias(const OpCall& c, int64_t channels) {
 // conv_transpose2d: the conv2d whose input gradient it is, from its output grid to its input).
 kernels::DnnlConvProblem dnnl_problem(const Shape& src, const Shape& dst, int64_t kH, int64_t kW,
                                       const ConvAttrs& a) {
-  return {src[0],      src[1],       src[2],       src[3],     dst[1],     kH,
-          kW,          dst[2],       dst[3],       a.stride.h, a.stride.w, a.padding.h,
-          a.padding.w, a.dilation.h, a.dilation.w, a.groups};
+  return {.N = src[0],
+          .C = src[1],
+          .H = src[2],
+          .W = src[3],
+          .O = dst[1],
+          .kH = kH,
+          .kW = kW,
+          .Ho = dst[2],
+          .Wo = dst[3],
+          .sh = a.stride.h,
+          .sw = a.stride.w,
+          .ph = a.padding.h,
+          .pw = a.padding.w,
+          .dh = a.dilation.h,
+          .dw = a.dilation.w,
+          .groups = a.groups};
+}
+
+// The im2col geometry of one group's conv2d from a C x H x W input to an Ho x Wo grid.
+kernels::ConvGeometry im2col_geometry(int64_t C, int64_t H, int64_t W, int64_t kH, int64_t kW,
+                                      const ConvAttrs& a, int64_t Ho, int64_t Wo) {
+  return {.C = C,
+          .H = H,
+          .W = W,
+          .kH = kH,
+          .kW = kW,
+          .sh = a.stride.h,
+          .sw = a.stride.w,
+          .ph = a.padding.h,
+          .pw = a.padding.w,
+          .dh = a.dilation.h,
+          .dw = a.dilation.w,
+          .Ho = Ho,
+          .Wo = Wo};
 }
 
 // One scratch buffer per thread, reused across calls.
@@ -99,9 +130,7 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, const Con
   const int64_t O = w.shape()[0], kH = w.shape()[2], kW = w.shape()[3];
   const int64_t Ho = y.shape()[2], Wo = y.shape()[3];
   const int64_t G = a.groups, Cg = C / G, Og = O / G;
-  const kernels::ConvGeometry geo{Cg,           H,          W,           kH,          kW,
-                                  a.stride.h,   a.stride.w, a.padding.h, a.padding.w, a.dilation.h,
-                                  a.dilation.w, Ho,         Wo};
+  const kernels::ConvGeometry geo = im2col_geometry(Cg, H, W, kH, kW, a, Ho, Wo);
   const int64_t K = geo.col_rows(), P = geo.col_cols();
   const T* px = x.data<T>();
   const T* pw = w.data<T>();
@@ -151,9 +180,7 @@ void conv_transpose2d_forward(const Tensor& x, const Tensor& w, const Tensor* b,
   const int64_t G = a.groups, Cg = C / G, O = Og * G;
   const int64_t Ho = y.shape()[2], Wo = y.shape()[3];
   // Seen as conv2d, y is the input (Ho x Wo, Og channels per group) and x the output grid.
-  const kernels::ConvGeometry geo{
-      Og,          Ho,          Wo,           kH,           kW, a.stride.h, a.stride.w,
-      a.padding.h, a.padding.w, a.dilation.h, a.dilation.w, H,  W};
+  const kernels::ConvGeometry geo = im2col_geometry(Og, Ho, Wo, kH, kW, a, H, W);
   const int64_t K = geo.col_rows(), P = geo.col_cols();  // K = Og*kH*kW, P = H*W
   const T* px = x.data<T>();
   const T* pw = w.data<T>();
@@ -194,9 +221,7 @@ void conv2d_weight_grad_forward(const Tensor& x, const Tensor& g, const ConvAttr
   const int64_t O = g.shape()[1], gH = g.shape()[2], gW = g.shape()[3];
   const int64_t kH = gw.shape()[2], kW = gw.shape()[3];
   const int64_t G = a.groups, Cg = C / G, Og = O / G;
-  const kernels::ConvGeometry geo{Cg,           H,          W,           kH,          kW,
-                                  a.stride.h,   a.stride.w, a.padding.h, a.padding.w, a.dilation.h,
-                                  a.dilation.w, gH,         gW};
+  const kernels::ConvGeometry geo = im2col_geometry(Cg, H, W, kH, kW, a, gH, gW);
   const int64_t K = geo.col_rows(), P = geo.col_cols();
   const T* px = x.data<T>();
   const T* pg = g.data<T>();
@@ -585,7 +610,8 @@ std::vector<TensorSpec> conv1x1_shape(const OpCall& c) {
 
 std::vector<Tensor> conv1x1_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
   Tensor y(specs[0].shape, specs[0].dtype);
-  const ConvAttrs pointwise{{1, 1}, {0, 0}, {1, 1}, {0, 0}, 1};
+  const ConvAttrs pointwise{
+      .stride = 1, .padding = 0, .dilation = 1, .output_padding = 0, .groups = 1};
   dispatch_float(y.dtype(), [&](auto t) {
     conv2d_forward<decltype(t)>(c.input(0), c.input(1), optional_input(c, 2), pointwise, y);
   });

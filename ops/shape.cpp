@@ -156,14 +156,14 @@ std::vector<Tensor> permute_kernel(const OpCall& c, std::span<const TensorSpec> 
   Tensor y(specs[0].shape, specs[0].dtype);
   const int rank = x.dim();
   // Strides of x, taken in y's axis order.
-  Dims x_strides;
+  Shape x_strides;
   x_strides.resize(rank);
   int64_t s = 1;
   for (int d = rank - 1; d >= 0; --d) {
     x_strides[d] = s;
     s *= x.shape()[d];
   }
-  Dims src;
+  Shape src;
   src.resize(rank);
   for (int i = 0; i < rank; ++i) src[i] = x_strides[static_cast<int>(dims[i])];
   const Shape& out = y.shape();

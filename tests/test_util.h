@@ -14,7 +14,7 @@
 
 // Readable shapes in gtest failure messages.
 namespace dg {
-inline void PrintTo(const Dims& dims, std::ostream* os) { *os << to_string(dims); }
+inline void PrintTo(const Shape& dims, std::ostream* os) { *os << to_string(dims); }
 }  // namespace dg
 
 namespace dg_test {

@@ -25,7 +25,7 @@ const char* dtype_name(DType dtype) {
 
 size_t dtype_size(DType dtype) { return dtype == DType::f32 ? 4 : 8; }
 
-std::string to_string(const Dims& dims) {
+std::string to_string(const Shape& dims) {
   std::string s = "[";
   for (int i = 0; i < dims.size(); ++i) {
     if (i) s += ",";
@@ -35,7 +35,7 @@ std::string to_string(const Dims& dims) {
 }
 
 std::string multi_index(const Shape& shape, int64_t flat) {
-  Dims index;
+  Shape index;
   index.resize(shape.size());
   for (int d = shape.size() - 1; d >= 0; --d) {
     index[d] = shape[d] ? flat % shape[d] : 0;

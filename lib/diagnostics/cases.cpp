@@ -287,8 +287,8 @@ class CaseReader {
   Shape shape_at(const Json& j, const std::string& path) const {
     if (!j.is_array())
       fail_at(path, "must be an array of non-negative integers, got {}", describe(j));
-    if (j.size() > static_cast<size_t>(Dims::kMaxDims))
-      fail_at(path, "has {} axes; deltagraph tensors have at most {}", j.size(), Dims::kMaxDims);
+    if (j.size() > static_cast<size_t>(Shape::kMaxDims))
+      fail_at(path, "has {} axes; deltagraph tensors have at most {}", j.size(), Shape::kMaxDims);
     Shape shape;
     for (size_t i = 0; i < j.size(); ++i) {
       const int64_t size = integer_at(j[i], element(path, i));
@@ -373,9 +373,9 @@ class CaseReader {
       case Json::value_t::string:
         return AttrValue(j.get<std::string>());
       case Json::value_t::array: {
-        if (j.size() > static_cast<size_t>(Dims::kMaxDims))
+        if (j.size() > static_cast<size_t>(Shape::kMaxDims))
           fail_at(path, "has {} entries; a list attribute holds at most {}", j.size(),
-                  Dims::kMaxDims);
+                  Shape::kMaxDims);
         Ints values;
         for (size_t i = 0; i < j.size(); ++i) values.push_back(integer_at(j[i], element(path, i)));
         return AttrValue(values);

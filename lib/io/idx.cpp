@@ -140,8 +140,8 @@ constexpr int64_t kMaxDeflateRatio = 1032;
 // ---- IDX --------------------------------------------------------------------------------------
 
 IdxArray read_idx(const std::string& path, IdxReadOptions options) {
-  if (options.expected_dims < 0 || options.expected_dims > Dims::kMaxDims)
-    fail("read_idx: expected_dims must be between 0 and {}, got {}", Dims::kMaxDims,
+  if (options.expected_dims < 0 || options.expected_dims > Shape::kMaxDims)
+    fail("read_idx: expected_dims must be between 0 and {}, got {}", Shape::kMaxDims,
          options.expected_dims);
   ByteStream in(path);
 

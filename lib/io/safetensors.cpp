@@ -136,9 +136,9 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
     throw bad(fmt::format("dtype \"{}\" is not supported (deltagraph reads F32, F64 and I64)",
                           dtype_text));
   if (!shape.is_array()) throw bad(fmt::format("shape must be an array, got {}", shape.dump()));
-  if (shape.size() > static_cast<size_t>(Dims::kMaxDims))
+  if (shape.size() > static_cast<size_t>(Shape::kMaxDims))
     throw bad(fmt::format("shape {} has {} axes; deltagraph tensors have at most {}",
-                          shape_text(shape), shape.size(), Dims::kMaxDims));
+                          shape_text(shape), shape.size(), Shape::kMaxDims));
   uint64_t bytes = dtype_size(e.dtype);
   for (const json& d : shape) {
     if (!d.is_number_unsigned() || d.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))

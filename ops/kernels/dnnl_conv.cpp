@@ -300,7 +300,23 @@ bool winograd_enabled() {
 bool winograd_supported() {
   static const bool supported = [] {
     if (!kernels::dnnl_enabled()) return false;
-    const kernels::DnnlConvProblem p{1, 16, 8, 8, 16, 3, 3, 8, 8, 1, 1, 1, 1, 1, 1, 1};
+    // The smallest convolution the rule would hand to Winograd: 3x3, stride 1, 16 channels.
+    const kernels::DnnlConvProblem p{.N = 1,
+                                     .C = 16,
+                                     .H = 8,
+                                     .W = 8,
+                                     .O = 16,
+                                     .kH = 3,
+                                     .kW = 3,
+                                     .Ho = 8,
+                                     .Wo = 8,
+                                     .sh = 1,
+                                     .sw = 1,
+                                     .ph = 1,
+                                     .pw = 1,
+                                     .dh = 1,
+                                     .dw = 1,
+                                     .groups = 1};
     try {
       kernels::make_plan(kernels::Pass::forward, p, false, dnnl::algorithm::convolution_winograd);
       return true;

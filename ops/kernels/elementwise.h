@@ -19,8 +19,8 @@ void map(const Tensor& x, Tensor& y, F f) {
 
 // Strides of a tensor of shape `in` seen through the broadcast shape `out` (numpy rules:
 // shapes are aligned at the right; an axis of size 1 is repeated, its stride becomes 0).
-inline Dims broadcast_strides(const Shape& in, const Shape& out) {
-  Dims strides;
+inline Shape broadcast_strides(const Shape& in, const Shape& out) {
+  Shape strides;
   strides.resize(out.size(), 0);
   int64_t stride = 1;
   for (int i = in.size() - 1, j = out.size() - 1; i >= 0; --i, --j) {
@@ -31,7 +31,7 @@ inline Dims broadcast_strides(const Shape& in, const Shape& out) {
 }
 
 // Offset of output row `row` (index over all axes but the last) in a tensor with `strides`.
-inline int64_t row_offset(int64_t row, const Shape& out, const Dims& strides) {
+inline int64_t row_offset(int64_t row, const Shape& out, const Shape& strides) {
   int64_t offset = 0;
   for (int d = out.size() - 2; d >= 0; --d) {
     offset += (row % out[d]) * strides[d];
@@ -58,7 +58,7 @@ void zip(const Tensor& a, const Tensor& b, Tensor& y, F f) {
     return;
   }
   const Shape& out = y.shape();
-  const Dims sa = broadcast_strides(a.shape(), out), sb = broadcast_strides(b.shape(), out);
+  const Shape sa = broadcast_strides(a.shape(), out), sb = broadcast_strides(b.shape(), out);
   const int64_t inner = out.back(), rows = n / inner;
   const int64_t ia = sa.back(), ib = sb.back();
   parallel_for(rows, inner, [&](int64_t s, int64_t e) {

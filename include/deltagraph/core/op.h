@@ -40,7 +40,9 @@
 
 namespace dg {
 
-using Ints = Dims;
+// An integer-list attribute (a permutation, the axes to reduce, a target shape). Same type as
+// Shape; the name says which role the list plays.
+using Ints = Shape;
 
 // A pair of sizes [h, w] (a 2-D attribute); a single number means the same for both axes.
 struct Pair {

@@ -15,15 +15,15 @@ namespace dg {
 
 // A list of at most kMaxDims int64 values, stored inline. Used for tensor shapes and for
 // integer-list attributes (strides, paddings, permutations, target shapes).
-class Dims {
+class Shape {
  public:
   static constexpr int kMaxDims = 8;
 
-  Dims() = default;
-  Dims(std::initializer_list<int64_t> values) { assign(values.begin(), values.end()); }
-  explicit Dims(std::span<const int64_t> values) { assign(values.begin(), values.end()); }
+  Shape() = default;
+  Shape(std::initializer_list<int64_t> values) { assign(values.begin(), values.end()); }
+  explicit Shape(std::span<const int64_t> values) { assign(values.begin(), values.end()); }
   template <class It>
-  Dims(It first, It last) {
+  Shape(It first, It last) {
     assign(first, last);
   }
 
@@ -39,11 +39,11 @@ class Dims {
   int64_t back() const { return values_[size_ - 1]; }
 
   void push_back(int64_t v) {
-    if (size_ == kMaxDims) fail("Dims: more than {} entries", kMaxDims);
+    if (size_ == kMaxDims) fail("Shape: more than {} entries", kMaxDims);
     values_[size_++] = v;
   }
   void resize(int n, int64_t fill = 0) {
-    if (n < 0 || n > kMaxDims) fail("Dims: cannot hold {} entries (at most {})", n, kMaxDims);
+    if (n < 0 || n > kMaxDims) fail("Shape: cannot hold {} entries (at most {})", n, kMaxDims);
     for (int i = size_; i < n; ++i) values_[i] = fill;
     size_ = n;
   }
@@ -55,7 +55,7 @@ class Dims {
     return p;
   }
 
-  friend bool operator==(const Dims& a, const Dims& b) {
+  friend bool operator==(const Shape& a, const Shape& b) {
     return std::equal(a.begin(), a.end(), b.begin(), b.end());
   }
 
@@ -69,19 +69,17 @@ class Dims {
   int size_ = 0;
 };
 
-using Shape = Dims;
-
 // "[2,3,4]"; "[]" for a scalar.
-std::string to_string(const Dims& dims);
+std::string to_string(const Shape& dims);
 // The row-major multi-index of a flat position in `shape`, as "[1,0,2]" (error messages).
 std::string multi_index(const Shape& shape, int64_t flat);
 
 }  // namespace dg
 
 template <>
-struct fmt::formatter<dg::Dims> : fmt::formatter<std::string_view> {
+struct fmt::formatter<dg::Shape> : fmt::formatter<std::string_view> {
   template <class Ctx>
-  auto format(const dg::Dims& dims, Ctx& ctx) const {
+  auto format(const dg::Shape& dims, Ctx& ctx) const {
     return fmt::formatter<std::string_view>::format(dg::to_string(dims), ctx);
   }
 };

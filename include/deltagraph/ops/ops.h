@@ -1,5 +1,7 @@
 // deltagraph: the typed op functions. Each one is a thin front for the registered op of the
-// same name (op.h): same validation, same kernel, same VJP as dg::call("name", ...).
+// same name (core/op.h): same validation, same kernel, same VJP as dg::call("name", ...). The
+// comments here say what each op computes; its VJP formula is written once, in its registration
+// (ops/<family>.cpp), and printed by `dg ops NAME` and docs/ops.md.
 //
 // Layout is NCHW; every 2-D attribute is a pair [h, w]; weights are laid out as in PyTorch.
 // Every function takes the caller's source location (defaulted) so errors and graphs can
@@ -25,24 +27,20 @@ int link_builtin_ops();
 using Loc = SourceLocation;
 
 // ---- elementwise (numpy-style broadcasting for the binary ops) ------------------------------
-// dA = sum_to(g, A.shape), dB = sum_to(g, B.shape)
 Var add(const Var& a, const Var& b, Loc loc = Loc::current());
-// dA = sum_to(g), dB = -sum_to(g)
 Var sub(const Var& a, const Var& b, Loc loc = Loc::current());
-// dA = sum_to(g * B), dB = sum_to(g * A)
 Var mul(const Var& a, const Var& b, Loc loc = Loc::current());
-// dA = sum_to(g / B), dB = -sum_to(g * Y / B)
 Var div(const Var& a, const Var& b, Loc loc = Loc::current());
 Var neg(const Var& x, Loc loc = Loc::current());
-// y = x + c, dx = g
+// y = x + c
 Var add_scalar(const Var& x, double c, Loc loc = Loc::current());
-// y = x * c, dx = c * g
+// y = x * c
 Var mul_scalar(const Var& x, double c, Loc loc = Loc::current());
-Var exp(const Var& x, Loc loc = Loc::current());  // dx = g * y
-Var log(const Var& x, Loc loc = Loc::current());  // dx = g / x
-// Broadcasts x to `shape` (numpy rules); dx = sum_to(g, x.shape).
+Var exp(const Var& x, Loc loc = Loc::current());
+Var log(const Var& x, Loc loc = Loc::current());
+// Broadcasts x to `shape` (numpy rules).
 Var broadcast_to(const Var& x, const Shape& shape, Loc loc = Loc::current());
-// Sums x down to `shape` (the inverse of broadcasting); dx = broadcast_to(g, x.shape).
+// Sums x down to `shape` (the adjoint of broadcasting).
 Var sum_to(const Var& x, const Shape& shape, Loc loc = Loc::current());
 
 Var operator+(const Var& a, const Var& b);
@@ -59,35 +57,34 @@ Var operator*(double c, const Var& a);
 Var operator/(const Var& a, double c);
 
 // ---- activations ------------------------------------------------------------------------
-Var relu(const Var& x, Loc loc = Loc::current());  // dx = relu_backward(g, x) = g * (x > 0)
-// g * (x > 0): relu's VJP as an op (its own VJP: dg = relu_backward(gg, x), dx = 0).
+Var relu(const Var& x, Loc loc = Loc::current());
+// g * (x > 0): relu's VJP as an op, so that it can be differentiated again.
 Var relu_backward(const Var& g, const Var& x, Loc loc = Loc::current());
-Var elu(const Var& x, double alpha = 1.0, Loc loc = Loc::current());  // dx = g * elu_grad(x)
+Var elu(const Var& x, double alpha = 1.0, Loc loc = Loc::current());
 // d elu/dx = 1 if x > 0 else alpha*exp(x) (alpha at x == 0).
 Var elu_grad(const Var& x, double alpha = 1.0, Loc loc = Loc::current());
-Var sigmoid(const Var& x, Loc loc = Loc::current());  // dx = g * y * (1 - y)
-Var tanh(const Var& x, Loc loc = Loc::current());     // dx = g * (1 - y^2)
+Var sigmoid(const Var& x, Loc loc = Loc::current());
+Var tanh(const Var& x, Loc loc = Loc::current());
 
 // ---- linear algebra ---------------------------------------------------------------------
 struct MatmulOptions {
   bool transpose_a = false;
   bool transpose_b = false;
 };
-// y = op(a) @ op(b) for 2-D a, b (op = transpose if asked). dA = g @ op(b)^T, dB = op(a)^T @ g
-// (written as matmuls with transpose flags).
+// y = op(a) @ op(b) for 2-D a, b (op = transpose if asked).
 Var matmul(const Var& a, const Var& b, MatmulOptions options = {}, Loc loc = Loc::current());
-// y = x @ w^T + b, x [N,in], w [out,in], b [out]. dx = g @ w, dw = g^T @ x, db = sum_n g.
+// y = x @ w^T + b, x [N,in], w [out,in], b [out].
 Var linear(const Var& x, const Var& w, Loc loc = Loc::current());
 Var linear(const Var& x, const Var& w, const Var& b, Loc loc = Loc::current());
 
 // ---- shapes -----------------------------------------------------------------------------
-// Same data, new shape (one entry may be -1). dx = reshape(g, x.shape).
+// Same data, new shape (one entry may be -1).
 Var reshape(const Var& x, const Shape& shape, Loc loc = Loc::current());
-// [N, d1, d2, ...] -> [N, d1*d2*...]. dx = reshape(g, x.shape).
+// [N, d1, d2, ...] -> [N, d1*d2*...].
 Var flatten(const Var& x, Loc loc = Loc::current());
-// Reorders axes: y.shape[i] = x.shape[dims[i]]. dx = permute(g, inverse(dims)).
+// Reorders axes: y.shape[i] = x.shape[dims[i]].
 Var permute(const Var& x, const Ints& dims, Loc loc = Loc::current());
-// Elements [start, start+length) along `axis`. dx = narrow_backward(g, x.shape[axis]).
+// Elements [start, start+length) along `axis`.
 Var narrow(const Var& x, int64_t axis, int64_t start, int64_t length, Loc loc = Loc::current());
 // Zero-pads g back to `size` along `axis` (narrow's VJP). Its VJP is narrow.
 Var narrow_backward(const Var& g, int64_t axis, int64_t start, int64_t size,
@@ -98,9 +95,9 @@ struct ReduceOptions {
   Ints axes = {};  // empty: all axes
   bool keepdims = false;
 };
-// dx = broadcast_to(reshape(g, kept shape), x.shape)
+// Sum over `axes` (all when empty).
 Var sum(const Var& x, ReduceOptions options = {}, Loc loc = Loc::current());
-// dx = broadcast_to(reshape(g, kept shape), x.shape) / count
+// Mean over `axes` (all when empty).
 Var mean(const Var& x, ReduceOptions options = {}, Loc loc = Loc::current());
 
 // ---- convolution (ops/conv.cpp) ---------------------------------------------------------
@@ -112,13 +109,11 @@ struct Conv2dOptions {
 };
 // Cross-correlation. x [N,C,H,W], w [O,C/groups,kH,kW], b [O] -> [N,O,Ho,Wo] with
 // Ho = (H + 2ph - dh(kH-1) - 1)/sh + 1.
-// dx = conv_transpose2d(g, w) (output_padding chosen to give back H, W);
-// dw = conv2d_weight_grad(x, g); db = sum_{n,h,w} g.
 Var conv2d(const Var& x, const Var& w, Conv2dOptions options = {}, Loc loc = Loc::current());
 Var conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions options = {},
            Loc loc = Loc::current());
 // dL/dw of conv2d: gw[o,c,p,q] = sum_{n,i,j} g[n,o,i,j] * xz[n, G*Cg+c, i*sh+p*dh, j*sw+q*dw].
-// Bilinear in x and g; its VJP is dx = conv_transpose2d(g, gw_bar), dg = conv2d(x, gw_bar).
+// Bilinear in x and g.
 Var conv2d_weight_grad(const Var& x, const Var& g, Pair kernel_size, Conv2dOptions options = {},
                        Loc loc = Loc::current());
 
@@ -131,18 +126,17 @@ struct ConvTranspose2dOptions {
 };
 // The adjoint of conv2d in its input. x [N,C,H,W], w [C,O/groups,kH,kW], b [O] -> [N,O,Ho,Wo]
 // with Ho = (H-1)sh - 2ph + dh(kH-1) + oph + 1.
-// dx = conv2d(g, w); dw = conv2d_weight_grad(g, x); db = sum_{n,h,w} g.
 Var conv_transpose2d(const Var& x, const Var& w, ConvTranspose2dOptions options = {},
                      Loc loc = Loc::current());
 Var conv_transpose2d(const Var& x, const Var& w, const Var& b, ConvTranspose2dOptions options = {},
                      Loc loc = Loc::current());
 
 // Per-pixel fully connected layer: y[n,o,h,w] = b[o] + sum_c w[o,c,0,0] x[n,c,h,w]; a GEMM per
-// image. dx = conv1x1(g, w^T); dw = conv2d_weight_grad(x, g); db = sum_{n,h,w} g.
+// image.
 Var conv1x1(const Var& x, const Var& w, Loc loc = Loc::current());
 Var conv1x1(const Var& x, const Var& w, const Var& b, Loc loc = Loc::current());
 
-// y = x + b over axis 1, x [N,C,H,W] or [N,C], b [C]. dx = g; db = sum over all axes but 1.
+// y = x + b over axis 1, x [N,C,H,W] or [N,C], b [C].
 Var bias_add(const Var& x, const Var& b, Loc loc = Loc::current());
 
 // ---- pooling (ops/pool.cpp) -------------------------------------------------------------
@@ -158,7 +152,6 @@ struct PoolResult {
   Var indices;  // int64 [N,C,Ho,Wo], flat h*W+w of each maximum in its input plane
 };
 // Max over each window; ties go to the first maximum in row-major window order.
-// dx = scatter_add_at(g, indices, [H, W]) (overlapping windows add up).
 PoolResult max_pool2d(const Var& x, MaxPool2dOptions options, Loc loc = Loc::current());
 
 struct MaxUnpool2dOptions {
@@ -167,12 +160,12 @@ struct MaxUnpool2dOptions {
   Pair padding = 0;
   Pair output_size = 0;  // 0: the default (h-1)*sh - 2ph + kH
 };
-// Places x at `indices` in a zero [N,C,Ho,Wo] tensor. dx = gather_at(g, indices).
+// Places x at `indices` in a zero [N,C,Ho,Wo] tensor.
 Var max_unpool2d(const Var& x, const Var& indices, MaxUnpool2dOptions options,
                  Loc loc = Loc::current());
-// y[n,c,i,j] = x[n,c].flat[indices[n,c,i,j]]. dx = scatter_add_at(g, indices, [H, W]).
+// y[n,c,i,j] = x[n,c].flat[indices[n,c,i,j]].
 Var gather_at(const Var& x, const Var& indices, Loc loc = Loc::current());
-// y = zeros [N,C,H,W]; y[n,c].flat[indices[n,c,i,j]] += x[n,c,i,j]. dx = gather_at(g, indices).
+// y = zeros [N,C,H,W]; y[n,c].flat[indices[n,c,i,j]] += x[n,c,i,j].
 Var scatter_add_at(const Var& x, const Var& indices, Pair output_size, Loc loc = Loc::current());
 
 struct AvgPool2dOptions {
@@ -182,16 +175,16 @@ struct AvgPool2dOptions {
   bool ceil_mode = false;
   bool count_include_pad = true;
 };
-// Window means (PyTorch's divisor rules). dx = avg_pool2d_backward(g, [H, W]).
+// Window means (PyTorch's divisor rules).
 Var avg_pool2d(const Var& x, AvgPool2dOptions options, Loc loc = Loc::current());
 // Spreads g[n,c,i,j]/divisor over each window (the adjoint of avg_pool2d); its VJP is avg_pool2d.
 Var avg_pool2d_backward(const Var& g, Pair input_size, AvgPool2dOptions options,
                         Loc loc = Loc::current());
 
 // ---- softmax and loss (ops/softmax.cpp) -------------------------------------------------
-// Softmax over axis 1 (classes). dx = y * (g - sum_c(y * g)).
+// Softmax over axis 1 (classes).
 Var softmax(const Var& x, Loc loc = Loc::current());
-// log-softmax over axis 1. dx = g - softmax(x) * sum_c(g).
+// log-softmax over axis 1.
 Var log_softmax(const Var& x, Loc loc = Loc::current());
 // int64 labels [N] or [N,H,W] -> [N,C] or [N,C,H,W] with ones at the labels (axis 1); labels
 // outside [0, C) give an all-zero column (used for ignore_index). Not differentiable.
@@ -203,7 +196,6 @@ struct SoftmaxXentOptions {
 };
 // Fused, stable softmax + cross-entropy over axis 1. logits [N,C] or [N,C,H,W]; labels int64
 // [N] / [N,H,W], or probabilities shaped like the logits.
-// dlogits = s * (softmax(z) * sum_c t - t); dt = -s * log_softmax(z) (s: seed per element).
 Var softmax_xent(const Var& logits, const Var& labels, SoftmaxXentOptions options = {},
                  Loc loc = Loc::current());
 // softmax_xent's gradient for class labels in one pass: seed [N, d...] * (softmax(z) -
