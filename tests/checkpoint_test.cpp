@@ -12,8 +12,8 @@
 
 using dg::DType;
 using dg::Tensor;
-using dg_test::TempDir;
-using dg_test::ThrowsError;
+using dg::test::TempDir;
+using dg::test::ThrowsError;
 using Bytes = std::vector<unsigned char>;
 
 namespace {
@@ -35,9 +35,9 @@ bool same_bits(const Tensor& a, const Tensor& b) {
 
 TEST(Safetensors, RoundTripIsBitExact) {
   TempDir dir;
-  Tensor special = dg_test::f32({0.0f, -0.0f, std::numeric_limits<float>::quiet_NaN(),
-                                 std::numeric_limits<float>::infinity(), 1e-45f, 3.4e38f},
-                                {2, 3});
+  Tensor special = dg::test::f32({0.0f, -0.0f, std::numeric_limits<float>::quiet_NaN(),
+                                  std::numeric_limits<float>::infinity(), 1e-45f, 3.4e38f},
+                                 {2, 3});
   dg::TensorMap tensors{{"conv1.weight", Tensor::randn({4, 1, 3, 3}, 1)},
                         {"special", special},
                         {"f64", Tensor::randn({5}, 2, DType::f64)},
@@ -67,10 +67,10 @@ TEST(Safetensors, WritesTheReferenceImplementationsBytes) {
   TempDir dir;
   dg::save_safetensors(dir.file("attn.safetensors"),
                        {{"attn0", Tensor::arange(6).reshape({1, 1, 2, 3})}});
-  EXPECT_EQ(dg_test::read_bytes(dir.file("attn.safetensors")), expected);
+  EXPECT_EQ(dg::test::read_bytes(dir.file("attn.safetensors")), expected);
   // And with no tensors at all (the reference's test_empty): "{}" padded to 8.
   dg::save_safetensors(dir.file("empty.safetensors"), {});
-  EXPECT_EQ(dg_test::read_bytes(dir.file("empty.safetensors")),
+  EXPECT_EQ(dg::test::read_bytes(dir.file("empty.safetensors")),
             (Bytes{8, 0, 0, 0, 0, 0, 0, 0, 123, 125, 32, 32, 32, 32, 32, 32}));
 }
 
@@ -85,7 +85,7 @@ TEST(Safetensors, ReadsFilesLaidOutAnyValidWay) {
   const float values[2] = {1.5f, -2.0f};
   std::memcpy(data.data(), &seven, 8);
   std::memcpy(data.data() + 8, values, 8);
-  dg_test::write_bytes(dir.file("x"), safetensors_bytes(header, data));
+  dg::test::write_bytes(dir.file("x"), safetensors_bytes(header, data));
   dg::SafetensorsContents c = dg::load_safetensors(dir.file("x"));
   EXPECT_EQ(c.tensors.at("a").item(), 7);
   EXPECT_EQ(c.tensors.at("a").shape(), dg::Shape{});
@@ -97,7 +97,7 @@ TEST(Safetensors, ReadsFilesLaidOutAnyValidWay) {
                                    std::initializer_list<std::string> parts) {
   TempDir dir;
   const std::string path = dir.file("bad.safetensors");
-  dg_test::write_bytes(path, safetensors_bytes(header, Bytes(data_size)));
+  dg::test::write_bytes(path, safetensors_bytes(header, Bytes(data_size)));
   return ThrowsError([&] { dg::load_safetensors(path); }, parts);
 }
 
@@ -133,7 +133,7 @@ TEST(Safetensors, RejectsBrokenFiles) {
 TEST(Safetensors, RejectsBadHeaderLengths) {
   TempDir dir;
   const std::string short_file = dir.file("short");
-  dg_test::write_bytes(short_file, {1, 0, 0});
+  dg::test::write_bytes(short_file, {1, 0, 0});
   EXPECT_TRUE(ThrowsError([&] { dg::load_safetensors(short_file); },
                           {short_file, "too short for a safetensors file: 3 bytes"}));
   // The header length says 4096 bytes, but the file has 8 + 10.
@@ -141,7 +141,7 @@ TEST(Safetensors, RejectsBadHeaderLengths) {
   bytes[0] = 0;
   bytes[1] = 16;
   const std::string beyond = dir.file("beyond");
-  dg_test::write_bytes(beyond, bytes);
+  dg::test::write_bytes(beyond, bytes);
   EXPECT_TRUE(ThrowsError([&] { dg::load_safetensors(beyond); },
                           {"header length at offset 0 says 4096 bytes, beyond the end of the file "
                            "(file size 18, so at most 10)"}));
@@ -152,13 +152,13 @@ TEST(Safetensors, RejectsATruncatedCheckpoint) {
   TempDir dir;
   const std::string path = dir.file("model.safetensors");
   dg::save_safetensors(path, {{"w", Tensor::randn({10, 10}, 1)}});
-  Bytes bytes = dg_test::read_bytes(path);
+  Bytes bytes = dg::test::read_bytes(path);
   bytes.resize(bytes.size() - 100);
-  dg_test::write_bytes(path, bytes);
+  dg::test::write_bytes(path, bytes);
   EXPECT_TRUE(ThrowsError([&] { dg::load_safetensors(path); },
                           {path, "beyond the end of the data", "truncated"}));
   bytes.resize(20);  // cut inside the header
-  dg_test::write_bytes(path, bytes);
+  dg::test::write_bytes(path, bytes);
   EXPECT_TRUE(ThrowsError([&] { dg::load_safetensors(path); }, {"beyond the end of the file"}));
 }
 

@@ -13,13 +13,13 @@
 
 using dg::DType;
 using dg::Tensor;
-using dg_test::TempDir;
-using dg_test::ThrowsError;
-using dg_test::ThrowsExactly;
+using dg::test::TempDir;
+using dg::test::ThrowsError;
+using dg::test::ThrowsExactly;
 
 namespace {
 
-std::string real(const std::string& name) { return dg_test::fashion_mnist_folder() + "/" + name; }
+std::string real(const std::string& name) { return dg::test::fashion_mnist_folder() + "/" + name; }
 
 // An IDX header: magic 0x0000 08 nd, then the dims big-endian.
 std::vector<unsigned char> idx_header(std::vector<uint32_t> dims, unsigned char type = 0x08) {
@@ -75,12 +75,12 @@ TEST(Idx, ReadsRealFashionMnistTestImages) {
 
 TEST(Idx, MaxItemsReadsOnlyThePrefix) {
   DG_REQUIRE_FASHION_MNIST();
-  dg::Dataset train = dg::load_mnist(dg_test::fashion_mnist_folder(), "train", 500);
+  dg::Dataset train = dg::load_mnist(dg::test::fashion_mnist_folder(), "train", 500);
   EXPECT_EQ(train.size(), 500);
   EXPECT_EQ(train.images.shape(), (dg::Shape{500, 1, 28, 28}));
   const int64_t* l = train.labels.data<int64_t>();
   EXPECT_EQ(std::vector<int64_t>(l, l + 5), (std::vector<int64_t>{9, 0, 0, 3, 0}));
-  dg::Dataset test = dg::load_mnist(dg_test::fashion_mnist_folder(), "t10k", 3);
+  dg::Dataset test = dg::load_mnist(dg::test::fashion_mnist_folder(), "t10k", 3);
   EXPECT_EQ(test.labels.to_vector(), (std::vector<double>{9, 2, 1}));
 }
 
@@ -95,10 +95,10 @@ TEST(Idx, LoadMnistNamesTheMissingFiles) {
 TEST(Idx, RejectsATruncatedGzipFile) {
   DG_REQUIRE_FASHION_MNIST();
   TempDir dir;
-  std::vector<unsigned char> gz = dg_test::read_bytes(real("t10k-labels-idx1-ubyte.gz"));
+  std::vector<unsigned char> gz = dg::test::read_bytes(real("t10k-labels-idx1-ubyte.gz"));
   gz.resize(gz.size() / 2);
   const std::string path = dir.file("cut-labels.gz");
-  dg_test::write_bytes(path, gz);
+  dg::test::write_bytes(path, gz);
   EXPECT_TRUE(ThrowsError([&] { dg::load_idx_labels(path); },
                           {path, "truncated", "gzip stream ends abruptly"}));
 }
@@ -106,14 +106,14 @@ TEST(Idx, RejectsATruncatedGzipFile) {
 TEST(Idx, RejectsATruncatedRawFileBeforeAllocating) {
   TempDir dir;
   const std::string path = dir.file("labels");
-  dg_test::write_bytes(path, concat(idx_header({10}), {1, 2, 3, 4, 5}));
+  dg::test::write_bytes(path, concat(idx_header({10}), {1, 2, 3, 4, 5}));
   EXPECT_TRUE(ThrowsExactly([&] { dg::load_idx_labels(path); },
                             path +
                                 ": truncated: the header says dims [10] = 10 bytes of data after "
                                 "the 8-byte header, but the file holds only 5 (file size 13)"));
   // Absurd dims (4e9 x 60000 x 60000) are rejected from the file size, without allocating.
   const std::string huge = dir.file("huge");
-  dg_test::write_bytes(huge, concat(idx_header({4000000000u, 60000, 60000}), {0, 0, 0}));
+  dg::test::write_bytes(huge, concat(idx_header({4000000000u, 60000, 60000}), {0, 0, 0}));
   EXPECT_TRUE(ThrowsError([&] { dg::load_idx_images(huge); }, {"truncated", "file holds only 3"}));
 }
 
@@ -135,56 +135,56 @@ TEST(Idx, RejectsACorruptGzipStream) {
 
   // A flipped bit in the CRC-32 of the gzip trailer (8 bytes from the end): every data byte
   // decodes, and zlib's integrity check catches it.
-  std::vector<unsigned char> gz = dg_test::read_bytes(good);
+  std::vector<unsigned char> gz = dg::test::read_bytes(good);
   gz[gz.size() - 8] ^= 0x01;
   const std::string bad_crc = dir.file("bad-crc.gz");
-  dg_test::write_bytes(bad_crc, gz);
+  dg::test::write_bytes(bad_crc, gz);
   EXPECT_TRUE(ThrowsError([&] { dg::load_idx_labels(bad_crc); },
                           {bad_crc, "corrupt gzip stream", "incorrect data check"}));
 
   // The 8-byte trailer cut off: all data decodes, but the stream's integrity cannot be checked.
-  gz = dg_test::read_bytes(good);
+  gz = dg::test::read_bytes(good);
   gz.resize(gz.size() - 8);
   const std::string no_trailer = dir.file("no-trailer.gz");
-  dg_test::write_bytes(no_trailer, gz);
+  dg::test::write_bytes(no_trailer, gz);
   EXPECT_TRUE(
       ThrowsError([&] { dg::load_idx_labels(no_trailer); },
                   {"truncated: all 1000 bytes of data are there", "ends before its trailer"}));
 
   // Garbage in the middle of the deflate stream.
-  gz = dg_test::read_bytes(good);
+  gz = dg::test::read_bytes(good);
   for (size_t i = 12; i < gz.size() - 8; ++i) gz[i] = 0xff;
   const std::string garbage = dir.file("garbage.gz");
-  dg_test::write_bytes(garbage, gz);
+  dg::test::write_bytes(garbage, gz);
   EXPECT_TRUE(ThrowsError([&] { dg::load_idx_labels(garbage); }, {garbage, "corrupt gzip stream"}));
 }
 
 TEST(Idx, RejectsTheWrongKindOfFile) {
   TempDir dir;
   const std::string images = dir.file("images");
-  dg_test::write_bytes(images, concat(idx_header({2, 2, 2}), std::vector<unsigned char>(8, 0)));
+  dg::test::write_bytes(images, concat(idx_header({2, 2, 2}), std::vector<unsigned char>(8, 0)));
   EXPECT_TRUE(ThrowsExactly(
       [&] { dg::load_idx_labels(images); },
       images + ": magic number 0x00000803 says 3 dimensions (images), but labels expected 1 "
                "(magic number 0x00000801); is this the wrong file?"));
   const std::string labels = dir.file("labels");
-  dg_test::write_bytes(labels, concat(idx_header({3}), {1, 2, 3}));
+  dg::test::write_bytes(labels, concat(idx_header({3}), {1, 2, 3}));
   EXPECT_TRUE(
       ThrowsError([&] { dg::load_idx_images(labels); },
                   {"magic number 0x00000801 says 1 dimension (labels), but images expected 3"}));
 
   const std::string png = dir.file("picture.png");
-  dg_test::write_bytes(png, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'});
+  dg::test::write_bytes(png, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'});
   EXPECT_TRUE(ThrowsError([&] { dg::load_idx_images(png); },
                           {"not an IDX file: magic number 0x89504e47 at offset 0"}));
 
   const std::string floats = dir.file("floats");
-  dg_test::write_bytes(floats, concat(idx_header({1}, 0x0D), {0, 0, 0, 0}));
+  dg::test::write_bytes(floats, concat(idx_header({1}, 0x0D), {0, 0, 0, 0}));
   EXPECT_TRUE(ThrowsError([&] { dg::read_idx(floats); },
                           {"element type 0x0d (float32)", "unsigned bytes (0x08)"}));
 
   const std::string empty = dir.file("empty");
-  dg_test::write_bytes(empty, {});
+  dg::test::write_bytes(empty, {});
   EXPECT_TRUE(ThrowsError([&] { dg::read_idx(empty); }, {"holds 0 bytes", "magic number"}));
 
   EXPECT_TRUE(ThrowsError([&] { dg::read_idx(dir.file("absent")); },
@@ -194,7 +194,7 @@ TEST(Idx, RejectsTheWrongKindOfFile) {
 TEST(Idx, RejectsTrailingBytesAndBadLabels) {
   TempDir dir;
   const std::string raw = dir.file("long");
-  dg_test::write_bytes(raw, concat(idx_header({3}), {1, 2, 3, 4}));
+  dg::test::write_bytes(raw, concat(idx_header({3}), {1, 2, 3, 4}));
   EXPECT_TRUE(ThrowsError([&] { dg::load_idx_labels(raw); }, {"1 unexpected bytes after the data",
                                                               "should be 11 bytes but it is 12"}));
   const std::string gz = dir.file("long.gz");
@@ -204,7 +204,7 @@ TEST(Idx, RejectsTrailingBytesAndBadLabels) {
                   {"unexpected bytes after the data", "offset 11 of the decompressed data"}));
 
   const std::string bad = dir.file("bad-labels");
-  dg_test::write_bytes(bad, concat(idx_header({4}), {1, 2, 3, 12}));
+  dg::test::write_bytes(bad, concat(idx_header({4}), {1, 2, 3, 12}));
   EXPECT_TRUE(ThrowsError([&] { dg::load_idx_labels(bad); },
                           {"label 12 of entry 3 (at offset 11) is outside [0, 10)"}));
   EXPECT_EQ(dg::load_idx_labels(bad, /*num_classes=*/0).to_vector(),
@@ -215,7 +215,7 @@ TEST(Idx, ReadsRawAndGzipAlike) {
   TempDir dir;
   const std::vector<unsigned char> bytes =
       concat(idx_header({2, 2, 3}), {0, 51, 102, 153, 204, 255, 1, 2, 3, 4, 5, 6});
-  dg_test::write_bytes(dir.file("raw"), bytes);
+  dg::test::write_bytes(dir.file("raw"), bytes);
   write_gzip(dir.file("packed.gz"), bytes);
   Tensor a = dg::load_idx_images(dir.file("raw"));
   Tensor b = dg::load_idx_images(dir.file("packed.gz"));
@@ -301,7 +301,7 @@ TEST(Dataset, SliceAndTakeRows) {
 
 TEST(Normalization, PerChannelMeanAndStd) {
   // Channel 0 holds 1 and 3 (mean 2, std 1); channel 1 holds 0 and 4 (mean 2, std 2).
-  Tensor images = dg_test::f32({1, 0, 3, 4}, {2, 2, 1, 1});
+  Tensor images = dg::test::f32({1, 0, 3, 4}, {2, 2, 1, 1});
   dg::Normalization n = dg::compute_normalization(images);
   EXPECT_EQ(n.mean, (std::vector<double>{2, 2}));
   EXPECT_EQ(n.std, (std::vector<double>{1, 2}));
@@ -322,7 +322,7 @@ TEST(Normalization, PerChannelMeanAndStd) {
 
 TEST(Normalization, RealFashionMnistStatistics) {
   DG_REQUIRE_FASHION_MNIST();
-  dg::Dataset train = dg::load_mnist(dg_test::fashion_mnist_folder(), "train");
+  dg::Dataset train = dg::load_mnist(dg::test::fashion_mnist_folder(), "train");
   dg::Normalization n = dg::compute_normalization(train.images);
   // The published statistics of the Fashion-MNIST training set.
   EXPECT_NEAR(n.mean[0], 0.2860, 5e-4);

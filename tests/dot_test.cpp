@@ -20,7 +20,7 @@
 
 namespace {
 
-using dg_test::ThrowsError;
+using dg::test::ThrowsError;
 
 // ---- Graphviz helpers --------------------------------------------------------------------
 

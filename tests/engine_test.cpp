@@ -12,9 +12,9 @@
 using dg::DType;
 using dg::Tensor;
 using dg::Var;
-using dg_test::f64;
-using dg_test::ThrowsError;
-using dg_test::ValuesNear;
+using dg::test::f64;
+using dg::test::ThrowsError;
+using dg::test::ValuesNear;
 
 namespace {
 

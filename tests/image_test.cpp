@@ -9,8 +9,8 @@
 #include "train_util.h"
 
 using dg::Tensor;
-using dg_test::TempDir;
-using dg_test::ThrowsError;
+using dg::test::TempDir;
+using dg::test::ThrowsError;
 
 namespace {
 
@@ -42,10 +42,10 @@ Gray read_png(const std::string& path) {
 TEST(Png, GridTilesImagesWithMargins) {
   TempDir dir;
   // Three 2x3 images: all 0, all 0.5, a ramp; 2 columns, margin 1 (white).
-  Tensor images = dg_test::f32({0, 0, 0, 0, 0, 0,              //
-                                0.5, 0.5, 0.5, 0.5, 0.5, 0.5,  //
-                                0, 0.2, 0.4, 0.6, 0.8, 1.0},
-                               {3, 1, 2, 3});
+  Tensor images = dg::test::f32({0, 0, 0, 0, 0, 0,              //
+                                 0.5, 0.5, 0.5, 0.5, 0.5, 0.5,  //
+                                 0, 0.2, 0.4, 0.6, 0.8, 1.0},
+                                {3, 1, 2, 3});
   const std::string path = dir.file("grid.png");
   dg::write_png_grid(path, images, {.cols = 2, .margin = 1});
   Gray g = read_png(path);
@@ -63,7 +63,7 @@ TEST(Png, GridTilesImagesWithMargins) {
 
 TEST(Png, RangeClampingAutoRangeAndScale) {
   TempDir dir;
-  Tensor images = dg_test::f32({-1, 0, 1, 2}, {1, 2, 2});  // [N,H,W] works too
+  Tensor images = dg::test::f32({-1, 0, 1, 2}, {1, 2, 2});  // [N,H,W] works too
   dg::write_png_grid(dir.file("a.png"), images, {.margin = 0, .low = 0, .high = 1});
   Gray clamped = read_png(dir.file("a.png"));
   EXPECT_EQ(clamped.pixels, (std::vector<unsigned char>{0, 0, 255, 255}));

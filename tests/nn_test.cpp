@@ -10,7 +10,7 @@
 using dg::DType;
 using dg::Tensor;
 using dg::Var;
-using dg_test::ThrowsError;
+using dg::test::ThrowsError;
 namespace nn = dg::nn;
 
 namespace {

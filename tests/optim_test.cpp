@@ -10,9 +10,9 @@
 using dg::DType;
 using dg::Param;
 using dg::Tensor;
-using dg_test::f64;
-using dg_test::ThrowsError;
-using dg_test::ValuesNear;
+using dg::test::f64;
+using dg::test::ThrowsError;
+using dg::test::ValuesNear;
 
 namespace {
 
@@ -97,9 +97,9 @@ TEST(Adam, DecoupledWeightDecayShrinksTheWeightFirst) {
 }
 
 TEST(Optimizer, Float32ParametersUpdateInFloat32) {
-  Param w(dg_test::f32({1.0f, -2.0f}, {2}), "w");
+  Param w(dg::test::f32({1.0f, -2.0f}, {2}), "w");
   dg::SGD opt(std::vector<Param>{w}, {.lr = 0.5});
-  w.mutable_grad() = dg_test::f32({1.0f, 1.0f}, {2});
+  w.mutable_grad() = dg::test::f32({1.0f, 1.0f}, {2});
   const void* storage = w.value().raw();
   opt.step();
   EXPECT_EQ(w.dtype(), DType::f32);

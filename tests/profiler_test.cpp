@@ -21,8 +21,8 @@ TEST(Profiler, CountsForwardOpsAndTheOpsEachVjpRunsApart) {
   Profiler profiler;
   EXPECT_TRUE(Profiler::active());
   Tape tape;
-  Var x = variable(dg_test::rand64({2, 3, 6, 6}, 1), "x");
-  Var w = variable(dg_test::rand64({4, 3, 3, 3}, 2), "w");
+  Var x = variable(test::rand64({2, 3, 6, 6}, 1), "x");
+  Var w = variable(test::rand64({4, 3, 3, 3}, 2), "w");
   for (int step = 0; step < 3; ++step) backward(sum(relu(conv2d(x, w))));
   const std::vector<OpTiming> rows = profiler.timings();
 

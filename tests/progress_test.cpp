@@ -7,7 +7,7 @@
 #include "deltagraph/deltagraph.h"
 #include "test_util.h"
 
-using dg_test::ThrowsError;
+using dg::test::ThrowsError;
 using Mode = dg::ProgressOptions::Mode;
 
 namespace {

@@ -11,10 +11,10 @@
 using dg::DType;
 using dg::Tensor;
 using dg::Var;
-using dg_test::f64;
-using dg_test::Passed;
-using dg_test::ThrowsError;
-using dg_test::ValuesNear;
+using dg::test::f64;
+using dg::test::Passed;
+using dg::test::ThrowsError;
+using dg::test::ValuesNear;
 
 namespace {
 
@@ -254,20 +254,20 @@ TEST(Registry, UserOpPassesGradientChecks) {
   auto g = dg::grad(dg::sum(cube(v)), {v});
   EXPECT_TRUE(ValuesNear(g[0], {3}, {12, 0.75, 27}));
 
-  dg_test::Fn f = [](const dg_test::Vars& in) { return dg_test::Vars{cube(in[0])}; };
+  dg::test::Fn f = [](const dg::test::Vars& in) { return dg::test::Vars{cube(in[0])}; };
   for (const dg::Shape& shape : {dg::Shape{}, dg::Shape{4}, dg::Shape{2, 3}}) {
-    Tensor t = dg_test::rand64(shape, 11);
+    Tensor t = dg::test::rand64(shape, 11);
     EXPECT_TRUE(Passed(dg::gradcheck(f, {t})));
     EXPECT_TRUE(Passed(dg::gradgradcheck(f, {t})));
     EXPECT_TRUE(Passed(dg::check_float32(f, {t})));
   }
   // Composed with built-in ops.
-  dg_test::Fn g2 = [](const dg_test::Vars& in) {
-    return dg_test::Vars{dg::sum(dg::tanh(cube(dg::mul(in[0], in[1]))), {.axes = {1}})};
+  dg::test::Fn g2 = [](const dg::test::Vars& in) {
+    return dg::test::Vars{dg::sum(dg::tanh(cube(dg::mul(in[0], in[1]))), {.axes = {1}})};
   };
-  EXPECT_TRUE(Passed(dg::gradcheck(g2, {dg_test::rand64({2, 3}, 12), dg_test::rand64({3}, 13)})));
+  EXPECT_TRUE(Passed(dg::gradcheck(g2, {dg::test::rand64({2, 3}, 12), dg::test::rand64({3}, 13)})));
   EXPECT_TRUE(
-      Passed(dg::gradgradcheck(g2, {dg_test::rand64({2, 3}, 12), dg_test::rand64({3}, 13)})));
+      Passed(dg::gradgradcheck(g2, {dg::test::rand64({2, 3}, 12), dg::test::rand64({3}, 13)})));
 }
 
 TEST(Registry, GradcheckCatchesAWrongVjp) {
@@ -281,8 +281,8 @@ TEST(Registry, GradcheckCatchesAWrongVjp) {
     };
     return def;
   }());
-  dg_test::Fn f = [](const dg_test::Vars& in) { return dg::call(wrong.name, {in[0]}); };
-  dg::CheckResult r = dg::gradcheck(f, {dg_test::rand64({3}, 1)});
+  dg::test::Fn f = [](const dg::test::Vars& in) { return dg::call(wrong.name, {in[0]}); };
+  dg::CheckResult r = dg::gradcheck(f, {dg::test::rand64({3}, 1)});
   EXPECT_FALSE(r.ok);
   EXPECT_NE(r.report.find("gradcheck failed"), std::string::npos) << r.report;
   EXPECT_GT(r.worst_error, 1);
@@ -302,8 +302,8 @@ TEST(Registry, GradgradcheckCatchesANonDifferentiableVjp) {
     };
     return def;
   }());
-  dg_test::Fn f = [](const dg_test::Vars& in) { return dg::call(frozen.name, {in[0]}); };
-  Tensor x = dg_test::away_from_zero({3}, 5);
+  dg::test::Fn f = [](const dg::test::Vars& in) { return dg::call(frozen.name, {in[0]}); };
+  Tensor x = dg::test::away_from_zero({3}, 5);
   EXPECT_TRUE(Passed(dg::gradcheck(f, {x})));
   dg::CheckResult r = dg::gradgradcheck(f, {x});
   EXPECT_FALSE(r.ok);
@@ -326,8 +326,8 @@ TEST(Registry, CheckFloat32CatchesAFloat32OnlyBug) {
     };
     return def;
   }());
-  dg_test::Fn f = [](const dg_test::Vars& in) { return dg::call(sloppy.name, {in[0]}); };
-  Tensor x = dg_test::rand64({4}, 6);
+  dg::test::Fn f = [](const dg::test::Vars& in) { return dg::call(sloppy.name, {in[0]}); };
+  Tensor x = dg::test::rand64({4}, 6);
   EXPECT_TRUE(Passed(dg::gradcheck(f, {x})));
   dg::CheckResult r = dg::check_float32(f, {x});
   EXPECT_FALSE(r.ok);

@@ -10,8 +10,8 @@
 using dg::DType;
 using dg::Shape;
 using dg::Tensor;
-using dg_test::ThrowsError;
-using dg_test::ValuesNear;
+using dg::test::ThrowsError;
+using dg::test::ValuesNear;
 
 TEST(Tensor, DefaultIsUndefined) {
   Tensor t;
@@ -223,7 +223,7 @@ TEST(Tensor, CopyIsShallowCloneIsDeep) {
 }
 
 TEST(Tensor, ToConverts) {
-  Tensor d = dg_test::f64({1.5, -2.25, 3.75, 1e-3}, {2, 2});
+  Tensor d = dg::test::f64({1.5, -2.25, 3.75, 1e-3}, {2, 2});
   Tensor f = d.to(DType::f32);
   EXPECT_EQ(f.dtype(), DType::f32);
   EXPECT_EQ(f.shape(), (Shape{2, 2}));
@@ -243,13 +243,13 @@ TEST(Tensor, ToConverts) {
   EXPECT_TRUE(same.shares_storage_with(d));
 
   // float32 rounding is visible after the round trip.
-  Tensor third = dg_test::f64({1.0 / 3}, {1});
+  Tensor third = dg::test::f64({1.0 / 3}, {1});
   EXPECT_NE(third.to(DType::f32).to(DType::f64).at(0), 1.0 / 3);
   EXPECT_NEAR(third.to(DType::f32).to(DType::f64).at(0), 1.0 / 3, 1e-7);
 }
 
 TEST(Tensor, AtItemToVector) {
-  Tensor t = dg_test::f64({1, 2, 3}, {3});
+  Tensor t = dg::test::f64({1, 2, 3}, {3});
   EXPECT_EQ(t.at(1), 2);
   EXPECT_EQ(t.to_vector(), (std::vector<double>{1, 2, 3}));
   EXPECT_TRUE(ThrowsError([&] { (void)t.at(3); }, {"index 3", "[3]"}));
@@ -274,7 +274,7 @@ TEST(Tensor, Errors) {
 }
 
 TEST(Tensor, FormatShowsDtypeShapeValues) {
-  Tensor t = dg_test::f64({1, 2.5, -3, 4, 5, 6}, {2, 3});
+  Tensor t = dg::test::f64({1, 2.5, -3, 4, 5, 6}, {2, 3});
   std::string s = fmt::format("{}", t);
   EXPECT_EQ(s, "Tensor(float64 [2,3] [[1, 2.5, -3],\n [4, 5, 6]])");
   EXPECT_EQ(dg::to_string(t), s);
@@ -302,9 +302,9 @@ TEST(Tensor, FormatElidesLongTensors) {
 }
 
 TEST(Tensor, Allclose) {
-  Tensor a = dg_test::f64({1, 2}, {2});
-  EXPECT_TRUE(dg::allclose(a, dg_test::f64({1, 2 + 1e-9}, {2})));
-  EXPECT_FALSE(dg::allclose(a, dg_test::f64({1, 2.1}, {2})));
-  EXPECT_FALSE(dg::allclose(a, dg_test::f64({1, 2}, {1, 2})));  // shapes differ
-  EXPECT_FALSE(dg::allclose(dg_test::f64({NAN}, {1}), dg_test::f64({NAN}, {1})));
+  Tensor a = dg::test::f64({1, 2}, {2});
+  EXPECT_TRUE(dg::allclose(a, dg::test::f64({1, 2 + 1e-9}, {2})));
+  EXPECT_FALSE(dg::allclose(a, dg::test::f64({1, 2.1}, {2})));
+  EXPECT_FALSE(dg::allclose(a, dg::test::f64({1, 2}, {1, 2})));  // shapes differ
+  EXPECT_FALSE(dg::allclose(dg::test::f64({NAN}, {1}), dg::test::f64({NAN}, {1})));
 }

@@ -1,4 +1,5 @@
-// Helpers shared by the deltagraph tests.
+// Helpers shared by the deltagraph tests, in namespace dg::test (tests inside namespace dg write
+// test::f64, the others dg::test::f64 or a using-declaration).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -17,7 +18,7 @@ namespace dg {
 inline void PrintTo(const Shape& dims, std::ostream* os) { *os << to_string(dims); }
 }  // namespace dg
 
-namespace dg_test {
+namespace dg::test {
 
 // A float64 tensor from values (row-major) and a shape.
 inline dg::Tensor f64(std::vector<double> values, const dg::Shape& shape) {
@@ -126,52 +127,32 @@ inline ::testing::AssertionResult ValuesNear(const dg::Var& v, const dg::Shape& 
   return ValuesNear(v.value(), shape, expected, tol);
 }
 
-// Runs gradcheck, gradgradcheck and check_float32 on f; `label` names the case in failures.
-inline void check_all(const std::string& label, const dg::CheckedFunction& f,
-                      const std::vector<dg::Tensor>& inputs, bool second_order = true) {
-  SCOPED_TRACE(label);
-  EXPECT_TRUE(Passed(dg::gradcheck(f, inputs))) << label;
-  if (second_order) {
-    EXPECT_TRUE(Passed(dg::gradgradcheck(f, inputs))) << label;
-  }
-  EXPECT_TRUE(Passed(dg::check_float32(f, inputs))) << label;
+// gradcheck + gradgradcheck (when second_order) + float32-vs-float64 of f at `inputs`, as one
+// result: ok when every check passed, the report of those that did not. expect_gradients_ok in
+// gtest tests; in a RapidCheck property, `if (!r.ok) RC_FAIL(r.report)` (which then shrinks).
+inline dg::CheckResult gradient_checks(const dg::CheckedFunction& f,
+                                       const std::vector<dg::Tensor>& inputs,
+                                       bool second_order = true, dg::CheckOptions options = {}) {
+  dg::CheckResult all;
+  auto add = [&](const char* name, const dg::CheckResult& r) {
+    if (r.ok) return;
+    all.ok = false;
+    all.report += std::string(all.report.empty() ? "" : "\n") + name + ": " + r.report;
+  };
+  add("gradcheck", dg::gradcheck(f, inputs, options));
+  if (second_order) add("gradgradcheck", dg::gradgradcheck(f, inputs, options));
+  add("check_float32", dg::check_float32(f, inputs));
+  return all;
+}
+
+// gradcheck + gradgradcheck + float32-vs-float64 of f at `inputs` (gradient_checks), as a test
+// expectation. Where several run in one test, name each with SCOPED_TRACE at the call site.
+inline void expect_gradients_ok(const dg::CheckedFunction& f, const std::vector<dg::Tensor>& inputs,
+                                bool second_order = true, dg::CheckOptions options = {}) {
+  EXPECT_TRUE(Passed(gradient_checks(f, inputs, second_order, options)));
 }
 
 using Fn = dg::CheckedFunction;
 using Vars = std::vector<dg::Var>;
-
-}  // namespace dg_test
-
-namespace dg::test {
-
-inline Tensor f64(std::vector<double> values, Shape shape) { return Tensor::from(values, shape); }
-
-inline void expect_values(const Tensor& t, const std::vector<double>& expected,
-                          double tol = 1e-12) {
-  ASSERT_EQ(t.numel(), static_cast<int64_t>(expected.size())) << to_string(t);
-  for (size_t i = 0; i < expected.size(); ++i)
-    EXPECT_NEAR(t.at(static_cast<int64_t>(i)), expected[i], tol)
-        << "element " << i << " of " << to_string(t);
-}
-
-// Asserts that `body` throws dg::Error whose message contains every one of `parts`.
-template <class F, class... Parts>
-void expect_error(F&& body, const Parts&... parts) {
-  EXPECT_TRUE(
-      dg_test::ThrowsError(std::function<void()>([&] { body(); }), {std::string(parts)...}));
-}
-
-// gradcheck + gradgradcheck + float32-vs-float64 of f at `inputs`.
-inline void expect_gradients_ok(const CheckedFunction& f, const std::vector<Tensor>& inputs,
-                                bool second_order = true, CheckOptions options = {}) {
-  CheckResult first = gradcheck(f, inputs, options);
-  EXPECT_TRUE(first.ok) << first.report;
-  if (second_order) {
-    CheckResult second = gradgradcheck(f, inputs, options);
-    EXPECT_TRUE(second.ok) << second.report;
-  }
-  CheckResult f32 = check_float32(f, inputs);
-  EXPECT_TRUE(f32.ok) << f32.report;
-}
 
 }  // namespace dg::test

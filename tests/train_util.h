@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-namespace dg_test {
+namespace dg::test {
 
 // A fresh folder under the test temp dir, removed with everything in it at the end of scope.
 class TempDir {
@@ -60,11 +60,11 @@ inline std::string fashion_mnist_folder() {
 }
 
 // Fails the test (with what to do) when the real data is not installed.
-#define DG_REQUIRE_FASHION_MNIST()                                                             \
-  ASSERT_TRUE(                                                                                 \
-      std::filesystem::exists(dg_test::fashion_mnist_folder() + "/t10k-labels-idx1-ubyte.gz")) \
-      << "Fashion-MNIST is missing from " << dg_test::fashion_mnist_folder()                   \
-      << ": run tools/install-deps (apt-get install dataset-fashion-mnist) or set "            \
+#define DG_REQUIRE_FASHION_MNIST()                                                                \
+  ASSERT_TRUE(                                                                                    \
+      std::filesystem::exists(::dg::test::fashion_mnist_folder() + "/t10k-labels-idx1-ubyte.gz")) \
+      << "Fashion-MNIST is missing from " << ::dg::test::fashion_mnist_folder()                   \
+      << ": run tools/install-deps (apt-get install dataset-fashion-mnist) or set "               \
          "DG_FASHION_MNIST"
 
-}  // namespace dg_test
+}  // namespace dg::test

@@ -8,7 +8,7 @@
 
 using dg::Tensor;
 using dg::Var;
-using dg_test::TempDir;
+using dg::test::TempDir;
 
 namespace {
 
@@ -48,7 +48,7 @@ int64_t train_epoch(SmallNet& net, dg::Optimizer& opt, const dg::Dataset& data, 
 
 TEST(Training, LossDropsOnRealFashionMnist) {
   DG_REQUIRE_FASHION_MNIST();
-  dg::Dataset data = dg::load_mnist(dg_test::fashion_mnist_folder(), "train", 500);
+  dg::Dataset data = dg::load_mnist(dg::test::fashion_mnist_folder(), "train", 500);
   SmallNet net(1, 8);
   dg::SGD opt(net.params, {.lr = 0.05, .momentum = 0.9});
   const double before = full_loss(net, data);
@@ -63,7 +63,7 @@ TEST(Training, LossDropsOnRealFashionMnist) {
 
 TEST(Training, ResumedRunContinuesExactly) {
   DG_REQUIRE_FASHION_MNIST();
-  dg::Dataset data = dg::load_mnist(dg_test::fashion_mnist_folder(), "train", 96);
+  dg::Dataset data = dg::load_mnist(dg::test::fashion_mnist_folder(), "train", 96);
   TempDir dir;
   const std::string path = dir.file("resume.safetensors");
 

@@ -1,16 +1,20 @@
 // conv2d, conv_transpose2d, conv2d_weight_grad, conv1x1 and bias_add.
-#include <cmath>
-#include <random>
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
 
+#include <cmath>
+
+#include "deltagraph/testing/properties.h"
 #include "test_util.h"
+#include "typed_calls.h"
 
 namespace dg {
 namespace {
 
-using test::expect_error;
 using test::expect_gradients_ok;
-using test::expect_values;
 using test::f64;
+using test::ThrowsError;
+using test::ValuesNear;
 
 // The seeds' example: a 3x3 input and a 2x2 filter give a 2x2 output; the input gradient is
 // the "full" convolution of the output gradient with the filter, the weight gradient the
@@ -20,10 +24,10 @@ TEST(Conv2d, ThreeByThreeInputTwoByTwoFilterByHand) {
   Var x = variable(f64({1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 1, 3, 3}));
   Var w = variable(f64({1, 0, 0, -1}, {1, 1, 2, 2}));
   Var y = conv2d(x, w);
-  expect_values(y.value(), {1 - 5, 2 - 6, 4 - 8, 5 - 9});
+  EXPECT_TRUE(ValuesNear(y, y.shape(), {1 - 5, 2 - 6, 4 - 8, 5 - 9}));
   auto g = grad({y}, {x, w}, {Var(Tensor::ones({1, 1, 2, 2}, DType::f64))});
-  expect_values(g[0].value(), {1, 1, 0, 1, 0, -1, 0, -1, -1});
-  expect_values(g[1].value(), {12, 16, 24, 28});
+  EXPECT_TRUE(ValuesNear(g[0], g[0].shape(), {1, 1, 0, 1, 0, -1, 0, -1, -1}));
+  EXPECT_TRUE(ValuesNear(g[1], g[1].shape(), {12, 16, 24, 28}));
 }
 
 TEST(Conv2d, StridePaddingDilationGroupsByHand) {
@@ -32,13 +36,13 @@ TEST(Conv2d, StridePaddingDilationGroupsByHand) {
   Tensor w = f64({2, -1}, {2, 1, 1, 1});
   Var y = conv2d(x, w, {.stride = 2, .groups = 2});
   EXPECT_EQ(y.shape(), (Shape{1, 2, 2, 2}));
-  expect_values(y.value(), {0, 4, 12, 16, -9, -11, -15, -17});
+  EXPECT_TRUE(ValuesNear(y, y.shape(), {0, 4, 12, 16, -9, -11, -15, -17}));
   // padding 1, dilation 2, 2x2 kernel of ones over a 3x3 of ones: each output counts the taps
   // that land inside the image.
   Var z = conv2d(Tensor::ones({1, 1, 3, 3}, DType::f64), Tensor::ones({1, 1, 2, 2}, DType::f64),
                  {.padding = 1, .dilation = 2});
   EXPECT_EQ(z.shape(), (Shape{1, 1, 3, 3}));
-  expect_values(z.value(), {1, 2, 1, 2, 4, 2, 1, 2, 1});
+  EXPECT_TRUE(ValuesNear(z, z.shape(), {1, 2, 1, 2, 4, 2, 1, 2, 1}));
 }
 
 // float32 3x3 stride-1 convolutions with >= 16 channels in and out run Winograd by default:
@@ -46,9 +50,9 @@ TEST(Conv2d, StridePaddingDilationGroupsByHand) {
 // largest magnitude; measured 1.8e-6), the direct algorithm within 2e-6 (measured 4e-7), and
 // where the CPU runs Winograd the two really are different computations.
 TEST(Conv2d, WinogradStaysCloseToFloat64AndCanBeTurnedOff) {
-  const Tensor x = dg_test::rand64({2, 16, 10, 9}, 31);
-  const Tensor w = dg_test::rand64({32, 16, 3, 3}, 32, -0.25, 0.25);
-  const Tensor g = dg_test::rand64({2, 32, 10, 9}, 33);
+  const Tensor x = test::rand64({2, 16, 10, 9}, 31);
+  const Tensor w = test::rand64({32, 16, 3, 3}, 32, -0.25, 0.25);
+  const Tensor g = test::rand64({2, 32, 10, 9}, 33);
   auto run = [&](DType dtype) {
     Tape tape;
     Var xv = variable(x.to(dtype)), wv = variable(w.to(dtype));
@@ -90,7 +94,7 @@ TEST(ConvTranspose2d, ScattersEachInputThroughTheKernel) {
   Tensor w = f64({1, 2, 3, 4}, {1, 1, 2, 2});
   Var y = conv_transpose2d(x, w, {.stride = 2});
   EXPECT_EQ(y.shape(), (Shape{1, 1, 4, 4}));
-  expect_values(y.value(), {1, 2, 0, 0, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+  EXPECT_TRUE(ValuesNear(y, y.shape(), {1, 2, 0, 0, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}));
   // output_padding adds a row and a column that only the bias reaches.
   Var z = conv_transpose2d(x, w, f64({0.5}, {1}), {.stride = 2, .output_padding = 1});
   EXPECT_EQ(z.shape(), (Shape{1, 1, 5, 5}));
@@ -98,117 +102,75 @@ TEST(ConvTranspose2d, ScattersEachInputThroughTheKernel) {
   EXPECT_DOUBLE_EQ(z.value().at(0), 1.5);
 }
 
-struct ConvCase {
-  int64_t N, C, H, W, O, kH, kW, sh, sw, ph, pw, dh, dw, groups, oph, opw;
-  bool bias;
+// ---- properties over the configurations the ops' samplers draw ---------------------------
+// gen::op_sample draws from the op's registered sampler (ops/conv.cpp) and keeps only samples
+// the op's shape rule accepts. A failure names the configuration and RapidCheck shrinks it.
 
-  // For the failure trace; output padding only where the case has it (transposed ones).
-  std::string describe(int index) const {
-    const std::string output_padding =
-        oph || opw ? fmt::format(" op{}x{}", oph, opw) : std::string();
-    return fmt::format("case {}: N{} C{} {}x{} O{} k{}x{} s{}x{} p{}x{} d{}x{} g{}{} bias {}",
-                       index, N, C, H, W, O, kH, kW, sh, sw, ph, pw, dh, dw, groups, output_padding,
-                       bias);
-  }
-};
-
-// Random valid configurations (the property-test issue widens this with RapidCheck).
-std::vector<ConvCase> random_cases(uint64_t seed, int count, bool transposed) {
-  std::mt19937_64 rng(seed);
-  auto pick = [&](int64_t lo, int64_t hi) {
-    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
-  };
-  std::vector<ConvCase> out;
-  while (static_cast<int>(out.size()) < count) {
-    ConvCase c{};
-    c.groups = pick(1, 3);
-    c.N = pick(1, 2);
-    c.C = c.groups * pick(1, 2);
-    c.O = c.groups * pick(1, 2);
-    c.kH = pick(1, 3), c.kW = pick(1, 3), c.sh = pick(1, 3), c.sw = pick(1, 3);
-    c.dh = pick(1, 2), c.dw = pick(1, 2);
-    c.ph = pick(0, 2), c.pw = pick(0, 2);
-    c.H = pick(1, 6), c.W = pick(1, 6);
-    c.bias = pick(0, 1);
-    if (transposed) {
-      c.oph = pick(0, std::max(c.sh, c.dh) - 1), c.opw = pick(0, std::max(c.sw, c.dw) - 1);
-      if ((c.H - 1) * c.sh - 2 * c.ph + c.dh * (c.kH - 1) + c.oph + 1 < 1) continue;
-      if ((c.W - 1) * c.sw - 2 * c.pw + c.dw * (c.kW - 1) + c.opw + 1 < 1) continue;
-    } else {
-      if (c.H + 2 * c.ph - c.dh * (c.kH - 1) - 1 < 0 || c.W + 2 * c.pw - c.dw * (c.kW - 1) - 1 < 0)
-        continue;
-    }
-    out.push_back(c);
-  }
-  return out;
+// The typed front's options from a sample's attributes.
+Conv2dOptions conv2d_options(const Attrs& a) {
+  return {.stride = a.pair("stride"),
+          .padding = a.pair("padding"),
+          .dilation = a.pair("dilation"),
+          .groups = a.integer("groups")};
+}
+ConvTranspose2dOptions conv_transpose2d_options(const Attrs& a) {
+  return {.stride = a.pair("stride"),
+          .padding = a.pair("padding"),
+          .output_padding = a.pair("output_padding"),
+          .dilation = a.pair("dilation"),
+          .groups = a.integer("groups")};
 }
 
-TEST(Conv2d, GradientsMatchFiniteDifferencesOverRandomConfigurations) {
-  int index = 0;
-  for (const ConvCase& c : random_cases(1, 12, false)) {
-    SCOPED_TRACE(c.describe(index++));
-    Conv2dOptions o{.stride = {c.sh, c.sw},
-                    .padding = {c.ph, c.pw},
-                    .dilation = {c.dh, c.dw},
-                    .groups = c.groups};
-    std::vector<Tensor> in{
-        Tensor::randn({c.N, c.C, c.H, c.W}, 10 + index, DType::f64),
-        Tensor::randn({c.O, c.C / c.groups, c.kH, c.kW}, 20 + index, DType::f64)};
-    if (c.bias) in.push_back(Tensor::randn({c.O}, 30 + index, DType::f64));
-    expect_gradients_ok(
-        [&](const std::vector<Var>& v) {
-          return std::vector<Var>{v.size() == 3 ? conv2d(v[0], v[1], v[2], o)
-                                                : conv2d(v[0], v[1], o)};
-        },
-        in);
-  }
+RC_GTEST_PROP(Conv2d, GradientsMatchFiniteDifferencesOverRandomConfigurations, ()) {
+  const OpDef& op = find_op("conv2d");
+  const OpSample s = *gen::op_sample(op);
+  const Conv2dOptions o = conv2d_options(make_attrs(op, s.attrs));
+  const CheckResult r = test::gradient_checks(
+      [&](const std::vector<Var>& v) {
+        return std::vector<Var>{v.size() == 3 ? conv2d(v[0], v[1], v[2], o)
+                                              : conv2d(v[0], v[1], o)};
+      },
+      s.inputs);
+  if (!r.ok) RC_FAIL(describe(op, s) + "\n" + r.report);
 }
 
-TEST(ConvTranspose2d, GradientsMatchFiniteDifferencesOverRandomConfigurations) {
-  int index = 0;
-  for (const ConvCase& c : random_cases(2, 12, true)) {
-    SCOPED_TRACE(c.describe(index++));
-    ConvTranspose2dOptions o{.stride = {c.sh, c.sw},
-                             .padding = {c.ph, c.pw},
-                             .output_padding = {c.oph, c.opw},
-                             .dilation = {c.dh, c.dw},
-                             .groups = c.groups};
-    std::vector<Tensor> in{
-        Tensor::randn({c.N, c.C, c.H, c.W}, 40 + index, DType::f64),
-        Tensor::randn({c.C, c.O / c.groups, c.kH, c.kW}, 50 + index, DType::f64)};
-    if (c.bias) in.push_back(Tensor::randn({c.O}, 60 + index, DType::f64));
-    expect_gradients_ok(
-        [&](const std::vector<Var>& v) {
-          return std::vector<Var>{v.size() == 3 ? conv_transpose2d(v[0], v[1], v[2], o)
-                                                : conv_transpose2d(v[0], v[1], o)};
-        },
-        in);
-  }
+RC_GTEST_PROP(ConvTranspose2d, GradientsMatchFiniteDifferencesOverRandomConfigurations, ()) {
+  const OpDef& op = find_op("conv_transpose2d");
+  const OpSample s = *gen::op_sample(op);
+  const ConvTranspose2dOptions o = conv_transpose2d_options(make_attrs(op, s.attrs));
+  const CheckResult r = test::gradient_checks(
+      [&](const std::vector<Var>& v) {
+        return std::vector<Var>{v.size() == 3 ? conv_transpose2d(v[0], v[1], v[2], o)
+                                              : conv_transpose2d(v[0], v[1], o)};
+      },
+      s.inputs);
+  if (!r.ok) RC_FAIL(describe(op, s) + "\n" + r.report);
 }
 
 // <conv2d(x, w), y> = <x, conv_transpose2d(y, w)>: the transposed convolution is the adjoint.
-TEST(ConvTranspose2d, IsTheAdjointOfConv2d) {
-  for (const ConvCase& c : random_cases(3, 20, false)) {
-    Conv2dOptions o{.stride = {c.sh, c.sw},
-                    .padding = {c.ph, c.pw},
-                    .dilation = {c.dh, c.dw},
-                    .groups = c.groups};
-    Tensor x = Tensor::randn({c.N, c.C, c.H, c.W}, 1, DType::f64);
-    Tensor w = Tensor::randn({c.O, c.C / c.groups, c.kH, c.kW}, 2, DType::f64);
-    Var y = conv2d(x, w, o);
-    Tensor g = Tensor::randn(y.shape(), 3, DType::f64);
-    const int64_t oph = c.H - ((y.shape()[2] - 1) * c.sh - 2 * c.ph + c.dh * (c.kH - 1) + 1);
-    const int64_t opw = c.W - ((y.shape()[3] - 1) * c.sw - 2 * c.pw + c.dw * (c.kW - 1) + 1);
-    Var xt = conv_transpose2d(g, w,
-                              {.stride = {c.sh, c.sw},
-                               .padding = {c.ph, c.pw},
-                               .output_padding = {oph, opw},
-                               .dilation = {c.dh, c.dw},
-                               .groups = c.groups});
-    ASSERT_EQ(xt.shape(), x.shape());
-    double lhs = sum(y * Var(g)).item(), rhs = sum(Var(x) * xt).item();
-    EXPECT_NEAR(lhs, rhs, 1e-10 * (1 + std::abs(lhs)));
-  }
+RC_GTEST_PROP(ConvTranspose2d, IsTheAdjointOfConv2d, ()) {
+  const OpDef& op = find_op("conv2d");
+  const OpSample s = *gen::op_sample(op);
+  const Conv2dOptions o = conv2d_options(make_attrs(op, s.attrs));
+  const Tensor &x = s.inputs[0], &w = s.inputs[1];
+  Var y = conv2d(x, w, o);
+  Tensor g = *gen::smooth(y.shape());
+  // The output_padding that gives back x's size, per axis.
+  auto output_padding = [&](int axis, int64_t st, int64_t p, int64_t d) {
+    const int64_t in = x.shape()[2 + axis], out = y.shape()[2 + axis], k = w.shape()[2 + axis];
+    return in - ((out - 1) * st - 2 * p + d * (k - 1) + 1);
+  };
+  Var xt = conv_transpose2d(
+      g, w,
+      {.stride = o.stride,
+       .padding = o.padding,
+       .output_padding = {output_padding(0, o.stride.h, o.padding.h, o.dilation.h),
+                          output_padding(1, o.stride.w, o.padding.w, o.dilation.w)},
+       .dilation = o.dilation,
+       .groups = o.groups});
+  RC_ASSERT(xt.shape() == x.shape());
+  double lhs = sum(y * Var(g)).item(), rhs = sum(Var(x) * xt).item();
+  RC_ASSERT(std::abs(lhs - rhs) <= 1e-10 * (1 + std::abs(lhs)));
 }
 
 TEST(Conv1x1, EqualsConv2dWithAOneByOneKernelAndLinearPerPixel) {
@@ -260,64 +222,121 @@ TEST(BiasAdd, AddsPerChannelAndItsGradientIsTheChannelSum) {
 
 TEST(ConvErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
   Tensor x = Tensor::zeros({1, 3, 8, 8}), w = Tensor::zeros({16, 4, 3, 3});
-  expect_error([&] { conv2d(x, w); }, "conv2d at ",
-               ": x has 3 channels but w [16,4,3,3] with groups=1 expects 4 (w.shape[1]*groups)");
-  expect_error(
+  EXPECT_TRUE(ThrowsError(
+      [&] { conv2d(x, w); },
+      {"conv2d at ",
+       ": x has 3 channels but w [16,4,3,3] with groups=1 expects 4 (w.shape[1]*groups)"}));
+  EXPECT_TRUE(ThrowsError(
       [&] {
         conv2d(Tensor::zeros({1, 4, 2, 2}), w);
       },
-      "conv2d at ",
-      ": kernel [3,3] with stride [1,1], padding [0,0], dilation [1,1] does not fit in "
-      "input 2x2 (output would be 0x0)");
-  expect_error(
+      {"conv2d at ",
+       ": kernel [3,3] with stride [1,1], padding [0,0], dilation [1,1] does not fit in "
+       "input 2x2 (output would be 0x0)"}));
+  EXPECT_TRUE(ThrowsError(
       [&] {
         conv2d(Tensor::zeros({1, 4, 8}), w);
       },
-      "conv2d at ", ": x must be 4-D [N,C,H,W], got [1,4,8]");
-  expect_error(
+      {"conv2d at ", ": x must be 4-D [N,C,H,W], got [1,4,8]"}));
+  EXPECT_TRUE(ThrowsError(
       [&] {
         conv2d(Tensor::zeros({1, 6, 8, 8}), Tensor::zeros({5, 2, 3, 3}), {.groups = 3});
       },
-      "which groups=3 does not divide");
-  expect_error(
+      {"which groups=3 does not divide"}));
+  EXPECT_TRUE(ThrowsError(
       [&] {
         conv2d(Tensor::zeros({1, 4, 8, 8}), w, Tensor::zeros({8}));
       },
-      "conv2d at ", ": b is [8] but the output has 16 channels; b must be [16]");
-  expect_error(
+      {"conv2d at ", ": b is [8] but the output has 16 channels; b must be [16]"}));
+  EXPECT_TRUE(ThrowsError(
       [&] {
         conv2d(Tensor::zeros({1, 4, 8, 8}), w, {.stride = 0});
       },
-      "stride must be at least 1");
-  expect_error(
+      {"stride must be at least 1"}));
+  EXPECT_TRUE(ThrowsError(
       [&] {
         conv2d(Tensor::zeros({1, 4, 8, 8}), Tensor::zeros({16, 4, 3, 3}, DType::f64));
       },
-      "conv2d at ", ": input 'w' is float64 but 'x' is float32");
-  expect_error(
+      {"conv2d at ", ": input 'w' is float64 but 'x' is float32"}));
+  EXPECT_TRUE(ThrowsError(
       [&] {
         conv_transpose2d(Tensor::zeros({1, 3, 4, 4}), Tensor::zeros({4, 2, 3, 3}));
       },
-      "conv_transpose2d at ", ": x has 3 channels but w [4,2,3,3] expects 4 (w.shape[0]");
-  expect_error(
+      {"conv_transpose2d at ", ": x has 3 channels but w [4,2,3,3] expects 4 (w.shape[0]"}));
+  EXPECT_TRUE(ThrowsError(
       [&] {
         conv_transpose2d(Tensor::zeros({1, 4, 4, 4}), Tensor::zeros({4, 2, 3, 3}),
                          {.stride = 2, .output_padding = 2});
       },
-      "conv_transpose2d at ",
-      ": output_padding [2,2] must be smaller than max(stride, dilation) per axis "
-      "([2,2])");
-  expect_error(
+      {"conv_transpose2d at ",
+       ": output_padding [2,2] must be smaller than max(stride, dilation) per axis "
+       "([2,2])"}));
+  EXPECT_TRUE(ThrowsError(
       [&] {
         conv1x1(Tensor::zeros({1, 4, 4, 4}), Tensor::zeros({2, 4, 3, 3}));
       },
-      "conv1x1 at ", ": w must be [O,C,1,1], got [2,4,3,3]");
-  expect_error(
+      {"conv1x1 at ", ": w must be [O,C,1,1], got [2,4,3,3]"}));
+  EXPECT_TRUE(ThrowsError(
       [&] {
         bias_add(Tensor::zeros({2, 3, 4, 4}), Tensor::zeros({4}));
       },
-      "bias_add at ", ": b is [4] but x [2,3,4,4] has 3 channels (axis 1); b must be [3]");
+      {"bias_add at ", ": b is [4] but x [2,3,4,4] has 3 channels (axis 1); b must be [3]"}));
 }
 
 }  // namespace
 }  // namespace dg
+
+// ---- how each op of this family is called through its typed function ---------------------
+// (tests/typed_ops_test.cpp compares each with the call by name; an op missing here fails there)
+
+namespace typed_calls_conv {
+using namespace dg;
+using Vars = std::vector<dg::Var>;
+Conv2dOptions conv2d_options(const Attrs& a) {
+  return {.stride = a.pair("stride"),
+          .padding = a.pair("padding"),
+          .dilation = a.pair("dilation"),
+          .groups = a.integer("groups")};
+}
+
+ConvTranspose2dOptions conv_transpose2d_options(const Attrs& a) {
+  return {.stride = a.pair("stride"),
+          .padding = a.pair("padding"),
+          .output_padding = a.pair("output_padding"),
+          .dilation = a.pair("dilation"),
+          .groups = a.integer("groups")};
+}
+
+// The typed overloads with and without the optional third input (a bias).
+template <class F>
+Vars with_optional_bias(const Vars& in, F&& f) {
+  return {in.size() > 2 ? f(in[0], in[1], &in[2]) : f(in[0], in[1], nullptr)};
+}
+
+const bool listed = dg::test::list_typed_calls({
+    {"conv2d",
+     [](const Vars& in, const Attrs& a) {
+       return with_optional_bias(in, [&](const Var& x, const Var& w, const Var* b) {
+         return b ? conv2d(x, w, *b, conv2d_options(a)) : conv2d(x, w, conv2d_options(a));
+       });
+     }},
+    {"conv_transpose2d",
+     [](const Vars& in, const Attrs& a) {
+       return with_optional_bias(in, [&](const Var& x, const Var& w, const Var* b) {
+         return b ? conv_transpose2d(x, w, *b, conv_transpose2d_options(a))
+                  : conv_transpose2d(x, w, conv_transpose2d_options(a));
+       });
+     }},
+    {"conv2d_weight_grad",
+     [](const Vars& in, const Attrs& a) {
+       return Vars{conv2d_weight_grad(in[0], in[1], a.pair("kernel_size"), conv2d_options(a))};
+     }},
+    {"conv1x1",
+     [](const Vars& in, const Attrs&) {
+       return with_optional_bias(in, [](const Var& x, const Var& w, const Var* b) {
+         return b ? conv1x1(x, w, *b) : conv1x1(x, w);
+       });
+     }},
+    {"bias_add", [](const Vars& in, const Attrs&) { return Vars{bias_add(in[0], in[1])}; }},
+});
+}  // namespace typed_calls_conv

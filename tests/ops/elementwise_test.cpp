@@ -7,18 +7,19 @@
 
 #include "deltagraph/deltagraph.h"
 #include "test_util.h"
+#include "typed_calls.h"
 
 using dg::DType;
 using dg::Shape;
 using dg::Tensor;
 using dg::Var;
-using dg_test::check_all;
-using dg_test::f64;
-using dg_test::Fn;
-using dg_test::ThrowsError;
-using dg_test::ThrowsExactly;
-using dg_test::ValuesNear;
-using dg_test::Vars;
+using dg::test::expect_gradients_ok;
+using dg::test::f64;
+using dg::test::Fn;
+using dg::test::ThrowsError;
+using dg::test::ThrowsExactly;
+using dg::test::ValuesNear;
+using dg::test::Vars;
 
 namespace {
 
@@ -43,15 +44,17 @@ using Binary = Var (*)(const Var&, const Var&, dg::Loc);
 void check_binary(const char* name, Binary op, bool b_away_from_zero) {
   uint64_t seed = 100;
   for (const ShapePair& p : kBinaryShapes) {
-    Tensor a = dg_test::rand64(p.a, ++seed);
+    Tensor a = dg::test::rand64(p.a, ++seed);
     Tensor b =
-        b_away_from_zero ? dg_test::away_from_zero(p.b, ++seed) : dg_test::rand64(p.b, ++seed);
+        b_away_from_zero ? dg::test::away_from_zero(p.b, ++seed) : dg::test::rand64(p.b, ++seed);
     Fn f = [op](const Vars& v) { return Vars{op(v[0], v[1], dg::Loc::current())}; };
-    check_all(label(name, p), f, {a, b});
+    SCOPED_TRACE(label(name, p));
+    expect_gradients_ok(f, {a, b});
   }
   // The same value on both sides.
   Fn self = [op](const Vars& v) { return Vars{op(v[0], v[0], dg::Loc::current())}; };
-  check_all(fmt::format("{}(x, x)", name), self, {dg_test::away_from_zero({2, 3}, 7)});
+  SCOPED_TRACE(fmt::format("{}(x, x)", name));
+  expect_gradients_ok(self, {dg::test::away_from_zero({2, 3}, 7)});
 }
 
 }  // namespace
@@ -142,7 +145,7 @@ TEST(Elementwise, Float32ForwardKeepsDtype) {
 
 TEST(Elementwise, LargeBroadcastMatchesNaive) {
   // Big enough for the parallel path; checked element by element.
-  Tensor a = dg_test::rand64({64, 33, 17}, 1), b = dg_test::rand64({33, 1}, 2);
+  Tensor a = dg::test::rand64({64, 33, 17}, 1), b = dg::test::rand64({33, 1}, 2);
   Var y = dg::mul(dg::input(a), dg::input(b));
   for (int64_t i = 0; i < y.numel(); i += 37) {
     int64_t j = (i / 17) % 33;
@@ -225,9 +228,10 @@ TEST(Elementwise, UnaryGradients) {
   uint64_t seed = 200;
   for (const Case& c : cases)
     for (const Shape& shape : {Shape{}, Shape{5}, Shape{2, 3}, Shape{2, 1, 3, 2}}) {
-      Tensor x = c.positive ? dg_test::rand64(shape, ++seed, 0.3, 2.5)
-                            : dg_test::away_from_zero(shape, ++seed);
-      check_all(fmt::format("{} {}", c.name, shape), c.f, {x});
+      Tensor x = c.positive ? dg::test::rand64(shape, ++seed, 0.3, 2.5)
+                            : dg::test::away_from_zero(shape, ++seed);
+      SCOPED_TRACE(fmt::format("{} {}", c.name, shape));
+      expect_gradients_ok(c.f, {x});
     }
 }
 
@@ -235,8 +239,9 @@ TEST(Elementwise, ReluBackwardGradients) {
   // relu_backward(g, x): linear in g, piecewise constant in x.
   Fn f = [](const Vars& v) { return Vars{dg::relu_backward(v[0], v[1])}; };
   for (const Shape& shape : {Shape{4}, Shape{2, 3}}) {
-    Tensor g = dg_test::rand64(shape, 300), x = dg_test::away_from_zero(shape, 301);
-    check_all(fmt::format("relu_backward {}", shape), f, {g, x});
+    Tensor g = dg::test::rand64(shape, 300), x = dg::test::away_from_zero(shape, 301);
+    SCOPED_TRACE(fmt::format("relu_backward {}", shape));
+    expect_gradients_ok(f, {g, x});
   }
   // The gradient w.r.t. x is zero (not undefined).
   dg::Tape tape;
@@ -252,9 +257,9 @@ TEST(Elementwise, ComposedExpressionGradients) {
     return Vars{dg::div(dg::exp(h), dg::add_scalar(dg::sigmoid(v[0]), 1.0)),
                 dg::elu(dg::sub(h, v[1]))};
   };
-  check_all(
-      "composed", f,
-      {dg_test::rand64({2, 3}, 400), dg_test::rand64({3}, 401), dg_test::rand64({2, 1}, 402)});
+  SCOPED_TRACE("composed");
+  expect_gradients_ok(f, {dg::test::rand64({2, 3}, 400), dg::test::rand64({3}, 401),
+                          dg::test::rand64({2, 1}, 402)});
 }
 
 TEST(Elementwise, GradientsMatchHandDerivatives) {
@@ -305,3 +310,33 @@ TEST(Elementwise, ScalarAttributeIsRequired) {
   EXPECT_TRUE(ThrowsError([] { (void)dg::call("mul_scalar", {in({1}, {1})}); },
                           {"mul_scalar", "missing required attribute 'c'"}));
 }
+
+// ---- how each op of this family is called through its typed function ---------------------
+// (tests/typed_ops_test.cpp compares each with the call by name; an op missing here fails there)
+
+namespace typed_calls_elementwise {
+using namespace dg;
+using Vars = std::vector<dg::Var>;
+
+const bool listed = dg::test::list_typed_calls({
+    {"add", [](const Vars& in, const Attrs&) { return Vars{add(in[0], in[1])}; }},
+    {"sub", [](const Vars& in, const Attrs&) { return Vars{sub(in[0], in[1])}; }},
+    {"mul", [](const Vars& in, const Attrs&) { return Vars{mul(in[0], in[1])}; }},
+    {"div", [](const Vars& in, const Attrs&) { return Vars{div(in[0], in[1])}; }},
+    {"neg", [](const Vars& in, const Attrs&) { return Vars{neg(in[0])}; }},
+    {"exp", [](const Vars& in, const Attrs&) { return Vars{exp(in[0])}; }},
+    {"log", [](const Vars& in, const Attrs&) { return Vars{log(in[0])}; }},
+    {"relu", [](const Vars& in, const Attrs&) { return Vars{relu(in[0])}; }},
+    {"sigmoid", [](const Vars& in, const Attrs&) { return Vars{sigmoid(in[0])}; }},
+    {"tanh", [](const Vars& in, const Attrs&) { return Vars{tanh(in[0])}; }},
+    {"relu_backward",
+     [](const Vars& in, const Attrs&) { return Vars{relu_backward(in[0], in[1])}; }},
+    {"add_scalar",
+     [](const Vars& in, const Attrs& a) { return Vars{add_scalar(in[0], a.real("c"))}; }},
+    {"mul_scalar",
+     [](const Vars& in, const Attrs& a) { return Vars{mul_scalar(in[0], a.real("c"))}; }},
+    {"elu", [](const Vars& in, const Attrs& a) { return Vars{elu(in[0], a.real("alpha"))}; }},
+    {"elu_grad",
+     [](const Vars& in, const Attrs& a) { return Vars{elu_grad(in[0], a.real("alpha"))}; }},
+});
+}  // namespace typed_calls_elementwise

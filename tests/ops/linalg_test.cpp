@@ -3,18 +3,19 @@
 
 #include "deltagraph/deltagraph.h"
 #include "test_util.h"
+#include "typed_calls.h"
 
 using dg::DType;
 using dg::Shape;
 using dg::Tensor;
 using dg::Var;
-using dg_test::check_all;
-using dg_test::f64;
-using dg_test::Fn;
-using dg_test::ThrowsError;
-using dg_test::ThrowsExactly;
-using dg_test::ValuesNear;
-using dg_test::Vars;
+using dg::test::expect_gradients_ok;
+using dg::test::f64;
+using dg::test::Fn;
+using dg::test::ThrowsError;
+using dg::test::ThrowsExactly;
+using dg::test::ValuesNear;
+using dg::test::Vars;
 
 namespace {
 
@@ -61,8 +62,8 @@ TEST(Linalg, MatmulMatchesNaiveForAllTransposes) {
     for (bool tb : {false, true})
       for (DType dtype : {DType::f64, DType::f32}) {
         const int64_t M = 37, K = 29, N = 41;  // odd sizes, not multiples of a vector width
-        Tensor a = dg_test::rand64(ta ? Shape{K, M} : Shape{M, K}, 1).to(dtype);
-        Tensor b = dg_test::rand64(tb ? Shape{N, K} : Shape{K, N}, 2).to(dtype);
+        Tensor a = dg::test::rand64(ta ? Shape{K, M} : Shape{M, K}, 1).to(dtype);
+        Tensor b = dg::test::rand64(tb ? Shape{N, K} : Shape{K, N}, 2).to(dtype);
         Var y = dg::matmul(dg::input(a), dg::input(b), {.transpose_a = ta, .transpose_b = tb});
         EXPECT_EQ(y.dtype(), dtype);
         EXPECT_TRUE(ValuesNear(y, {M, N}, naive(a, b, ta, tb), dtype == DType::f64 ? 1e-12 : 1e-5))
@@ -78,8 +79,8 @@ TEST(Linalg, LinearForward) {
   EXPECT_TRUE(ValuesNear(dg::linear(x, w), {2, 2}, {-2, 3, -2, 7.5}));
   EXPECT_TRUE(ValuesNear(dg::linear(x, w, b), {2, 2}, {8, 23, 8, 27.5}));
   // Same as matmul with a transposed b plus a broadcast bias.
-  Tensor xs = dg_test::rand64({5, 7}, 3), ws = dg_test::rand64({4, 7}, 4),
-         bs = dg_test::rand64({4}, 5);
+  Tensor xs = dg::test::rand64({5, 7}, 3), ws = dg::test::rand64({4, 7}, 4),
+         bs = dg::test::rand64({4}, 5);
   Var lin = dg::linear(dg::input(xs), dg::input(ws), dg::input(bs));
   Var ref = dg::add(dg::matmul(dg::input(xs), dg::input(ws), {.transpose_b = true}), dg::input(bs));
   EXPECT_TRUE(dg::allclose(lin.value(), ref.value(), 1e-13, 1e-14));
@@ -95,8 +96,8 @@ TEST(Linalg, LinearForward) {
 TEST(Linalg, LinearComputedTransposedMatchesFloat64) {
   for (const auto& [N, in, out] :
        std::vector<std::tuple<int64_t, int64_t, int64_t>>{{6, 300, 64}, {40, 50, 10}}) {
-    Tensor x = dg_test::rand64({N, in}, 11), w = dg_test::rand64({out, in}, 12),
-           b = dg_test::rand64({out}, 13);
+    Tensor x = dg::test::rand64({N, in}, 11), w = dg::test::rand64({out, in}, 12),
+           b = dg::test::rand64({out}, 13);
     for (bool with_bias : {false, true}) {
       Var ref = with_bias ? dg::linear(dg::input(x), dg::input(w), dg::input(b))
                           : dg::linear(dg::input(x), dg::input(w));
@@ -136,45 +137,58 @@ TEST(Linalg, MatmulGradientChecks) {
     for (bool tb : {false, true})
       for (const auto& [M, K, N] :
            std::vector<std::tuple<int64_t, int64_t, int64_t>>{{2, 3, 4}, {1, 5, 1}, {3, 1, 2}}) {
-        Tensor a = dg_test::rand64(ta ? Shape{K, M} : Shape{M, K}, ++seed);
-        Tensor b = dg_test::rand64(tb ? Shape{N, K} : Shape{K, N}, ++seed);
+        Tensor a = dg::test::rand64(ta ? Shape{K, M} : Shape{M, K}, ++seed);
+        Tensor b = dg::test::rand64(tb ? Shape{N, K} : Shape{K, N}, ++seed);
         Fn f = [ta, tb](const Vars& v) {
           return Vars{dg::matmul(v[0], v[1], {.transpose_a = ta, .transpose_b = tb})};
         };
-        check_all(fmt::format("matmul ta={} tb={} M={} K={} N={}", ta, tb, M, K, N), f, {a, b});
+        SCOPED_TRACE(fmt::format("matmul ta={} tb={} M={} K={} N={}", ta, tb, M, K, N));
+        expect_gradients_ok(f, {a, b});
       }
   // The same matrix on both sides: a @ a^T.
   Fn gram = [](const Vars& v) { return Vars{dg::matmul(v[0], v[0], {.transpose_b = true})}; };
-  check_all("matmul(a, a^T)", gram, {dg_test::rand64({3, 4}, 1300)});
+  {
+    SCOPED_TRACE("matmul(a, a^T)");
+    expect_gradients_ok(gram, {dg::test::rand64({3, 4}, 1300)});
+  }
   // Large enough for the directional mode.
   Fn big = [](const Vars& v) { return Vars{dg::tanh(dg::matmul(v[0], v[1]))}; };
-  check_all(
-      "matmul large", big,
-      {dg_test::rand64({20, 30}, 1301, -0.3, 0.3), dg_test::rand64({30, 10}, 1302, -0.3, 0.3)});
+  SCOPED_TRACE("matmul large");
+  expect_gradients_ok(big, {dg::test::rand64({20, 30}, 1301, -0.3, 0.3),
+                            dg::test::rand64({30, 10}, 1302, -0.3, 0.3)});
 }
 
 TEST(Linalg, LinearGradientChecks) {
   uint64_t seed = 1400;
   for (const auto& [N, I, O] :
        std::vector<std::tuple<int64_t, int64_t, int64_t>>{{2, 3, 4}, {1, 1, 1}, {5, 2, 3}}) {
-    Tensor x = dg_test::rand64({N, I}, ++seed), w = dg_test::rand64({O, I}, ++seed),
-           b = dg_test::rand64({O}, ++seed);
+    Tensor x = dg::test::rand64({N, I}, ++seed), w = dg::test::rand64({O, I}, ++seed),
+           b = dg::test::rand64({O}, ++seed);
     Fn with_bias = [](const Vars& v) { return Vars{dg::linear(v[0], v[1], v[2])}; };
     Fn without = [](const Vars& v) { return Vars{dg::linear(v[0], v[1])}; };
     Fn mlp = [](const Vars& v) { return Vars{dg::sum(dg::tanh(dg::linear(v[0], v[1], v[2])))}; };
     std::string what = fmt::format("linear N={} in={} out={}", N, I, O);
-    check_all(what + " with bias", with_bias, {x, w, b});
-    check_all(what + " without bias", without, {x, w});
-    check_all(what + " tanh-sum", mlp, {x, w, b});
+    {
+      SCOPED_TRACE(what + " with bias");
+      expect_gradients_ok(with_bias, {x, w, b});
+    }
+    {
+      SCOPED_TRACE(what + " without bias");
+      expect_gradients_ok(without, {x, w});
+    }
+    {
+      SCOPED_TRACE(what + " tanh-sum");
+      expect_gradients_ok(mlp, {x, w, b});
+    }
   }
   // Only some inputs differentiated (a frozen weight).
   dg::CheckOptions o;
   o.wrt = {true, false, true};
   Fn f = [](const Vars& v) { return Vars{dg::linear(v[0], v[1], v[2])}; };
-  std::vector<Tensor> inputs{dg_test::rand64({2, 3}, 1500), dg_test::rand64({4, 3}, 1501),
-                             dg_test::rand64({4}, 1502)};
-  EXPECT_TRUE(dg_test::Passed(dg::gradcheck(f, inputs, o)));
-  EXPECT_TRUE(dg_test::Passed(dg::gradgradcheck(f, inputs, o)));
+  std::vector<Tensor> inputs{dg::test::rand64({2, 3}, 1500), dg::test::rand64({4, 3}, 1501),
+                             dg::test::rand64({4}, 1502)};
+  EXPECT_TRUE(dg::test::Passed(dg::gradcheck(f, inputs, o)));
+  EXPECT_TRUE(dg::test::Passed(dg::gradgradcheck(f, inputs, o)));
 }
 
 // ---- shape-rule errors ------------------------------------------------------------------
@@ -227,3 +241,31 @@ TEST(Linalg, LinearErrors) {
       },
       {"linear", "b is [1,4]"}));
 }
+
+// ---- how each op of this family is called through its typed function ---------------------
+// (tests/typed_ops_test.cpp compares each with the call by name; an op missing here fails there)
+
+namespace typed_calls_linalg {
+using namespace dg;
+using Vars = std::vector<dg::Var>;
+// The typed overloads with and without the optional third input (a bias).
+template <class F>
+Vars with_optional_bias(const Vars& in, F&& f) {
+  return {in.size() > 2 ? f(in[0], in[1], &in[2]) : f(in[0], in[1], nullptr)};
+}
+
+const bool listed = dg::test::list_typed_calls({
+    {"matmul",
+     [](const Vars& in, const Attrs& a) {
+       return Vars{matmul(
+           in[0], in[1],
+           {.transpose_a = a.boolean("transpose_a"), .transpose_b = a.boolean("transpose_b")})};
+     }},
+    {"linear",
+     [](const Vars& in, const Attrs&) {
+       return with_optional_bias(in, [](const Var& x, const Var& w, const Var* b) {
+         return b ? linear(x, w, *b) : linear(x, w);
+       });
+     }},
+});
+}  // namespace typed_calls_linalg

@@ -1,16 +1,22 @@
 // max_pool2d, max_unpool2d, gather_at, scatter_add_at, avg_pool2d, avg_pool2d_backward.
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
+
+#include <algorithm>
 #include <cmath>
 #include <random>
 
+#include "deltagraph/testing/properties.h"
 #include "test_util.h"
+#include "typed_calls.h"
 
 namespace dg {
 namespace {
 
-using test::expect_error;
 using test::expect_gradients_ok;
-using test::expect_values;
 using test::f64;
+using test::ThrowsError;
+using test::ValuesNear;
 
 // A tensor of distinct values, shuffled, spaced 0.1 apart: no ties within a pooling window, and
 // finite differences (step 1e-6) never change which element is the maximum.
@@ -28,8 +34,9 @@ TEST(MaxPool2d, ValuesAndIndicesByHand) {
                   7, 2, 1, 6},
                  {1, 1, 4, 4});
   auto [y, idx] = max_pool2d(x, {.kernel_size = 2});
-  expect_values(y.value(), {5, 8, 9, 6});
-  expect_values(idx.value(), {1, 6, 9, 15});  // the tie 8, 8 keeps the first (row-major) one
+  EXPECT_TRUE(ValuesNear(y, y.shape(), {5, 8, 9, 6}));
+  // The tie 8, 8 keeps the first (row-major) one.
+  EXPECT_TRUE(ValuesNear(idx, idx.shape(), {1, 6, 9, 15}));
   EXPECT_EQ(idx.dtype(), DType::i64);
 }
 
@@ -62,7 +69,7 @@ TEST(MaxPool2d, PaddingNeverWinsAndIndicesIgnoreIt) {
   auto [y, idx] = max_pool2d(x, {.kernel_size = 2, .stride = 1, .padding = 1});
   EXPECT_EQ(y.shape(), (Shape{1, 1, 3, 3}));
   for (int64_t i = 0; i < 9; ++i) EXPECT_EQ(y.value().at(i), -5.0);
-  expect_values(idx.value(), {0, 0, 1, 0, 0, 1, 2, 2, 3});
+  EXPECT_TRUE(ValuesNear(idx, idx.shape(), {0, 0, 1, 0, 0, 1, 2, 2, 3}));
 }
 
 TEST(MaxPool2d, CeilModeDropsAWindowStartingInThePadding) {
@@ -84,58 +91,25 @@ TEST(MaxPool2d, GradientRoutesThroughIndicesAndAddsWhereWindowsOverlap) {
   // 2x2 windows with stride 1: the 9 in the centre is the maximum of all four windows.
   auto [y, idx] = max_pool2d(x, {.kernel_size = 2, .stride = 1});
   auto g = grad({y}, {x}, {Var(f64({1, 2, 3, 4}, {1, 1, 2, 2}))});
-  expect_values(g[0].value(), {0, 0, 0, 0, 10, 0, 0, 0, 0});
+  EXPECT_TRUE(ValuesNear(g[0], g[0].shape(), {0, 0, 0, 0, 10, 0, 0, 0, 0}));
 }
 
-struct PoolConfig {
-  int64_t N, C, H, W, kH, kW, sh, sw, ph, pw, dh, dw;
-  bool ceil;
-};
-
-std::vector<PoolConfig> random_pools(uint64_t seed, int count, bool dilation) {
-  std::mt19937_64 rng(seed);
-  auto pick = [&](int64_t lo, int64_t hi) {
-    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
-  };
-  std::vector<PoolConfig> out;
-  while (static_cast<int>(out.size()) < count) {
-    PoolConfig c{pick(1, 2),
-                 pick(1, 3),
-                 pick(1, 7),
-                 pick(1, 7),
-                 pick(1, 3),
-                 pick(1, 3),
-                 pick(1, 3),
-                 pick(1, 3),
-                 0,
-                 0,
-                 dilation ? pick(1, 2) : 1,
-                 dilation ? pick(1, 2) : 1,
-                 pick(0, 1) == 1};
-    c.ph = pick(0, c.kH / 2);
-    c.pw = pick(0, c.kW / 2);
-    if (c.H + 2 * c.ph - c.dh * (c.kH - 1) - 1 < 0 || c.W + 2 * c.pw - c.dw * (c.kW - 1) - 1 < 0)
-      continue;
-    out.push_back(c);
-  }
-  return out;
-}
-
-TEST(MaxPool2d, GradientsMatchFiniteDifferencesOverRandomConfigurations) {
-  int i = 0;
-  for (const PoolConfig& c : random_pools(7, 15, true)) {
-    SCOPED_TRACE(fmt::format("case {}: N{} C{} {}x{} k{}x{} s{}x{} p{}x{} d{}x{} ceil {}", i++, c.N,
-                             c.C, c.H, c.W, c.kH, c.kW, c.sh, c.sw, c.ph, c.pw, c.dh, c.dw,
-                             c.ceil));
-    MaxPool2dOptions o{.kernel_size = {c.kH, c.kW},
-                       .stride = {c.sh, c.sw},
-                       .padding = {c.ph, c.pw},
-                       .dilation = {c.dh, c.dw},
-                       .ceil_mode = c.ceil};
-    expect_gradients_ok(
-        [&](const std::vector<Var>& v) { return std::vector<Var>{max_pool2d(v[0], o).values}; },
-        {distinct({c.N, c.C, c.H, c.W}, i)});
-  }
+// max_pool2d's sampler (ops/pool.cpp) draws pairwise distinct values (no ties within a window);
+// gen::op_sample keeps only samples the op's shape rule accepts. A failure names the
+// configuration and RapidCheck shrinks it.
+RC_GTEST_PROP(MaxPool2d, GradientsMatchFiniteDifferencesOverRandomConfigurations, ()) {
+  const OpDef& op = find_op("max_pool2d");
+  const OpSample s = *gen::op_sample(op);
+  const Attrs a = make_attrs(op, s.attrs);
+  const MaxPool2dOptions o{.kernel_size = a.pair("kernel_size"),
+                           .stride = a.pair("stride"),
+                           .padding = a.pair("padding"),
+                           .dilation = a.pair("dilation"),
+                           .ceil_mode = a.boolean("ceil_mode")};
+  const CheckResult r = test::gradient_checks(
+      [&](const std::vector<Var>& v) { return std::vector<Var>{max_pool2d(v[0], o).values}; },
+      s.inputs);
+  if (!r.ok) RC_FAIL(describe(op, s) + "\n" + r.report);
 }
 
 TEST(MaxUnpool2d, PlacesValuesAtIndicesAndUndoesAPool) {
@@ -164,7 +138,7 @@ TEST(MaxUnpool2d, GradientIsAGatherAtTheIndices) {
   Var x = variable(f64({1, 2, 3, 4}, {1, 1, 2, 2}));
   Tensor g = Tensor::arange(9, DType::f64).reshape({1, 1, 3, 3});
   auto dx = grad({max_unpool2d(x, idx, {.kernel_size = 2, .output_size = {3, 3}})}, {x}, {Var(g)});
-  expect_values(dx[0].value(), {5, 0, 3, 7});
+  EXPECT_TRUE(ValuesNear(dx[0], dx[0].shape(), {5, 0, 3, 7}));
 }
 
 TEST(PoolRouting, PoolVjpEqualsUnpoolWithoutOverlapAndScatterGatherAreAdjoint) {
@@ -195,66 +169,113 @@ TEST(PoolRouting, PoolVjpEqualsUnpoolWithoutOverlapAndScatterGatherAreAdjoint) {
 TEST(AvgPool2d, DivisorsFollowPyTorch) {
   Tensor x = Tensor::ones({1, 1, 3, 3}, DType::f64);
   // Padding 1, k3 s1: a corner window holds 4 real ones of 9 places.
-  expect_values(avg_pool2d(x, {.kernel_size = 3, .stride = 1, .padding = 1}).value(),
-                {4. / 9, 6. / 9, 4. / 9, 6. / 9, 1, 6. / 9, 4. / 9, 6. / 9, 4. / 9});
-  expect_values(
-      avg_pool2d(x, {.kernel_size = 3, .stride = 1, .padding = 1, .count_include_pad = false})
-          .value(),
-      {1, 1, 1, 1, 1, 1, 1, 1, 1});
+  const Var padded = avg_pool2d(x, {.kernel_size = 3, .stride = 1, .padding = 1});
+  EXPECT_TRUE(ValuesNear(padded, padded.shape(),
+                         {4. / 9, 6. / 9, 4. / 9, 6. / 9, 1, 6. / 9, 4. / 9, 6. / 9, 4. / 9}));
+  const Var unpadded =
+      avg_pool2d(x, {.kernel_size = 3, .stride = 1, .padding = 1, .count_include_pad = false});
+  EXPECT_TRUE(ValuesNear(unpadded, unpadded.shape(), {1, 1, 1, 1, 1, 1, 1, 1, 1}));
   // Ceil mode: the overhanging window's divisor counts only up to the padded edge.
   Tensor y = Tensor::arange(9, DType::f64).reshape({1, 1, 3, 3});
-  expect_values(avg_pool2d(y, {.kernel_size = 2, .ceil_mode = true}).value(), {2, 3.5, 6.5, 8});
+  const Var overhanging = avg_pool2d(y, {.kernel_size = 2, .ceil_mode = true});
+  EXPECT_TRUE(ValuesNear(overhanging, overhanging.shape(), {2, 3.5, 6.5, 8}));
 }
 
-TEST(AvgPool2d, GradientsMatchFiniteDifferencesOverRandomConfigurations) {
-  int i = 0;
-  for (const PoolConfig& c : random_pools(9, 15, false)) {
-    const bool include_pad = i % 2 == 0;
-    SCOPED_TRACE(fmt::format("case {}: N{} C{} {}x{} k{}x{} s{}x{} p{}x{} ceil {} include_pad {}",
-                             i++, c.N, c.C, c.H, c.W, c.kH, c.kW, c.sh, c.sw, c.ph, c.pw, c.ceil,
-                             include_pad));
-    AvgPool2dOptions o{.kernel_size = {c.kH, c.kW},
-                       .stride = {c.sh, c.sw},
-                       .padding = {c.ph, c.pw},
-                       .ceil_mode = c.ceil,
-                       .count_include_pad = include_pad};
-    expect_gradients_ok(
-        [&](const std::vector<Var>& v) { return std::vector<Var>{avg_pool2d(v[0], o)}; },
-        {Tensor::randn({c.N, c.C, c.H, c.W}, i, DType::f64)});
-  }
+RC_GTEST_PROP(AvgPool2d, GradientsMatchFiniteDifferencesOverRandomConfigurations, ()) {
+  const OpDef& op = find_op("avg_pool2d");
+  const OpSample s = *gen::op_sample(op);
+  const Attrs a = make_attrs(op, s.attrs);
+  const AvgPool2dOptions o{.kernel_size = a.pair("kernel_size"),
+                           .stride = a.pair("stride"),
+                           .padding = a.pair("padding"),
+                           .ceil_mode = a.boolean("ceil_mode"),
+                           .count_include_pad = a.boolean("count_include_pad")};
+  const CheckResult r = test::gradient_checks(
+      [&](const std::vector<Var>& v) { return std::vector<Var>{avg_pool2d(v[0], o)}; }, s.inputs);
+  if (!r.ok) RC_FAIL(describe(op, s) + "\n" + r.report);
 }
 
 TEST(PoolErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
   Tensor x = Tensor::zeros({1, 1, 4, 4});
-  expect_error([&] { max_pool2d(x, {.kernel_size = 5}); }, "max_pool2d at ",
-               ": kernel [5,5] with padding [0,0] does not fit in input 4x4 (output "
-               "would be 0x0)");
-  expect_error([&] { max_pool2d(x, {.kernel_size = 2, .padding = 2}); }, "max_pool2d at ",
-               ": padding [2,2] must be between 0 and half the kernel [2,2]");
-  expect_error(
+  EXPECT_TRUE(ThrowsError([&] { max_pool2d(x, {.kernel_size = 5}); },
+                          {"max_pool2d at ",
+                           ": kernel [5,5] with padding [0,0] does not fit in input 4x4 (output "
+                           "would be 0x0)"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] { max_pool2d(x, {.kernel_size = 2, .padding = 2}); },
+      {"max_pool2d at ", ": padding [2,2] must be between 0 and half the kernel [2,2]"}));
+  EXPECT_TRUE(ThrowsError(
       [&] {
         max_pool2d(Tensor::zeros({4, 4}), {.kernel_size = 2});
       },
-      "max_pool2d at ", ": x must be 4-D");
-  expect_error([&] { max_pool2d(x, {}); }, "max_pool2d at ", ": kernel_size must be at least 1");
+      {"max_pool2d at ", ": x must be 4-D"}));
+  EXPECT_TRUE(ThrowsError([&] { max_pool2d(x, {}); },
+                          {"max_pool2d at ", ": kernel_size must be at least 1"}));
   const Var y = max_pool2d(x, {.kernel_size = 2}).values;
-  expect_error(
+  EXPECT_TRUE(ThrowsError(
       [&] {
         max_unpool2d(Tensor::zeros({1, 1, 4, 4}), Tensor::zeros({1, 1, 4, 4}, DType::i64),
                      {.kernel_size = 2, .output_size = {11, 11}});
       },
-      "max_unpool2d at ",
-      ": output_size [11,11] does not fit input 4x4 with kernel 2, stride 2, padding 0 "
-      "(each side must be between 7 and 9)");
+      {"max_unpool2d at ",
+       ": output_size [11,11] does not fit input 4x4 with kernel 2, stride 2, padding 0 "
+       "(each side must be between 7 and 9)"}));
   Tensor bad = Tensor::from(std::vector<int64_t>{0, 1, 2, 99}, {1, 1, 2, 2});
-  expect_error([&] { max_unpool2d(y, bad, {.kernel_size = 2}); }, "max_unpool2d at ",
-               ": indices[0,0,1,1] = 99 is outside the 4x4 plane (valid flat indices "
-               "are 0..15)");
-  expect_error([&] { max_unpool2d(y, y, {.kernel_size = 2}); }, "max_unpool2d at ",
-               ": input 'indices' must be int64");
-  expect_error([&] { avg_pool2d(x, {.kernel_size = 3, .padding = 2}); }, "avg_pool2d at ",
-               ": padding [2,2] must be between 0");
+  EXPECT_TRUE(ThrowsError([&] { max_unpool2d(y, bad, {.kernel_size = 2}); },
+                          {"max_unpool2d at ",
+                           ": indices[0,0,1,1] = 99 is outside the 4x4 plane (valid flat indices "
+                           "are 0..15)"}));
+  EXPECT_TRUE(ThrowsError([&] { max_unpool2d(y, y, {.kernel_size = 2}); },
+                          {"max_unpool2d at ", ": input 'indices' must be int64"}));
+  EXPECT_TRUE(ThrowsError([&] { avg_pool2d(x, {.kernel_size = 3, .padding = 2}); },
+                          {"avg_pool2d at ", ": padding [2,2] must be between 0"}));
 }
 
 }  // namespace
 }  // namespace dg
+
+// ---- how each op of this family is called through its typed function ---------------------
+// (tests/typed_ops_test.cpp compares each with the call by name; an op missing here fails there)
+
+namespace typed_calls_pool {
+using namespace dg;
+using Vars = std::vector<dg::Var>;
+AvgPool2dOptions avg_pool2d_options(const Attrs& a) {
+  return {.kernel_size = a.pair("kernel_size"),
+          .stride = a.pair("stride"),
+          .padding = a.pair("padding"),
+          .ceil_mode = a.boolean("ceil_mode"),
+          .count_include_pad = a.boolean("count_include_pad")};
+}
+
+const bool listed = dg::test::list_typed_calls({
+    {"max_pool2d",
+     [](const Vars& in, const Attrs& a) {
+       PoolResult r = max_pool2d(in[0], {.kernel_size = a.pair("kernel_size"),
+                                         .stride = a.pair("stride"),
+                                         .padding = a.pair("padding"),
+                                         .dilation = a.pair("dilation"),
+                                         .ceil_mode = a.boolean("ceil_mode")});
+       return Vars{r.values, r.indices};
+     }},
+    {"max_unpool2d",
+     [](const Vars& in, const Attrs& a) {
+       return Vars{max_unpool2d(in[0], in[1],
+                                {.kernel_size = a.pair("kernel_size"),
+                                 .stride = a.pair("stride"),
+                                 .padding = a.pair("padding"),
+                                 .output_size = a.pair("output_size")})};
+     }},
+    {"gather_at", [](const Vars& in, const Attrs&) { return Vars{gather_at(in[0], in[1])}; }},
+    {"scatter_add_at",
+     [](const Vars& in, const Attrs& a) {
+       return Vars{scatter_add_at(in[0], in[1], a.pair("output_size"))};
+     }},
+    {"avg_pool2d",
+     [](const Vars& in, const Attrs& a) { return Vars{avg_pool2d(in[0], avg_pool2d_options(a))}; }},
+    {"avg_pool2d_backward",
+     [](const Vars& in, const Attrs& a) {
+       return Vars{avg_pool2d_backward(in[0], a.pair("input_size"), avg_pool2d_options(a))};
+     }},
+});
+}  // namespace typed_calls_pool

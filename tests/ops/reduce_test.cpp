@@ -3,19 +3,20 @@
 
 #include "deltagraph/deltagraph.h"
 #include "test_util.h"
+#include "typed_calls.h"
 
 using dg::DType;
 using dg::Ints;
 using dg::Shape;
 using dg::Tensor;
 using dg::Var;
-using dg_test::check_all;
-using dg_test::f64;
-using dg_test::Fn;
-using dg_test::ThrowsError;
-using dg_test::ThrowsExactly;
-using dg_test::ValuesNear;
-using dg_test::Vars;
+using dg::test::expect_gradients_ok;
+using dg::test::f64;
+using dg::test::Fn;
+using dg::test::ThrowsError;
+using dg::test::ThrowsExactly;
+using dg::test::ValuesNear;
+using dg::test::Vars;
 
 namespace {
 
@@ -132,20 +133,27 @@ TEST(Reduce, SumMeanGradientChecks) {
   };
   uint64_t seed = 500;
   for (const Case& c : cases) {
-    Tensor x = dg_test::rand64(c.shape, ++seed);
+    Tensor x = dg::test::rand64(c.shape, ++seed);
     const dg::ReduceOptions o = c.options;
     Fn fsum = [o](const Vars& v) { return Vars{dg::sum(v[0], o)}; };
     Fn fmean = [o](const Vars& v) { return Vars{dg::mean(v[0], o)}; };
     std::string what = fmt::format("{} axes {} keepdims {}", c.shape, o.axes, o.keepdims);
-    check_all("sum " + what, fsum, {x});
-    check_all("mean " + what, fmean, {x});
+    {
+      SCOPED_TRACE("sum " + what);
+      expect_gradients_ok(fsum, {x});
+    }
+    {
+      SCOPED_TRACE("mean " + what);
+      expect_gradients_ok(fmean, {x});
+    }
   }
   // Reductions inside a nonlinear expression, so second derivatives are not trivially zero.
   Fn f = [](const Vars& v) {
     Var s = dg::sum(dg::mul(v[0], v[0]), {.axes = {1}, .keepdims = true});
     return Vars{dg::mean(dg::mul(s, v[0]), {.axes = {0}})};
   };
-  check_all("sum/mean composed", f, {dg_test::rand64({3, 4}, 550)});
+  SCOPED_TRACE("sum/mean composed");
+  expect_gradients_ok(f, {dg::test::rand64({3, 4}, 550)});
 }
 
 TEST(Reduce, BroadcastToSumToGradientChecks) {
@@ -161,9 +169,14 @@ TEST(Reduce, BroadcastToSumToGradientChecks) {
     const Shape small = c.small, big = c.big;
     Fn fb = [big](const Vars& v) { return Vars{dg::broadcast_to(v[0], big)}; };
     Fn fs = [small](const Vars& v) { return Vars{dg::sum_to(v[0], small)}; };
-    check_all(fmt::format("broadcast_to {} -> {}", small, big), fb,
-              {dg_test::rand64(small, ++seed)});
-    check_all(fmt::format("sum_to {} -> {}", big, small), fs, {dg_test::rand64(big, ++seed)});
+    {
+      SCOPED_TRACE(fmt::format("broadcast_to {} -> {}", small, big));
+      expect_gradients_ok(fb, {dg::test::rand64(small, ++seed)});
+    }
+    {
+      SCOPED_TRACE(fmt::format("sum_to {} -> {}", big, small));
+      expect_gradients_ok(fs, {dg::test::rand64(big, ++seed)});
+    }
     // Nonlinear around them, so the second-order check sees them inside a product.
     Fn fb2 = [big](const Vars& v) {
       Var b = dg::broadcast_to(v[0], big);
@@ -173,16 +186,22 @@ TEST(Reduce, BroadcastToSumToGradientChecks) {
       Var s = dg::sum_to(v[0], small);
       return Vars{dg::mul(s, s)};
     };
-    check_all(fmt::format("broadcast_to^2 {} -> {}", small, big), fb2,
-              {dg_test::rand64(small, ++seed)});
-    check_all(fmt::format("sum_to^2 {} -> {}", big, small), fs2, {dg_test::rand64(big, ++seed)});
+    {
+      SCOPED_TRACE(fmt::format("broadcast_to^2 {} -> {}", small, big));
+      expect_gradients_ok(fb2, {dg::test::rand64(small, ++seed)});
+    }
+    {
+      SCOPED_TRACE(fmt::format("sum_to^2 {} -> {}", big, small));
+      expect_gradients_ok(fs2, {dg::test::rand64(big, ++seed)});
+    }
   }
 }
 
 TEST(Reduce, LargeInputsUseDirectionalChecks) {
   // More than full_limit elements: the directional mode of gradcheck.
   Fn f = [](const Vars& v) { return Vars{dg::sum(dg::mul(v[0], v[0]), {.axes = {0, 2}})}; };
-  check_all("sum large", f, {dg_test::rand64({8, 9, 10}, 700)});
+  SCOPED_TRACE("sum large");
+  expect_gradients_ok(f, {dg::test::rand64({8, 9, 10}, 700)});
 }
 
 // ---- shape-rule errors ------------------------------------------------------------------
@@ -224,3 +243,22 @@ TEST(Reduce, BroadcastErrors) {
   EXPECT_TRUE(ThrowsError([] { (void)dg::call("broadcast_to", {m23()}); },
                           {"broadcast_to", "missing required attribute 'shape'"}));
 }
+
+// ---- how each op of this family is called through its typed function ---------------------
+// (tests/typed_ops_test.cpp compares each with the call by name; an op missing here fails there)
+
+namespace typed_calls_reduce {
+using namespace dg;
+using Vars = std::vector<dg::Var>;
+ReduceOptions reduce_options(const Attrs& a) {
+  return {.axes = a.ints("axes"), .keepdims = a.boolean("keepdims")};
+}
+
+const bool listed = dg::test::list_typed_calls({
+    {"broadcast_to",
+     [](const Vars& in, const Attrs& a) { return Vars{broadcast_to(in[0], a.ints("shape"))}; }},
+    {"sum_to", [](const Vars& in, const Attrs& a) { return Vars{sum_to(in[0], a.ints("shape"))}; }},
+    {"sum", [](const Vars& in, const Attrs& a) { return Vars{sum(in[0], reduce_options(a))}; }},
+    {"mean", [](const Vars& in, const Attrs& a) { return Vars{mean(in[0], reduce_options(a))}; }},
+});
+}  // namespace typed_calls_reduce

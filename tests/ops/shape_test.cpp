@@ -3,19 +3,20 @@
 
 #include "deltagraph/deltagraph.h"
 #include "test_util.h"
+#include "typed_calls.h"
 
 using dg::DType;
 using dg::Ints;
 using dg::Shape;
 using dg::Tensor;
 using dg::Var;
-using dg_test::check_all;
-using dg_test::f64;
-using dg_test::Fn;
-using dg_test::ThrowsError;
-using dg_test::ThrowsExactly;
-using dg_test::ValuesNear;
-using dg_test::Vars;
+using dg::test::expect_gradients_ok;
+using dg::test::f64;
+using dg::test::Fn;
+using dg::test::ThrowsError;
+using dg::test::ThrowsExactly;
+using dg::test::ValuesNear;
+using dg::test::Vars;
 
 namespace {
 
@@ -115,8 +116,14 @@ TEST(Shape, ReshapeFlattenGradientChecks) {
       Var r = dg::reshape(v[0], to);
       return Vars{dg::mul(r, r)};
     };
-    check_all(fmt::format("reshape {} -> {}", c.from, to), f, {dg_test::rand64(c.from, ++seed)});
-    check_all(fmt::format("reshape^2 {} -> {}", c.from, to), f2, {dg_test::rand64(c.from, ++seed)});
+    {
+      SCOPED_TRACE(fmt::format("reshape {} -> {}", c.from, to));
+      expect_gradients_ok(f, {dg::test::rand64(c.from, ++seed)});
+    }
+    {
+      SCOPED_TRACE(fmt::format("reshape^2 {} -> {}", c.from, to));
+      expect_gradients_ok(f2, {dg::test::rand64(c.from, ++seed)});
+    }
   }
   for (const Shape& s : {Shape{2, 3}, Shape{2, 3, 4}, Shape{3, 1, 2, 2}}) {
     Fn f = [](const Vars& v) { return Vars{dg::flatten(v[0])}; };
@@ -124,8 +131,14 @@ TEST(Shape, ReshapeFlattenGradientChecks) {
       Var r = dg::flatten(v[0]);
       return Vars{dg::tanh(r)};
     };
-    check_all(fmt::format("flatten {}", s), f, {dg_test::rand64(s, ++seed)});
-    check_all(fmt::format("tanh(flatten) {}", s), f2, {dg_test::rand64(s, ++seed)});
+    {
+      SCOPED_TRACE(fmt::format("flatten {}", s));
+      expect_gradients_ok(f, {dg::test::rand64(s, ++seed)});
+    }
+    {
+      SCOPED_TRACE(fmt::format("tanh(flatten) {}", s));
+      expect_gradients_ok(f2, {dg::test::rand64(s, ++seed)});
+    }
   }
 }
 
@@ -147,9 +160,14 @@ TEST(Shape, PermuteGradientChecks) {
       Var p = dg::permute(v[0], dims);
       return Vars{dg::mul(p, p)};
     };
-    check_all(fmt::format("permute {} {}", c.shape, dims), f, {dg_test::rand64(c.shape, ++seed)});
-    check_all(fmt::format("permute^2 {} {}", c.shape, dims), f2,
-              {dg_test::rand64(c.shape, ++seed)});
+    {
+      SCOPED_TRACE(fmt::format("permute {} {}", c.shape, dims));
+      expect_gradients_ok(f, {dg::test::rand64(c.shape, ++seed)});
+    }
+    {
+      SCOPED_TRACE(fmt::format("permute^2 {} {}", c.shape, dims));
+      expect_gradients_ok(f2, {dg::test::rand64(c.shape, ++seed)});
+    }
   }
 }
 
@@ -173,8 +191,14 @@ TEST(Shape, NarrowGradientChecks) {
     };
     std::string what =
         fmt::format("narrow {} axis {} start {} length {}", c.shape, c.axis, c.start, c.length);
-    check_all(what, f, {dg_test::rand64(c.shape, ++seed)});
-    check_all(what + " squared", f2, {dg_test::rand64(c.shape, ++seed)});
+    {
+      SCOPED_TRACE(what);
+      expect_gradients_ok(f, {dg::test::rand64(c.shape, ++seed)});
+    }
+    {
+      SCOPED_TRACE(what + " squared");
+      expect_gradients_ok(f2, {dg::test::rand64(c.shape, ++seed)});
+    }
   }
 }
 
@@ -193,8 +217,14 @@ TEST(Shape, NarrowBackwardGradientChecks) {
     };
     std::string what = fmt::format("narrow_backward {} axis {} start {} size {}", c.shape, c.axis,
                                    c.start, c.size);
-    check_all(what, f, {dg_test::rand64(c.shape, ++seed)});
-    check_all(what + " composed", f2, {dg_test::rand64(c.shape, ++seed)});
+    {
+      SCOPED_TRACE(what);
+      expect_gradients_ok(f, {dg::test::rand64(c.shape, ++seed)});
+    }
+    {
+      SCOPED_TRACE(what + " composed");
+      expect_gradients_ok(f2, {dg::test::rand64(c.shape, ++seed)});
+    }
   }
 }
 
@@ -295,3 +325,28 @@ TEST(Shape, NarrowBackwardErrors) {
       },
       {"narrow_backward", "axis 5 is out of range"}));
 }
+
+// ---- how each op of this family is called through its typed function ---------------------
+// (tests/typed_ops_test.cpp compares each with the call by name; an op missing here fails there)
+
+namespace typed_calls_shape {
+using namespace dg;
+using Vars = std::vector<dg::Var>;
+
+const bool listed = dg::test::list_typed_calls({
+    {"reshape",
+     [](const Vars& in, const Attrs& a) { return Vars{reshape(in[0], a.ints("shape"))}; }},
+    {"flatten", [](const Vars& in, const Attrs&) { return Vars{flatten(in[0])}; }},
+    {"permute",
+     [](const Vars& in, const Attrs& a) { return Vars{permute(in[0], a.ints("dims"))}; }},
+    {"narrow",
+     [](const Vars& in, const Attrs& a) {
+       return Vars{narrow(in[0], a.integer("axis"), a.integer("start"), a.integer("length"))};
+     }},
+    {"narrow_backward",
+     [](const Vars& in, const Attrs& a) {
+       return Vars{
+           narrow_backward(in[0], a.integer("axis"), a.integer("start"), a.integer("size"))};
+     }},
+});
+}  // namespace typed_calls_shape

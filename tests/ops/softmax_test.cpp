@@ -2,14 +2,15 @@
 #include <cmath>
 
 #include "test_util.h"
+#include "typed_calls.h"
 
 namespace dg {
 namespace {
 
-using test::expect_error;
 using test::expect_gradients_ok;
-using test::expect_values;
 using test::f64;
+using test::ThrowsError;
+using test::ValuesNear;
 
 Tensor labels(std::vector<int64_t> v, Shape shape) { return Tensor::from(v, shape); }
 
@@ -20,7 +21,8 @@ TEST(SoftmaxXent, ClassLabelsByHand) {
   double l0 = std::log(std::exp(1) + std::exp(2) + std::exp(3)) - 3, l1 = std::log(3.0);
   EXPECT_NEAR(softmax_xent(z, t).item(), (l0 + l1) / 2, 1e-12);
   EXPECT_NEAR(softmax_xent(z, t, {.reduction = "sum"}).item(), l0 + l1, 1e-12);
-  expect_values(softmax_xent(z, t, {.reduction = "none"}).value(), {l0, l1});
+  const Var none = softmax_xent(z, t, {.reduction = "none"});
+  EXPECT_TRUE(ValuesNear(none, none.shape(), {l0, l1}));
 }
 
 TEST(SoftmaxXent, HugeLogitsStayFinite) {
@@ -32,7 +34,7 @@ TEST(SoftmaxXent, HugeLogitsStayFinite) {
               1e-9);  // sample 0 misses by 2000, sample 1 is right: (2000 + 0) / 2
   auto g = grad(loss, {zv});
   for (double v : g[0].value().to_vector()) EXPECT_TRUE(std::isfinite(v));
-  expect_values(g[0].value(), {0.5, -0.5, 0, 0, 0, 0}, 1e-12);
+  EXPECT_TRUE(ValuesNear(g[0], g[0].shape(), {0.5, -0.5, 0, 0, 0, 0}, 1e-12));
 }
 
 TEST(SoftmaxXent, IgnoreIndexSkipsPixelsAndTheMeanCountsOnlyTheRest) {
@@ -96,33 +98,61 @@ TEST(Softmax, GradientsAndOneHot) {
   expect_gradients_ok([](const std::vector<Var>& v) { return std::vector<Var>{log_softmax(v[0])}; },
                       {x});
   Var oh = one_hot(labels({2, -1, 0}, {3}), 3);
-  expect_values(oh.value(), {0, 0, 1, 0, 0, 0, 1, 0, 0});
+  EXPECT_TRUE(ValuesNear(oh, oh.shape(), {0, 0, 1, 0, 0, 0, 1, 0, 0}));
   EXPECT_EQ(oh.dtype(), DType::f32);
 }
 
 TEST(SoftmaxXentErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
   Tensor z = Tensor::zeros({2, 3});
-  expect_error(
+  EXPECT_TRUE(ThrowsError(
       [&] {
         softmax_xent(z, labels({0, 3}, {2}));
       },
-      "softmax_xent at ", ": labels[1] = 3 is not a class in [0, 3) nor ignore_index (-100)");
-  expect_error(
+      {"softmax_xent at ", ": labels[1] = 3 is not a class in [0, 3) nor ignore_index (-100)"}));
+  EXPECT_TRUE(ThrowsError(
       [&] {
         softmax_xent(z, labels({0, 1, 2}, {3}));
       },
-      "softmax_xent at ", ": class labels are [3] but logits [2,3] need labels [2]");
-  expect_error(
+      {"softmax_xent at ", ": class labels are [3] but logits [2,3] need labels [2]"}));
+  EXPECT_TRUE(ThrowsError(
       [&] {
         softmax_xent(z, labels({0, 1}, {2}), {.reduction = "avg"});
       },
-      "softmax_xent at ", ": reduction must be \"mean\", \"sum\" or \"none\", got \"avg\"");
-  expect_error(
+      {"softmax_xent at ", ": reduction must be \"mean\", \"sum\" or \"none\", got \"avg\""}));
+  EXPECT_TRUE(ThrowsError(
       [&] {
         softmax_xent(z, Tensor::zeros({2, 4}));
       },
-      "softmax_xent at ", ": probability labels are [2,4] but logits are [2,3]; they must match");
+      {"softmax_xent at ",
+       ": probability labels are [2,4] but logits are [2,3]; they must match"}));
 }
 
 }  // namespace
 }  // namespace dg
+
+// ---- how each op of this family is called through its typed function ---------------------
+// (tests/typed_ops_test.cpp compares each with the call by name; an op missing here fails there)
+
+namespace typed_calls_softmax {
+using namespace dg;
+using Vars = std::vector<dg::Var>;
+
+const bool listed = dg::test::list_typed_calls({
+    {"softmax", [](const Vars& in, const Attrs&) { return Vars{softmax(in[0])}; }},
+    {"log_softmax", [](const Vars& in, const Attrs&) { return Vars{log_softmax(in[0])}; }},
+    {"one_hot",
+     [](const Vars& in, const Attrs& a) {
+       return Vars{one_hot(in[0], a.integer("num_classes"), a.boolean("float64"))};
+     }},
+    {"softmax_xent",
+     [](const Vars& in, const Attrs& a) {
+       return Vars{softmax_xent(
+           in[0], in[1],
+           {.reduction = a.string("reduction"), .ignore_index = a.integer("ignore_index")})};
+     }},
+    {"softmax_xent_backward",
+     [](const Vars& in, const Attrs& a) {
+       return Vars{softmax_xent_backward(in[0], in[1], in[2], a.integer("ignore_index"))};
+     }},
+});
+}  // namespace typed_calls_softmax
