@@ -1,8 +1,9 @@
 // The elementwise family: arithmetic (add, sub, mul, div with numpy broadcasting, neg, scalar
-// add/multiply, exp, log) and activations (relu, elu, sigmoid, tanh) with the derivative ops
-// their VJPs are made of.
+// add/multiply, exp, log) and activations (relu, leaky_relu, elu, sigmoid, tanh) with the
+// derivative ops their VJPs are made of.
 //
-// Kinks follow PyTorch: relu'(0) = 0 and elu'(0) = alpha (the x <= 0 branch).
+// Kinks follow PyTorch: relu'(0) = 0, leaky_relu'(0) = negative_slope and elu'(0) = alpha (the
+// x <= 0 branch).
 #include <cmath>
 
 #include "kernels/elementwise.h"
@@ -158,6 +159,25 @@ std::vector<Var> elu_vjp(const VjpContext& c) {
   return {mul(c.grad_output(0), elu_grad(c.input(0), c.attrs.real("alpha")))};
 }
 
+// ---- leaky_relu --------------------------------------------------------------------------------
+// y = x where x > 0, else negative_slope * x (PyTorch's F.leaky_relu; at x == 0 the slope is
+// negative_slope, as in PyTorch's backward). Its VJP, made of registered ops so that it can be
+// differentiated again: relu_backward(g, x) keeps g where x > 0, and the rest is scaled:
+//   dx = (1 - s) * relu_backward(g, x) + s * g.
+std::vector<Var> leaky_relu_vjp(const VjpContext& c) {
+  const double slope = c.attrs.real("negative_slope");
+  const Var& g = c.grad_output(0);
+  return {add(mul_scalar(relu_backward(g, c.input(0)), 1.0 - slope), mul_scalar(g, slope))};
+}
+
+// Values away from the kink at 0; slopes below 0, between 0 and 1, and above 1 all count.
+OpSample leaky_relu_sample(Sampler& s) {
+  const Shape shape = sample_shape(s, 0, 4);
+  return OpSample{{s.smooth(shape)},
+                  {{"negative_slope", s.choose({0.01, 0.2, -0.5, 1.5})}},
+                  shape.size() ? all_batched(1) : std::vector<bool>{}};
+}
+
 // d/dx is 0 where x > 0 and alpha*exp(x) elsewhere: elu_grad(x) minus its x > 0 part.
 std::vector<Var> elu_grad_vjp(const VjpContext& c) {
   const Var& g = c.grad_output(0);
@@ -282,6 +302,17 @@ static void register_activations() {
       elu_vjp, unary_sample(false, {{"alpha", 0.7}}));
 
   unary(
+      "leaky_relu", "y = x if x > 0 else negative_slope * x",
+      "dx = (1 - negative_slope) * relu_backward(g, x) + negative_slope * g",
+      {{"negative_slope", AttrType::real, AttrValue(0.01), "slope for x <= 0", "slope="}},
+      [](auto t, const Attrs& a) {
+        using T = decltype(t);
+        const T slope = static_cast<T>(a.real("negative_slope"));
+        return [slope](T x) { return x > T(0) ? x : slope * x; };  // NaN stays NaN
+      },
+      leaky_relu_vjp, leaky_relu_sample);
+
+  unary(
       "elu_grad", "y = 1 if x > 0 else alpha*exp(x) (the derivative of elu)",
       "dx = g * elu_grad(x) - relu_backward(g, x)", {alpha_attr()},
       [](auto t, const Attrs& a) {
@@ -363,6 +394,10 @@ Var relu_backward(const Var& g, const Var& x, Loc loc) {
 Var elu(const Var& x, double alpha, Loc loc) {
   static const OpDef& op = builtin("elu");
   return call_op(op, {x}, Attrs(op, {{"alpha", alpha}}), loc);
+}
+Var leaky_relu(const Var& x, double negative_slope, Loc loc) {
+  static const OpDef& op = builtin("leaky_relu");
+  return call_op(op, {x}, Attrs(op, {{"negative_slope", negative_slope}}), loc);
 }
 Var elu_grad(const Var& x, double alpha, Loc loc) {
   static const OpDef& op = builtin("elu_grad");

@@ -174,6 +174,21 @@ TEST(Elementwise, EluDerivativeAtZeroIsAlpha) {
   }
 }
 
+// torch.nn.functional.leaky_relu(x, 0.2) and the gradient of its sum, x = [-2, -0.5, 0, 1.5]:
+// y = [-0.4, -0.1, 0, 1.5], dx = [0.2, 0.2, 0.2, 1] (PyTorch takes the slope at 0).
+TEST(Elementwise, LeakyReluMatchesPyTorch) {
+  dg::Tape tape;
+  Var x = dg::variable(f64({-2, -0.5, 0, 1.5}, {4}));
+  Var y = dg::leaky_relu(x, 0.2);
+  EXPECT_TRUE(ValuesNear(y, {4}, {-0.4, -0.1, 0, 1.5}));
+  auto g = dg::grad(dg::sum(y), {x}, {.create_graph = true});
+  EXPECT_TRUE(ValuesNear(g[0], {4}, {0.2, 0.2, 0.2, 1}));
+  // Piecewise linear: the second derivative is 0 everywhere.
+  EXPECT_TRUE(ValuesNear(dg::grad(dg::sum(g[0]), {x})[0], {4}, {0, 0, 0, 0}));
+  // The default slope is PyTorch's, 0.01.
+  EXPECT_TRUE(ValuesNear(dg::leaky_relu(x), {4}, {-0.02, -0.005, 0, 1.5}));
+}
+
 TEST(Elementwise, SigmoidAndTanhAreFiniteAtExtremes) {
   for (DType dtype : {DType::f64, DType::f32}) {
     dg::Tape tape;
@@ -335,6 +350,10 @@ const bool listed = dg::test::list_typed_calls({
      [](const Vars& in, const Attrs& a) { return Vars{add_scalar(in[0], a.real("c"))}; }},
     {"mul_scalar",
      [](const Vars& in, const Attrs& a) { return Vars{mul_scalar(in[0], a.real("c"))}; }},
+    {"leaky_relu",
+     [](const Vars& in, const Attrs& a) {
+       return Vars{leaky_relu(in[0], a.real("negative_slope"))};
+     }},
     {"elu", [](const Vars& in, const Attrs& a) { return Vars{elu(in[0], a.real("alpha"))}; }},
     {"elu_grad",
      [](const Vars& in, const Attrs& a) { return Vars{elu_grad(in[0], a.real("alpha"))}; }},

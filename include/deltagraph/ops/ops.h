@@ -60,6 +60,8 @@ Var operator/(const Var& a, double c);
 Var relu(const Var& x, Loc loc = Loc::current());
 // g * (x > 0): relu's VJP as an op, so that it can be differentiated again.
 Var relu_backward(const Var& g, const Var& x, Loc loc = Loc::current());
+// y = x if x > 0 else negative_slope * x (PyTorch's F.leaky_relu).
+Var leaky_relu(const Var& x, double negative_slope = 0.01, Loc loc = Loc::current());
 Var elu(const Var& x, double alpha = 1.0, Loc loc = Loc::current());
 // d elu/dx = 1 if x > 0 else alpha*exp(x) (alpha at x == 0).
 Var elu_grad(const Var& x, double alpha = 1.0, Loc loc = Loc::current());

@@ -1,0 +1,183 @@
+#!/usr/bin/python3
+"""deltagraph's own reference cases, computed by PyTorch in float64.
+
+    /usr/bin/python3 tools/reference/gen_cases.py [--out tests/data/reference] [NAME...]
+
+Writes one JSON file per case in the format of tests/data/reference/FORMAT.md (section 2): the
+inputs, every node's output, the gradients of L = sum_k <cotangent_k, value_k> with respect to
+every input that requires a gradient. Deterministic: the seed of each case comes from its name,
+so a rerun writes byte-identical files. Needs Debian's python3-torch (1.13); nothing in the
+build or the test suite runs this script, only a person regenerating the cases.
+
+Each case below is a small graph written with the op names, input order and attributes of
+deltagraph's registry, every attribute spelled out; OPS says how PyTorch computes each op.
+"""
+import argparse
+import hashlib
+import json
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+SOURCE = "PyTorch 1.13.1, float64"
+
+# How PyTorch computes each op: f(inputs, attrs) -> list of outputs.
+OPS = {
+    "relu": lambda x, a: [F.relu(x[0])],
+    "leaky_relu": lambda x, a: [F.leaky_relu(x[0], a["negative_slope"])],
+    "conv2d": lambda x, a: [F.conv2d(x[0], x[1], x[2] if len(x) > 2 else None, a["stride"],
+                                     a["padding"], a["dilation"], a["groups"])],
+    "sum": lambda x, a: [x[0].sum(dim=a["axes"] or None, keepdim=a["keepdims"])
+                         if a["axes"] else x[0].sum()],
+}
+
+
+def seed_of(name):
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
+
+
+def draw(spec, generator):
+    """An input tensor from its spec: ("randn", shape[, scale]) or ("randint", shape, high)."""
+    kind, shape = spec[0], spec[1]
+    if kind == "randn":
+        scale = spec[2] if len(spec) > 2 else 1.0
+        return torch.randn(shape, generator=generator, dtype=torch.float64) * scale
+    if kind == "randint":
+        return torch.randint(0, spec[2], shape, generator=generator, dtype=torch.int64)
+    if kind == "values":
+        return torch.tensor(spec[2], dtype=torch.float64).reshape(shape)
+    raise ValueError(kind)
+
+
+def tensor_json(t, requires_grad=None):
+    out = {"shape": list(t.shape),
+           "dtype": "int64" if t.dtype == torch.int64 else "float64",
+           "data": [int(v) if t.dtype == torch.int64 else float(v) for v in t.flatten().tolist()]}
+    if requires_grad is not None:
+        out["requires_grad"] = requires_grad
+    return out
+
+
+def run_case(case):
+    name = case["name"]
+    generator = torch.Generator().manual_seed(seed_of(name))
+    values, inputs = {}, {}
+    for input_name, spec in case["inputs"].items():
+        t = draw(spec["draw"], generator)
+        requires_grad = spec.get("requires_grad", t.dtype == torch.float64)
+        if requires_grad:
+            t.requires_grad_(True)
+        values[input_name] = t
+        inputs[input_name] = tensor_json(t.detach(), requires_grad)
+    for node in case["nodes"]:
+        outs = OPS[node["op"]]([values[i] for i in node["inputs"]], node["attrs"])
+        for out_name, t in zip(node["outputs"], outs):
+            values[out_name] = t
+    cotangents = {}
+    total = 0
+    for out_name in case["cotangents"]:
+        v = values[out_name]
+        c = (torch.ones((), dtype=torch.float64) if v.dim() == 0 else
+             torch.randn(v.shape, generator=generator, dtype=torch.float64))
+        cotangents[out_name] = tensor_json(c)
+        total = total + (v * c).sum()
+    wrt = [n for n in case["inputs"] if inputs[n]["requires_grad"]]
+    grads = torch.autograd.grad(total, [values[n] for n in wrt], allow_unused=True)
+    return {
+        "name": name,
+        "source": SOURCE,
+        "inputs": inputs,
+        "nodes": [{"op": n["op"], "inputs": n["inputs"], "attrs": n["attrs"],
+                   "outputs": n["outputs"]} for n in case["nodes"]],
+        "cotangents": cotangents,
+        "expected": {o: tensor_json(values[o].detach()) for n in case["nodes"] for o in n["outputs"]},
+        "grads": {n: tensor_json(g if g is not None else torch.zeros_like(values[n]))
+                  for n, g in zip(wrt, grads)},
+        "tolerance": case.get("tolerance", {"rtol": 1e-10, "atol": 1e-11}),
+    }
+
+
+def scalar_text(v):
+    return repr(v) if isinstance(v, float) else json.dumps(v)
+
+
+def dump(obj, indent=0, key=None):
+    """JSON exactly as deltagraph's case writer (dg::write_case) writes it, so that a case read
+    and written again comes back byte for byte: one key per line, lists of numbers on one line,
+    attributes and tolerances on one line."""
+    pad = " " * indent
+    if isinstance(obj, dict) and key in ("attrs", "tolerance"):
+        return "{" + ", ".join(f"{json.dumps(k)}: " + (
+            "[" + ", ".join(scalar_text(e) for e in v) + "]" if isinstance(v, list)
+            else scalar_text(v)) for k, v in obj.items()) + "}"
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        items = [f"{pad} {json.dumps(k)}: {dump(v, indent + 1, k)}" for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(obj, list) and any(isinstance(v, (dict, list)) for v in obj):
+        items = [f"{pad} {dump(v, indent + 1)}" for v in obj]
+        return "[\n" + ",\n".join(items) + "\n" + pad + "]"
+    if isinstance(obj, list):
+        return "[" + ", ".join(scalar_text(v) for v in obj) + "]"
+    return scalar_text(obj)
+
+
+def x(shape, scale=1.0):
+    return {"draw": ("randn", shape, scale)}
+
+
+CASES = [
+    {"name": "leaky_relu_default_slope",
+     "inputs": {"x": x([2, 3, 4, 5])},
+     "nodes": [{"op": "leaky_relu", "inputs": ["x"], "attrs": {"negative_slope": 0.01},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "leaky_relu_slope0p2_2d",
+     "inputs": {"x": x([3, 7])},
+     "nodes": [{"op": "leaky_relu", "inputs": ["x"], "attrs": {"negative_slope": 0.2},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "leaky_relu_negative_slope_with_zeros",
+     # Exact zeros: PyTorch's gradient there is the slope.
+     "inputs": {"x": {"draw": ("values", [2, 3], [-1.5, 0.0, 2.0, 0.0, -0.25, 3.0])}},
+     "nodes": [{"op": "leaky_relu", "inputs": ["x"], "attrs": {"negative_slope": -0.5},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "net_conv_leaky_relu_sum",
+     "inputs": {"x": x([2, 3, 6, 5]), "w": x([4, 3, 3, 3], 1 / 27 ** 0.5), "b": x([4])},
+     "nodes": [
+         {"op": "conv2d", "inputs": ["x", "w", "b"],
+          "attrs": {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1},
+          "outputs": ["y"]},
+         {"op": "leaky_relu", "inputs": ["y"], "attrs": {"negative_slope": 0.1},
+          "outputs": ["r"]},
+         {"op": "sum", "inputs": ["r"], "attrs": {"axes": [], "keepdims": False},
+          "outputs": ["loss"]}],
+     "cotangents": ["loss"]},
+]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "..",
+                                                      "tests", "data", "reference"))
+    parser.add_argument("names", nargs="*", help="only these cases (default: all)")
+    args = parser.parse_args()
+    torch.set_default_dtype(torch.float64)
+    os.makedirs(args.out, exist_ok=True)
+    written = 0
+    for case in CASES:
+        if args.names and case["name"] not in args.names:
+            continue
+        path = os.path.join(args.out, case["name"] + ".json")
+        with open(path, "w") as f:
+            f.write(dump(run_case(case)) + "\n")
+        written += 1
+    print(f"wrote {written} cases to {os.path.normpath(args.out)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
