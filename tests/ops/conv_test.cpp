@@ -147,31 +147,8 @@ RC_GTEST_PROP(ConvTranspose2d, GradientsMatchFiniteDifferencesOverRandomConfigur
   if (!r.ok) RC_FAIL(describe(op, s) + "\n" + r.report);
 }
 
-// <conv2d(x, w), y> = <x, conv_transpose2d(y, w)>: the transposed convolution is the adjoint.
-RC_GTEST_PROP(ConvTranspose2d, IsTheAdjointOfConv2d, ()) {
-  const OpDef& op = find_op("conv2d");
-  const OpSample s = *gen::op_sample(op);
-  const Conv2dOptions o = conv2d_options(make_attrs(op, s.attrs));
-  const Tensor &x = s.inputs[0], &w = s.inputs[1];
-  Var y = conv2d(x, w, o);
-  Tensor g = *gen::smooth(y.shape());
-  // The output_padding that gives back x's size, per axis.
-  auto output_padding = [&](int axis, int64_t st, int64_t p, int64_t d) {
-    const int64_t in = x.shape()[2 + axis], out = y.shape()[2 + axis], k = w.shape()[2 + axis];
-    return in - ((out - 1) * st - 2 * p + d * (k - 1) + 1);
-  };
-  Var xt = conv_transpose2d(
-      g, w,
-      {.stride = o.stride,
-       .padding = o.padding,
-       .output_padding = {output_padding(0, o.stride.h, o.padding.h, o.dilation.h),
-                          output_padding(1, o.stride.w, o.padding.w, o.dilation.w)},
-       .dilation = o.dilation,
-       .groups = o.groups});
-  RC_ASSERT(xt.shape() == x.shape());
-  double lhs = sum(y * Var(g)).item(), rhs = sum(Var(x) * xt).item();
-  RC_ASSERT(std::abs(lhs - rhs) <= 1e-10 * (1 + std::abs(lhs)));
-}
+// That conv_transpose2d is the adjoint of conv2d over random configurations is
+// Identities.ConvTransposeIsTheAdjointOfConv2d (properties_test.cpp).
 
 TEST(Conv1x1, EqualsConv2dWithAOneByOneKernelAndLinearPerPixel) {
   Tensor x = Tensor::randn({2, 3, 4, 5}, 1, DType::f64),
