@@ -535,7 +535,7 @@ TEST_P(ReferenceCase, Passes) {
   EXPECT_EQ(r.name, GetParam());
   EXPECT_TRUE(r.message.empty()) << r.message;
   EXPECT_LE(r.worst_tolerance_fraction, 1.0);
-  EXPECT_FALSE(r.worst_tensor.empty());
+  EXPECT_GT(r.compared_tensors, 0);
 }
 
 // Every reference case, one test each (named after the case).

@@ -737,6 +737,7 @@ class Comparer {
   // ("expected.y", "grads.w").
   void compare(const std::string& shown, const std::string& label, const Tensor& actual,
                const Tensor& expected, MismatchLog& log) {
+    ++result_.compared_tensors;
     if (!(actual.shape() == expected.shape())) {
       record(log,
              fmt::format("{} has shape {} but the case expects {}", shown,

@@ -27,7 +27,10 @@ std::string one_line(std::string text) {
 }
 
 std::string statistics(const CaseResult& r) {
-  if (r.worst_tensor.empty()) return "nothing compared";
+  if (r.compared_tensors == 0) return "nothing compared";
+  if (r.worst_tensor.empty())
+    return fmt::format("{} int64 tensor{}, exactly", r.compared_tensors,
+                       r.compared_tensors == 1 ? "" : "s");
   return fmt::format("max abs {:.1e}  max rel {:.1e}  worst {} ({:.2g} of tolerance)",
                      r.worst_abs_error, r.worst_rel_error, r.worst_tensor,
                      r.worst_tolerance_fraction);

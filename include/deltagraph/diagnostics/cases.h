@@ -92,8 +92,10 @@ struct CaseResult {
   double worst_rel_error = 0;
   double worst_tolerance_fraction = 0;
   // The tensor holding the element with the largest tolerance fraction: "expected.y" or
-  // "grads.w" (empty if nothing was compared).
+  // "grads.w" (empty if no float64 tensor was compared).
   std::string worst_tensor;
+  // How many tensors were compared, float64 and int64 (int64 ones must be equal).
+  int64_t compared_tensors = 0;
   // Empty when the case passed; otherwise one sentence per problem, separated by "; ". A
   // mismatch names the first element that differs, with its multi-index.
   std::string message;
