@@ -20,6 +20,14 @@ decltype(auto) dispatch_float(DType dtype, F&& f) {
   return f(float{});
 }
 
+// Calls f(T{}) with T = float, double or int64_t: for kernels that only move data (reshape,
+// permute, narrow), which work on labels and indices as well as on values.
+template <class F>
+decltype(auto) dispatch_any(DType dtype, F&& f) {
+  if (dtype == DType::i64) return f(int64_t{});
+  return dispatch_float(dtype, std::forward<F>(f));
+}
+
 // Runs an op from a typed function and returns its first output.
 inline Var call_op(const OpDef& op, std::initializer_list<Var> inputs, Attrs attrs, Loc loc) {
   return call_first(op, std::span<const Var>(inputs.begin(), inputs.size()), std::move(attrs), loc);

@@ -1,5 +1,6 @@
 // The pooling family: max_pool2d (values and int64 indices), max_unpool2d, the index routing
-// pair gather_at / scatter_add_at, and avg_pool2d with its adjoint avg_pool2d_backward.
+// pair gather_at / scatter_add_at, avg_pool2d with its adjoint avg_pool2d_backward, and
+// adaptive_avg_pool2d with its adjoint adaptive_avg_pool2d_backward.
 //
 // Index convention (PyTorch's return_indices): the flat position h*W + w of each maximum in its
 // unpadded (n, c) input plane. Routing through indices closes the family under differentiation:
@@ -784,9 +785,169 @@ OpDef avg_pool2d_backward_def() {
   };
 }
 
+// ---- adaptive_avg_pool2d, adaptive_avg_pool2d_backward -----------------------------------------
+// F.adaptive_avg_pool2d: output cell i of an axis of size `out` averages input rows
+// [floor(i*in/out), ceil((i+1)*in/out)), so every row is covered and windows may overlap
+// (out > in repeats rows). Global average pooling is output_size [1, 1]. The backward op spreads
+// each cell's gradient over its window divided by the window's size; the two are each other's
+// adjoint, so each is the other's VJP.
+
+struct AdaptiveWindow {
+  int64_t begin, end;
+};
+AdaptiveWindow adaptive_window(int64_t i, int64_t in, int64_t out) {
+  return {(i * in) / out, ((i + 1) * in + out - 1) / out};
+}
+
+// The pooled [H, W] planes (`x_planes`) and the grid of cells over them (`cells`).
+void check_adaptive(const OpCall& c, const Shape& planes, Pair cells) {
+  if (cells.h < 1 || cells.w < 1)
+    shape_fail(c, "output_size must be at least [1,1], got [{},{}]", cells.h, cells.w);
+  if (planes[2] < 1 || planes[3] < 1)
+    shape_fail(c, "the pooled planes are {}x{}: there is nothing to average", planes[2], planes[3]);
+}
+
+// Calls visit(cell, row window, column window, 1 / window size) for each cell of an Ho x Wo grid
+// over an H x W plane.
+template <class Visit>
+void for_each_adaptive_cell(int64_t H, int64_t W, int64_t Ho, int64_t Wo, Visit visit) {
+  for (int64_t i = 0; i < Ho; ++i) {
+    const AdaptiveWindow r = adaptive_window(i, H, Ho);
+    for (int64_t j = 0; j < Wo; ++j) {
+      const AdaptiveWindow q = adaptive_window(j, W, Wo);
+      visit(i * Wo + j, r, q, 1.0 / static_cast<double>((r.end - r.begin) * (q.end - q.begin)));
+    }
+  }
+}
+
+// y[p, cell] = mean of x[p] over the cell's window, for each of `planes` H x W planes.
+template <class T>
+void adaptive_mean(const T* x, T* y, int64_t planes, int64_t H, int64_t W, int64_t Ho, int64_t Wo) {
+  kernels::parallel_for(planes, H * W, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p)
+      for_each_adaptive_cell(H, W, Ho, Wo,
+                             [&](int64_t cell, AdaptiveWindow r, AdaptiveWindow q, double scale) {
+                               T total = 0;
+                               for (int64_t h = r.begin; h < r.end; ++h)
+                                 for (int64_t w = q.begin; w < q.end; ++w)
+                                   total += x[(p * H + h) * W + w];
+                               y[p * Ho * Wo + cell] = total * static_cast<T>(scale);
+                             });
+  });
+}
+
+// x[p, window] += g[p, cell] * scale for every cell: the adjoint of adaptive_mean (x zeroed).
+template <class T>
+void adaptive_spread(const T* g, T* x, int64_t planes, int64_t H, int64_t W, int64_t Ho,
+                     int64_t Wo) {
+  kernels::parallel_for(planes, H * W, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p)
+      for_each_adaptive_cell(H, W, Ho, Wo,
+                             [&](int64_t cell, AdaptiveWindow r, AdaptiveWindow q, double scale) {
+                               const T share = g[p * Ho * Wo + cell] * static_cast<T>(scale);
+                               for (int64_t h = r.begin; h < r.end; ++h)
+                                 for (int64_t w = q.begin; w < q.end; ++w)
+                                   x[(p * H + h) * W + w] += share;
+                             });
+  });
+}
+
+std::vector<TensorSpec> adaptive_avg_pool2d_shape(const OpCall& c) {
+  expect_rank(c, 0, 4, "[N,C,H,W]");
+  const Shape& x = c.input(0).shape();
+  const Pair out = c.attrs.pair("output_size");
+  check_adaptive(c, x, out);
+  return {{{x[0], x[1], out.h, out.w}, c.input(0).dtype()}};
+}
+
+std::vector<Tensor> adaptive_avg_pool2d_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  const Tensor& x = c.input(0);
+  Tensor y(specs[0].shape, specs[0].dtype);
+  const Shape& s = x.shape();
+  dispatch_float(y.dtype(), [&](auto t) {
+    using T = decltype(t);
+    adaptive_mean(x.data<T>(), y.data<T>(), s[0] * s[1], s[2], s[3], y.shape()[2], y.shape()[3]);
+  });
+  return std::vector<Tensor>{y};
+}
+
+std::vector<Var> adaptive_avg_pool2d_vjp(const VjpContext& c) {
+  const Shape& x = c.input(0).shape();
+  return {adaptive_avg_pool2d_backward(c.grad_output(0), {x[2], x[3]})};
+}
+
+OpSample adaptive_avg_pool2d_sample(Sampler& s) {
+  const Shape x{s.integer(1, 2), s.integer(1, 3), s.integer(1, 6), s.integer(1, 6)};
+  // Fewer cells than rows, as many, or more (overlapping windows).
+  const Ints out{s.integer(1, x[2] + 1), s.integer(1, x[3] + 1)};
+  return OpSample{{s.smooth(x)}, {{"output_size", out}}, all_batched(1)};
+}
+
+OpDef adaptive_avg_pool2d_def() {
+  return {
+      .name = "adaptive_avg_pool2d",
+      .summary = "means over an output_size grid of cells covering each plane (global: [1,1])",
+      .inputs = {{"x"}},
+      .attrs = {{"output_size", AttrType::pair, std::nullopt, "[h, w] of the output planes",
+                 "out"}},
+      .shape = adaptive_avg_pool2d_shape,
+      .forward = adaptive_avg_pool2d_kernel,
+      .vjp = adaptive_avg_pool2d_vjp,
+      .vjp_formula = "dx = adaptive_avg_pool2d_backward(g, [H, W])",
+      .sample = adaptive_avg_pool2d_sample,
+  };
+}
+
+std::vector<TensorSpec> adaptive_avg_pool2d_backward_shape(const OpCall& c) {
+  expect_rank(c, 0, 4, "[N,C,h,w]");
+  const Shape& g = c.input(0).shape();
+  const Pair in = c.attrs.pair("input_size");
+  check_adaptive(c, {g[0], g[1], in.h, in.w}, {g[2], g[3]});
+  return {{{g[0], g[1], in.h, in.w}, c.input(0).dtype()}};
+}
+
+std::vector<Tensor> adaptive_avg_pool2d_backward_kernel(const OpCall& c,
+                                                        std::span<const TensorSpec> specs) {
+  const Tensor& g = c.input(0);
+  Tensor x = Tensor::zeros(specs[0].shape, specs[0].dtype);
+  const Shape& s = x.shape();
+  dispatch_float(x.dtype(), [&](auto t) {
+    using T = decltype(t);
+    adaptive_spread(g.data<T>(), x.data<T>(), s[0] * s[1], s[2], s[3], g.shape()[2], g.shape()[3]);
+  });
+  return std::vector<Tensor>{x};
+}
+
+std::vector<Var> adaptive_avg_pool2d_backward_vjp(const VjpContext& c) {
+  const Shape& g = c.input(0).shape();
+  return {adaptive_avg_pool2d(c.grad_output(0), {g[2], g[3]})};
+}
+
+OpSample adaptive_avg_pool2d_backward_sample(Sampler& s) {
+  const Shape g{s.integer(1, 2), s.integer(1, 3), s.integer(1, 4), s.integer(1, 4)};
+  const Ints in{s.integer(1, 6), s.integer(1, 6)};
+  return OpSample{{s.smooth(g)}, {{"input_size", in}}, all_batched(1)};
+}
+
+OpDef adaptive_avg_pool2d_backward_def() {
+  return {
+      .name = "adaptive_avg_pool2d_backward",
+      .summary = "spreads g / window size over each adaptive_avg_pool2d cell (its adjoint)",
+      .inputs = {{"g"}},
+      .attrs = {{"input_size", AttrType::pair, std::nullopt, "[H, W] of the pooled input", "in"}},
+      .shape = adaptive_avg_pool2d_backward_shape,
+      .forward = adaptive_avg_pool2d_backward_kernel,
+      .vjp = adaptive_avg_pool2d_backward_vjp,
+      .vjp_formula = "dg = adaptive_avg_pool2d(gg, [h, w])",
+      .sample = adaptive_avg_pool2d_backward_sample,
+  };
+}
+
 }  // namespace
 
 void register_pool_ops() {
+  register_builtin(adaptive_avg_pool2d_def());
+  register_builtin(adaptive_avg_pool2d_backward_def());
   register_builtin(max_pool2d_def());
   register_builtin(max_unpool2d_def());
   register_builtin(gather_at_def());
@@ -846,6 +1007,15 @@ Var avg_pool2d_backward(const Var& g, Pair input_size, AvgPool2dOptions o, Loc l
                             {"ceil_mode", o.ceil_mode},
                             {"count_include_pad", o.count_include_pad}}),
                  loc);
+}
+
+Var adaptive_avg_pool2d(const Var& x, Pair output_size, Loc loc) {
+  static const OpDef& op = builtin("adaptive_avg_pool2d");
+  return call_op(op, {x}, Attrs(op, {{"output_size", output_size}}), loc);
+}
+Var adaptive_avg_pool2d_backward(const Var& g, Pair input_size, Loc loc) {
+  static const OpDef& op = builtin("adaptive_avg_pool2d_backward");
+  return call_op(op, {g}, Attrs(op, {{"input_size", input_size}}), loc);
 }
 
 }  // namespace dg

@@ -1,8 +1,9 @@
-// The reduction family: sum and mean (over all axes or given ones), and the pair that moves
-// between a shape and its broadcast: broadcast_to and sum_to (each is the other's VJP).
+// The reduction family: sum and mean (over all axes or given ones), the pair that moves between
+// a shape and its broadcast: broadcast_to and sum_to (each is the other's VJP), and argmax.
 #include <algorithm>
 #include <cmath>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/elementwise.h"
@@ -308,7 +309,96 @@ OpDef sum_to_def() {
 
 }  // namespace
 
+// ---- argmax -----------------------------------------------------------------------------------
+// The index of the largest value along one axis (torch.argmax): the first maximum wins a tie,
+// and NaN counts as larger than any number (the first NaN wins), as in PyTorch.
+
+int64_t argmax_axis(const OpCall& c) {
+  const Tensor& x = c.input(0);
+  const int64_t axis = c.attrs.integer("axis"), rank = x.dim();
+  if (rank < 1) shape_fail(c, "x must have at least one axis, got a scalar");
+  const int64_t d = axis < 0 ? axis + rank : axis;
+  if (d < 0 || d >= rank)
+    shape_fail(c, "axis {} is out of range for x of shape {} (rank {})", axis, x.shape(), rank);
+  if (x.shape()[d] == 0)
+    shape_fail(c, "axis {} of x {} is empty: there is no largest element", axis, x.shape());
+  return d;
+}
+
+std::vector<TensorSpec> argmax_shape(const OpCall& c) {
+  const int64_t d = argmax_axis(c);
+  std::vector<bool> reduce(c.input(0).dim(), false);
+  reduce[d] = true;
+  return {{reduced_shape(c.input(0).shape(), reduce, c.attrs.boolean("keepdims")), DType::i64}};
+}
+
+template <class T>
+void argmax_kernel_typed(const T* x, int64_t outer, int64_t n, int64_t inner, int64_t* out) {
+  kernels::parallel_for(outer * inner, n, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      const T* row = x + (k / inner) * n * inner + k % inner;
+      int64_t best = 0;
+      for (int64_t j = 1; j < n; ++j) {
+        const T v = row[j * inner], b = row[best * inner];
+        if constexpr (std::is_floating_point_v<T>) {
+          if (std::isnan(b)) break;  // a NaN is the maximum, and the first one wins
+          if (std::isnan(v) || v > b) best = j;
+        } else if (v > b) {
+          best = j;
+        }
+      }
+      out[k] = best;
+    }
+  });
+}
+
+std::vector<Tensor> argmax_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  const Tensor& x = c.input(0);
+  const int64_t d = argmax_axis(c);
+  int64_t outer = 1, inner = 1;
+  for (int a = 0; a < d; ++a) outer *= x.shape()[a];
+  for (int a = d + 1; a < x.dim(); ++a) inner *= x.shape()[a];
+  const int64_t n = x.shape()[d];
+  Tensor y(specs[0].shape, DType::i64);
+  int64_t* out = y.data<int64_t>();
+  if (x.dtype() == DType::i64)
+    argmax_kernel_typed(x.data<int64_t>(), outer, n, inner, out);
+  else
+    dispatch_float(x.dtype(), [&](auto t) {
+      argmax_kernel_typed(x.data<decltype(t)>(), outer, n, inner, out);
+    });
+  return std::vector<Tensor>{y};
+}
+
+// Distinct values (no ties) over a random axis, written negative half of the time. The op on a
+// batch is the op on each sample unless it searches the batch axis itself, so the draws start
+// (and shrink) at axis 1 and reach axis 0 last.
+OpSample argmax_sample(Sampler& s) {
+  const Shape shape = sample_shape(s, 2, 4);
+  const int64_t rank = shape.size(), d = (s.integer(0, rank - 1) + 1) % rank;
+  const int64_t axis = s.boolean() ? d : d - rank;
+  return OpSample{{s.distinct(shape)},
+                  {{"axis", axis}, {"keepdims", s.boolean()}},
+                  d != 0 ? all_batched(1) : std::vector<bool>{}};
+}
+
+OpDef argmax_def() {
+  return {
+      .name = "argmax",
+      .summary = "int64 index of the largest value along an axis (first maximum wins ties)",
+      .inputs = {{"x", InputKind::float_or_int64}},
+      .outputs = {{"indices", false}},
+      .attrs = {{"axis", AttrType::integer, AttrValue(int64_t{1}),
+                 "the axis searched; negative counts from the end", "axis="},
+                {"keepdims", AttrType::boolean, AttrValue(false), "keep the axis with size 1"}},
+      .shape = argmax_shape,
+      .forward = argmax_kernel,
+      .sample = argmax_sample,
+  };
+}
+
 void register_reduce_ops() {
+  register_builtin(argmax_def());
   register_builtin(sum_def());
   register_builtin(mean_def());
   register_builtin(broadcast_to_def());
@@ -332,6 +422,11 @@ Var sum_to(const Var& x, const Shape& shape, Loc loc) {
   static const OpDef& op = builtin("sum_to");
   if (x.defined() && x.shape() == shape) return x;  // nothing to sum
   return call_op(op, {x}, Attrs(op, {{"shape", shape}}), loc);
+}
+
+Var argmax(const Var& x, ArgmaxOptions o, Loc loc) {
+  static const OpDef& op = builtin("argmax");
+  return call_op(op, {x}, Attrs(op, {{"axis", o.axis}, {"keepdims", o.keepdims}}), loc);
 }
 
 }  // namespace dg

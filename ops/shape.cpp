@@ -1,4 +1,5 @@
 // The shape family: reshape, flatten, permute, narrow and narrow_backward (zero-padding back).
+// The four that only move data accept int64 tensors too (class labels, indices).
 #include <cstring>
 
 #include "kernels/parallel_for.h"
@@ -51,7 +52,7 @@ std::vector<Tensor> narrow_like(const OpCall& c, const TensorSpec& spec, bool pa
   const Window window = window_of(x.shape(), axis);
   const int64_t outer = window.outer, inner = window.inner;
   const int64_t x_span = x.shape()[axis] * inner, y_span = spec.shape[axis] * inner;
-  dispatch_float(x.dtype(), [&](auto t) {
+  dispatch_any(x.dtype(), [&](auto t) {
     using T = decltype(t);
     if (pad)
       copy_window(x.data<T>(), x_span, y.data<T>(), y_span, outer, 0, start * inner, x_span);
@@ -87,7 +88,7 @@ OpDef reshape_def() {
   return {
       .name = "reshape",
       .summary = "same data in row-major order, new shape (one entry may be -1)",
-      .inputs = {{"x"}},
+      .inputs = {{"x", InputKind::float_or_int64}},
       .attrs = {{"shape", AttrType::ints, std::nullopt, "the target shape; one entry may be -1"}},
       .shape = reshape_shape,
       .forward = reshape_kernel,
@@ -123,7 +124,7 @@ OpDef flatten_def() {
   return {
       .name = "flatten",
       .summary = "[N, d1, d2, ...] -> [N, d1*d2*...]",
-      .inputs = {{"x"}},
+      .inputs = {{"x", InputKind::float_or_int64}},
       .shape = flatten_shape,
       .forward = flatten_kernel,
       .vjp = flatten_vjp,
@@ -167,7 +168,7 @@ std::vector<Tensor> permute_kernel(const OpCall& c, std::span<const TensorSpec> 
   src.resize(rank);
   for (int i = 0; i < rank; ++i) src[i] = x_strides[static_cast<int>(dims[i])];
   const Shape& out = y.shape();
-  dispatch_float(x.dtype(), [&](auto t) {
+  dispatch_any(x.dtype(), [&](auto t) {
     using T = decltype(t);
     const T* px = x.data<T>();
     T* py = y.data<T>();
@@ -210,7 +211,7 @@ OpDef permute_def() {
   return {
       .name = "permute",
       .summary = "reorders axes: y.shape[i] = x.shape[dims[i]]",
-      .inputs = {{"x"}},
+      .inputs = {{"x", InputKind::float_or_int64}},
       .attrs = {{"dims", AttrType::ints, std::nullopt, "a permutation of 0..rank-1"}},
       .shape = permute_shape,
       .forward = permute_kernel,
@@ -257,7 +258,7 @@ OpDef narrow_def() {
   return {
       .name = "narrow",
       .summary = "elements [start, start+length) along one axis",
-      .inputs = {{"x"}},
+      .inputs = {{"x", InputKind::float_or_int64}},
       .attrs = {{"axis", AttrType::integer, std::nullopt,
                  "the axis (negative counts from the end)"},
                 {"start", AttrType::integer, std::nullopt, "first index kept"},

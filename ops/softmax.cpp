@@ -15,14 +15,16 @@ namespace dg {
 
 namespace {
 
-// A tensor [N, C, d...] seen as N x C x S with the class axis strided by S.
+// A tensor [a..., C, b...] with the class axis at `axis` (1: [N, C, d...]) seen as N x C x S:
+// N the product of the axes before it, S of those after it (the class axis is strided by S).
 struct ClassLayout {
   int64_t N, C, S;
 };
-ClassLayout class_layout(const Shape& s) {
-  int64_t inner = 1;
-  for (int d = 2; d < s.size(); ++d) inner *= s[d];
-  return {s[0], s[1], inner};
+ClassLayout class_layout(const Shape& s, int axis = 1) {
+  int64_t outer = 1, inner = 1;
+  for (int d = 0; d < axis; ++d) outer *= s[d];
+  for (int d = axis + 1; d < s.size(); ++d) inner *= s[d];
+  return {outer, s[axis], inner};
 }
 
 // Shape without the class axis: [N, d...].
@@ -108,11 +110,11 @@ void for_each_class_row(const T* z, const ClassLayout& L, const std::vector<T>& 
   });
 }
 
-// y = softmax(x) or log_softmax(x) over axis 1: exp(z - lse) or z - lse.
+// y = softmax(x) or log_softmax(x) over `axis`: exp(z - lse) or z - lse.
 template <class T>
-void softmax_forward(const Tensor& x, Tensor& y, bool log) {
+void softmax_forward(const Tensor& x, Tensor& y, bool log, int axis) {
   using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
-  const ClassLayout L = class_layout(x.shape());
+  const ClassLayout L = class_layout(x.shape(), axis);
   const T* px = x.data<T>();
   T* py = y.data<T>();
   const std::vector<T> lse = log_sum_exp(px, L);
@@ -164,11 +166,6 @@ void xent_backward(const Tensor& z, const Tensor& labels, const Tensor& seed, in
           if (ln[i] == ignore_index) o[i] = T(0);
         }
       });
-}
-
-void check_class_input(const OpCall& c) {
-  if (c.input(0).dim() < 2)
-    shape_fail(c, "x must be [N,C] or [N,C,H,W], got {}", c.input(0).shape());
 }
 
 bool is_class_labels(const Tensor& labels) { return labels.dtype() == DType::i64; }
@@ -256,9 +253,14 @@ Shape sample_class_shape(Sampler& s) {
   return shape;
 }
 
+// Rank 1 to 4, over a random axis (written negative half of the time); separable over the batch
+// unless the batch axis itself is normalised, so the draws start (and shrink) at axis 1.
 OpSample sample_softmax(Sampler& s) {
-  const Shape shape = sample_class_shape(s);
-  return OpSample{{s.smooth(shape)}, {}, all_batched(1)};
+  const Shape shape = sample_shape(s, 1, 4);
+  const int64_t rank = shape.size(), d = (s.integer(0, rank - 1) + 1) % rank;
+  return OpSample{{s.smooth(shape)},
+                  {{"axis", s.boolean() ? d : d - rank}},
+                  d != 0 && rank > 1 ? all_batched(1) : std::vector<bool>{}};
 }
 
 // The VJP of softmax_xent_backward, dz = v * (y - onehot) with y = softmax(z) and v = seed
@@ -289,37 +291,57 @@ std::vector<Var> xent_backward_vjp(const VjpContext& c) {
 // ---- softmax, log_softmax ---------------------------------------------------------------------
 // The two share their shape rule and kernel (log picks the output form).
 
+// The normalised axis, resolved against x's rank (negative counts from the end).
+int softmax_axis(const OpCall& c) {
+  const int64_t axis = c.attrs.integer("axis"), rank = c.input(0).dim();
+  const int64_t d = axis < 0 ? axis + rank : axis;
+  if (d < 0 || d >= rank)
+    shape_fail(c, "axis {} is out of range for x of shape {} (rank {})", axis, c.input(0).shape(),
+               rank);
+  return static_cast<int>(d);
+}
+
 std::vector<TensorSpec> softmax_shape(const OpCall& c) {
-  check_class_input(c);
+  softmax_axis(c);
   return same_as_input(c);
 }
 
 template <bool log>
 std::vector<Tensor> softmax_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
   Tensor y(specs[0].shape, specs[0].dtype);
-  dispatch_float(y.dtype(), [&](auto t) { softmax_forward<decltype(t)>(c.input(0), y, log); });
+  const int axis = softmax_axis(c);
+  dispatch_float(y.dtype(),
+                 [&](auto t) { softmax_forward<decltype(t)>(c.input(0), y, log, axis); });
   return std::vector<Tensor>{y};
 }
 
 std::vector<Var> softmax_vjp(const VjpContext& c) {
   const Var &y = c.output(0), &g = c.grad_output(0);
-  return {mul(y, sub(g, sum(mul(y, g), {.axes = {1}, .keepdims = true})))};
+  const int64_t axis = c.attrs.integer("axis");
+  return {mul(y, sub(g, sum(mul(y, g), {.axes = {axis}, .keepdims = true})))};
 }
 
 std::vector<Var> log_softmax_vjp(const VjpContext& c) {
   const Var& g = c.grad_output(0);
-  return {sub(g, mul(softmax(c.input(0)), sum(g, {.axes = {1}, .keepdims = true})))};
+  const int64_t axis = c.attrs.integer("axis");
+  return {sub(g, mul(softmax(c.input(0), axis), sum(g, {.axes = {axis}, .keepdims = true})))};
+}
+
+AttrSpec softmax_axis_attr() {
+  return {"axis", AttrType::integer, AttrValue(int64_t{1}),
+          "the axis normalised over; negative counts from the end", "axis="};
 }
 
 OpDef softmax_def() {
   return {
       .name = "softmax",
-      .summary = "exp(x) / sum_c exp(x) over axis 1",
+      .summary = "exp(x) / sum exp(x) over one axis (the classes, axis 1, by default)",
       .inputs = {{"x"}},
+      .attrs = {softmax_axis_attr()},
       .shape = softmax_shape,
       .forward = softmax_kernel<false>,
       .vjp = softmax_vjp,
-      .vjp_formula = "dx = y * (g - sum_c(y * g))",
+      .vjp_formula = "dx = y * (g - sum_axis(y * g))",
       .sample = sample_softmax,
   };
 }
@@ -327,12 +349,13 @@ OpDef softmax_def() {
 OpDef log_softmax_def() {
   return {
       .name = "log_softmax",
-      .summary = "x - log(sum_c exp(x)) over axis 1",
+      .summary = "x - log(sum exp(x)) over one axis (the classes, axis 1, by default)",
       .inputs = {{"x"}},
+      .attrs = {softmax_axis_attr()},
       .shape = softmax_shape,
       .forward = softmax_kernel<true>,
       .vjp = log_softmax_vjp,
-      .vjp_formula = "dx = g - softmax(x) * sum_c(g)",
+      .vjp_formula = "dx = g - softmax(x, axis) * sum_axis(g)",
       .sample = sample_softmax,
   };
 }
@@ -551,13 +574,13 @@ Var softmax_xent_backward(const Var& logits, const Var& labels, const Var& seed,
   static const OpDef& op = builtin("softmax_xent_backward");
   return call_op(op, {logits, labels, seed}, Attrs(op, {{"ignore_index", ignore_index}}), loc);
 }
-Var softmax(const Var& x, Loc loc) {
+Var softmax(const Var& x, int64_t axis, Loc loc) {
   static const OpDef& op = builtin("softmax");
-  return call_op(op, {x}, loc);
+  return call_op(op, {x}, Attrs(op, {{"axis", axis}}), loc);
 }
-Var log_softmax(const Var& x, Loc loc) {
+Var log_softmax(const Var& x, int64_t axis, Loc loc) {
   static const OpDef& op = builtin("log_softmax");
-  return call_op(op, {x}, loc);
+  return call_op(op, {x}, Attrs(op, {{"axis", axis}}), loc);
 }
 Var one_hot(const Var& labels, int64_t num_classes, bool float64, Loc loc) {
   static const OpDef& op = builtin("one_hot");

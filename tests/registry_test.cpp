@@ -227,14 +227,18 @@ TEST(Registry, OpsAreListedSorted) {
         "matmul",     "linear"})
     EXPECT_NE(std::find(names.begin(), names.end(), expected), names.end()) << expected;
   // Every built-in op documents itself and is differentiable, unless it has no floating input
-  // to differentiate (one_hot reads int64 labels only).
+  // to differentiate (one_hot reads int64 labels only) or no differentiable output (argmax's
+  // indices).
   for (const dg::OpDef* op : list) {
     if (!op->builtin) continue;  // ops other tests register
     EXPECT_FALSE(op->summary.empty()) << op->name;
     const bool has_float_input =
         std::any_of(op->inputs.begin(), op->inputs.end(),
                     [](const dg::InputSpec& in) { return in.kind != dg::InputKind::int64; });
-    if (!has_float_input) {
+    const bool has_differentiable_output =
+        std::any_of(op->outputs.begin(), op->outputs.end(),
+                    [](const dg::OutputSpec& out) { return out.differentiable; });
+    if (!has_float_input || !has_differentiable_output) {
       EXPECT_FALSE(static_cast<bool>(op->vjp)) << op->name;
       continue;
     }

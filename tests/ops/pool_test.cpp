@@ -195,6 +195,39 @@ RC_GTEST_PROP(AvgPool2d, GradientsMatchFiniteDifferencesOverRandomConfigurations
   if (!r.ok) RC_FAIL(describe(op, s) + "\n" + r.report);
 }
 
+// F.adaptive_avg_pool2d's cells: rows [floor(i*in/out), ceil((i+1)*in/out)). A 5-wide row in 3
+// cells averages [0,2), [1,4), [3,5); global pooling is the plain mean; more cells than rows
+// repeat rows. Its backward op is its adjoint: <pool(x), g> = <x, backward(g)>.
+TEST(AdaptiveAvgPool2d, CellsFollowPyTorch) {
+  Var x = f64({1, 2, 3, 4, 5, 10, 20, 30, 40, 50}, {1, 1, 2, 5});
+  EXPECT_TRUE(ValuesNear(adaptive_avg_pool2d(x, {1, 3}), {1, 1, 1, 3}, {8.25, 16.5, 24.75}));
+  EXPECT_TRUE(ValuesNear(adaptive_avg_pool2d(x, {1, 1}), {1, 1, 1, 1}, {16.5}));
+  EXPECT_TRUE(ValuesNear(adaptive_avg_pool2d(x, {2, 5}), {1, 1, 2, 5},
+                         {1, 2, 3, 4, 5, 10, 20, 30, 40, 50}));
+  Var up = adaptive_avg_pool2d(f64({1, 3}, {1, 1, 1, 2}), {1, 3});  // [0,1), [0,2), [1,2)
+  EXPECT_TRUE(ValuesNear(up, {1, 1, 1, 3}, {1, 2, 3}));
+  Tensor a = Tensor::randn({2, 3, 7, 5}, 3, DType::f64),
+         g = Tensor::randn({2, 3, 3, 4}, 4, DType::f64);
+  const double lhs = sum(mul(adaptive_avg_pool2d(a, {3, 4}), g)).item();
+  const double rhs = sum(mul(a, adaptive_avg_pool2d_backward(g, {7, 5}))).item();
+  EXPECT_NEAR(lhs, rhs, 1e-12 * (1 + std::abs(lhs)));
+  expect_gradients_ok(
+      [](const std::vector<Var>& v) {
+        return std::vector<Var>{adaptive_avg_pool2d(v[0], {3, 2})};
+      },
+      {Tensor::randn({2, 2, 5, 4}, 5, DType::f64)});
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        (void)adaptive_avg_pool2d(x, {0, 2});
+      },
+      {"adaptive_avg_pool2d at ", "output_size must be at least [1,1], got [0,2]"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        (void)adaptive_avg_pool2d(f64({1, 2}, {2}), {1, 1});
+      },
+      {"adaptive_avg_pool2d at ", "x must be 4-D [N,C,H,W], got [2]"}));
+}
+
 TEST(PoolErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
   Tensor x = Tensor::zeros({1, 1, 4, 4});
   EXPECT_TRUE(ThrowsError([&] { max_pool2d(x, {.kernel_size = 5}); },
@@ -276,6 +309,14 @@ const bool listed = dg::test::list_typed_calls({
     {"avg_pool2d_backward",
      [](const Vars& in, const Attrs& a) {
        return Vars{avg_pool2d_backward(in[0], a.pair("input_size"), avg_pool2d_options(a))};
+     }},
+    {"adaptive_avg_pool2d",
+     [](const Vars& in, const Attrs& a) {
+       return Vars{adaptive_avg_pool2d(in[0], a.pair("output_size"))};
+     }},
+    {"adaptive_avg_pool2d_backward",
+     [](const Vars& in, const Attrs& a) {
+       return Vars{adaptive_avg_pool2d_backward(in[0], a.pair("input_size"))};
      }},
 });
 }  // namespace typed_calls_pool

@@ -1,5 +1,7 @@
-// The reduction family: sum, mean (all axes or some, keepdims), broadcast_to, sum_to.
+// The reduction family: sum, mean (all axes or some, keepdims), broadcast_to, sum_to, argmax.
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 #include "deltagraph/deltagraph.h"
 #include "test_util.h"
@@ -206,6 +208,47 @@ TEST(Reduce, LargeInputsUseDirectionalChecks) {
 
 // ---- shape-rule errors ------------------------------------------------------------------
 
+// torch.argmax: the first maximum wins a tie, NaN is the largest, negative axes count from the
+// end, keepdims keeps the axis with size 1; int64 inputs too.
+TEST(Reduce, ArgmaxFollowsPyTorch) {
+  // [[3, 1, 3], [0, 5, 5]]: ties resolve to the first index.
+  Var x = in({3, 1, 3, 0, 5, 5}, {2, 3});
+  Var rows = dg::argmax(x);  // axis 1 by default
+  EXPECT_EQ(rows.dtype(), DType::i64);
+  EXPECT_EQ(rows.shape(), (Shape{2}));
+  EXPECT_EQ(rows.value().to_vector(), (std::vector<double>{0, 1}));
+  EXPECT_EQ(dg::argmax(x, {.axis = 0}).value().to_vector(), (std::vector<double>{0, 1, 1}));
+  Var kept = dg::argmax(x, {.axis = -1, .keepdims = true});
+  EXPECT_EQ(kept.shape(), (Shape{2, 1}));
+  EXPECT_EQ(kept.value().to_vector(), (std::vector<double>{0, 1}));
+  EXPECT_EQ(dg::argmax(in({1, NAN, 7, NAN}, {4}), {.axis = 0}).value().to_vector(),
+            (std::vector<double>{1}));
+  Var labels = dg::input(Tensor::from(std::vector<int64_t>{2, 9, 9, 4}, {2, 2}));
+  EXPECT_EQ(dg::argmax(labels).value().to_vector(), (std::vector<double>{1, 0}));
+  // Over the classes of a [N, C, H, W] map: one index per pixel.
+  Var logits = dg::input(Tensor::randn({2, 5, 3, 4}, 1, DType::f64));
+  EXPECT_EQ(dg::argmax(logits).shape(), (Shape{2, 3, 4}));
+  // Not differentiable: a result no gradient flows through, even from a Param.
+  dg::Param p(Tensor::randn({3, 4}, 2, DType::f64));
+  dg::Tape tape;
+  EXPECT_FALSE(dg::argmax(p).requires_grad());
+}
+
+TEST(Reduce, ArgmaxErrors) {
+  EXPECT_TRUE(ThrowsExactly(
+      [] {
+        (void)dg::argmax(in({1, 2}, {2}));
+      },
+      "argmax at ", ": axis 1 is out of range for x of shape [2] (rank 1)"));
+  EXPECT_TRUE(ThrowsExactly([] { (void)dg::argmax(in({1}, {})); }, "argmax at ",
+                            ": x must have at least one axis, got a scalar"));
+  EXPECT_TRUE(ThrowsExactly(
+      [] {
+        (void)dg::argmax(in({}, {2, 0}));
+      },
+      "argmax at ", ": axis 1 of x [2,0] is empty: there is no largest element"));
+}
+
 TEST(Reduce, AxisErrors) {
   EXPECT_TRUE(ThrowsExactly([] { (void)dg::sum(m23(), {.axes = {2}}); }, "sum at ",
                             ": axis 2 is out of range for x of shape [2,3] (rank 2)"));
@@ -258,6 +301,10 @@ const bool listed = dg::test::list_typed_calls({
     {"broadcast_to",
      [](const Vars& in, const Attrs& a) { return Vars{broadcast_to(in[0], a.ints("shape"))}; }},
     {"sum_to", [](const Vars& in, const Attrs& a) { return Vars{sum_to(in[0], a.ints("shape"))}; }},
+    {"argmax",
+     [](const Vars& in, const Attrs& a) {
+       return Vars{argmax(in[0], {.axis = a.integer("axis"), .keepdims = a.boolean("keepdims")})};
+     }},
     {"sum", [](const Vars& in, const Attrs& a) { return Vars{sum(in[0], reduce_options(a))}; }},
     {"mean", [](const Vars& in, const Attrs& a) { return Vars{mean(in[0], reduce_options(a))}; }},
 });

@@ -1,4 +1,5 @@
-// The shape family: reshape, flatten, permute, narrow, narrow_backward.
+// The shape family: reshape, flatten, permute, narrow, narrow_backward (int64 too for the four
+// that only move data).
 #include <gtest/gtest.h>
 
 #include "deltagraph/deltagraph.h"
@@ -84,6 +85,27 @@ TEST(Shape, NarrowBackwardForward) {
   EXPECT_TRUE(ValuesNear(dg::narrow_backward(g, 1, 1, 4), {2, 4}, {0, 1, 2, 0, 0, 3, 4, 0}));
   EXPECT_TRUE(ValuesNear(dg::narrow_backward(g, 0, 2, 4), {4, 2}, {0, 0, 0, 0, 1, 2, 3, 4}));
   EXPECT_TRUE(ValuesNear(dg::narrow_backward(g, -1, 0, 3), {2, 3}, {1, 2, 0, 3, 4, 0}));
+}
+
+// Ops that only move data take int64 tensors too: per-pixel labels [N, H*W] laid out as
+// [N, H, W], their channels reordered, a window of them.
+TEST(Shape, DataMovingOpsTakeInt64Labels) {
+  std::vector<int64_t> values(2 * 6);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<int64_t>(i % 5);
+  Var labels = dg::input(Tensor::from(values, {2, 6}));
+  Var grid = dg::reshape(labels, {2, 2, 3});
+  EXPECT_EQ(grid.dtype(), DType::i64);
+  EXPECT_EQ(grid.shape(), (Shape{2, 2, 3}));
+  EXPECT_EQ(grid.value().to_vector(), labels.value().to_vector());
+  EXPECT_EQ(dg::flatten(grid).shape(), (Shape{2, 6}));
+  Var swapped = dg::permute(grid, {0, 2, 1});  // [2, 3, 2]
+  EXPECT_EQ(swapped.dtype(), DType::i64);
+  EXPECT_EQ(swapped.value().to_vector(), (std::vector<double>{0, 3, 1, 4, 2, 0, 1, 4, 2, 0, 3, 1}));
+  Var window = dg::narrow(grid, 2, 1, 2);  // [2, 2, 2]
+  EXPECT_EQ(window.value().to_vector(), (std::vector<double>{1, 2, 4, 0, 2, 3, 0, 1}));
+  // Still no gradient through labels, and float-only ops still say what they need.
+  EXPECT_FALSE(window.requires_grad());
+  EXPECT_TRUE(ThrowsError([&] { (void)dg::relu(grid); }, {"relu", "must be float32 or float64"}));
 }
 
 TEST(Shape, HandGradients) {

@@ -102,6 +102,35 @@ TEST(Softmax, GradientsAndOneHot) {
   EXPECT_EQ(oh.dtype(), DType::f32);
 }
 
+// Over any axis, as torch.softmax(x, dim): the same as moving that axis to position 1,
+// normalising there and moving it back; negative axes count from the end.
+TEST(Softmax, AnyAxisIsTheClassAxisMovedIntoPlace) {
+  Tensor x = Tensor::randn({2, 3, 4, 5}, 11, DType::f64);
+  for (int64_t axis : {0, 2, 3, -1, -4}) {
+    SCOPED_TRACE(axis);
+    const int64_t d = axis < 0 ? axis + 4 : axis;
+    Ints to_front{0, 1, 2, 3};
+    std::swap(to_front[1], to_front[static_cast<int>(d)]);  // a swap is its own inverse
+    Var direct = softmax(x, axis), log_direct = log_softmax(x, axis);
+    Var moved = permute(softmax(permute(x, to_front)), to_front);
+    EXPECT_TRUE(allclose(direct.value(), moved.value(), 1e-14, 1e-15));
+    EXPECT_TRUE(allclose(log_direct.value(), log(moved).value(), 1e-12, 1e-13));
+    // Each slice along the axis sums to 1.
+    Var sums = sum(direct, {.axes = {axis}});
+    for (double v : sums.value().to_vector()) EXPECT_NEAR(v, 1.0, 1e-14);
+  }
+  expect_gradients_ok([](const std::vector<Var>& v) { return std::vector<Var>{softmax(v[0], -1)}; },
+                      {x});
+  expect_gradients_ok(
+      [](const std::vector<Var>& v) { return std::vector<Var>{log_softmax(v[0], 0)}; }, {x});
+  // A 1-D vector over its only axis.
+  Var v = softmax(Tensor::from(std::vector<double>{0, std::log(3.0)}, {2}), 0);
+  EXPECT_TRUE(ValuesNear(v, {2}, {0.25, 0.75}));
+  EXPECT_TRUE(
+      ThrowsError([&] { (void)softmax(x, 4); },
+                  {"softmax at ", "axis 4 is out of range for x of shape [2,3,4,5] (rank 4)"}));
+}
+
 TEST(SoftmaxXentErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
   Tensor z = Tensor::zeros({2, 3});
   EXPECT_TRUE(ThrowsError(
@@ -138,8 +167,10 @@ using namespace dg;
 using Vars = std::vector<dg::Var>;
 
 const bool listed = dg::test::list_typed_calls({
-    {"softmax", [](const Vars& in, const Attrs&) { return Vars{softmax(in[0])}; }},
-    {"log_softmax", [](const Vars& in, const Attrs&) { return Vars{log_softmax(in[0])}; }},
+    {"softmax",
+     [](const Vars& in, const Attrs& a) { return Vars{softmax(in[0], a.integer("axis"))}; }},
+    {"log_softmax",
+     [](const Vars& in, const Attrs& a) { return Vars{log_softmax(in[0], a.integer("axis"))}; }},
     {"one_hot",
      [](const Vars& in, const Attrs& a) {
        return Vars{one_hot(in[0], a.integer("num_classes"), a.boolean("float64"))};

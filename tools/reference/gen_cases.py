@@ -29,6 +29,14 @@ OPS = {
     "leaky_relu": lambda x, a: [F.leaky_relu(x[0], a["negative_slope"])],
     "conv2d": lambda x, a: [F.conv2d(x[0], x[1], x[2] if len(x) > 2 else None, a["stride"],
                                      a["padding"], a["dilation"], a["groups"])],
+    "argmax": lambda x, a: [torch.argmax(x[0], dim=a["axis"], keepdim=a["keepdims"])],
+    "softmax_xent": lambda x, a: [F.cross_entropy(x[0], x[1], reduction=a["reduction"],
+                                                  ignore_index=a["ignore_index"])],
+    "softmax": lambda x, a: [F.softmax(x[0], dim=a["axis"])],
+    "log_softmax": lambda x, a: [F.log_softmax(x[0], dim=a["axis"])],
+    "adaptive_avg_pool2d": lambda x, a: [F.adaptive_avg_pool2d(x[0], a["output_size"])],
+    "flatten": lambda x, a: [torch.flatten(x[0], 1)],
+    "linear": lambda x, a: [F.linear(x[0], x[1], x[2] if len(x) > 2 else None)],
     "sum": lambda x, a: [x[0].sum(dim=a["axes"] or None, keepdim=a["keepdims"])
                          if a["axes"] else x[0].sum()],
 }
@@ -66,7 +74,9 @@ def run_case(case):
     values, inputs = {}, {}
     for input_name, spec in case["inputs"].items():
         t = draw(spec["draw"], generator)
-        requires_grad = spec.get("requires_grad", t.dtype == torch.float64)
+        # A forward-only case (no cotangents: an op that is not differentiable) has no gradients.
+        requires_grad = spec.get("requires_grad",
+                                 t.dtype == torch.float64 and bool(case["cotangents"]))
         if requires_grad:
             t.requires_grad_(True)
         values[input_name] = t
@@ -84,7 +94,7 @@ def run_case(case):
         cotangents[out_name] = tensor_json(c)
         total = total + (v * c).sum()
     wrt = [n for n in case["inputs"] if inputs[n]["requires_grad"]]
-    grads = torch.autograd.grad(total, [values[n] for n in wrt], allow_unused=True)
+    grads = torch.autograd.grad(total, [values[n] for n in wrt], allow_unused=True) if wrt else []
     return {
         "name": name,
         "source": SOURCE,
@@ -146,6 +156,98 @@ CASES = [
      "nodes": [{"op": "leaky_relu", "inputs": ["x"], "attrs": {"negative_slope": -0.5},
                 "outputs": ["y"]}],
      "cotangents": ["y"]},
+    {"name": "argmax_axis1_4d",
+     "inputs": {"x": x([2, 5, 3, 4])},
+     "nodes": [{"op": "argmax", "inputs": ["x"], "attrs": {"axis": 1, "keepdims": False},
+                "outputs": ["i"]}],
+     "cotangents": []},
+    {"name": "argmax_negative_axis_keepdims_nonsquare",
+     "inputs": {"x": x([3, 4, 7])},
+     "nodes": [{"op": "argmax", "inputs": ["x"], "attrs": {"axis": -1, "keepdims": True},
+                "outputs": ["i"]}],
+     "cotangents": []},
+    {"name": "argmax_ties_first_wins",
+     # Small integers as floats: many ties, and the first maximum must win.
+     "inputs": {"x": {"draw": ("values", [3, 4], [2, 0, 2, 1, 1, 1, 1, 1, 0, 3, 3, -1])}},
+     "nodes": [{"op": "argmax", "inputs": ["x"], "attrs": {"axis": 1, "keepdims": False},
+                "outputs": ["i"]},
+               {"op": "argmax", "inputs": ["x"], "attrs": {"axis": 0, "keepdims": False},
+                "outputs": ["j"]}],
+     "cotangents": []},
+    {"name": "net_conv_argmax_pseudo_labels",
+     # Training on the model's own predictions: the labels are argmax of the logits.
+     "inputs": {"x": x([2, 3, 5, 4]), "w": x([4, 3, 3, 3], 1 / 27 ** 0.5)},
+     "nodes": [
+         {"op": "conv2d", "inputs": ["x", "w"],
+          "attrs": {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1},
+          "outputs": ["logits"]},
+         {"op": "argmax", "inputs": ["logits"], "attrs": {"axis": 1, "keepdims": False},
+          "outputs": ["labels"]},
+         {"op": "softmax_xent", "inputs": ["logits", "labels"],
+          "attrs": {"reduction": "mean", "ignore_index": -100},
+          "outputs": ["loss"]}],
+     "cotangents": ["loss"]},
+    {"name": "softmax_axis1_4d",
+     "inputs": {"x": x([2, 5, 3, 4])},
+     "nodes": [{"op": "softmax", "inputs": ["x"], "attrs": {"axis": 1}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "softmax_last_axis_nonsquare",
+     "inputs": {"x": x([3, 2, 7])},
+     "nodes": [{"op": "softmax", "inputs": ["x"], "attrs": {"axis": -1}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "softmax_axis0_2d",
+     "inputs": {"x": x([4, 3])},
+     "nodes": [{"op": "softmax", "inputs": ["x"], "attrs": {"axis": 0}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "log_softmax_axis2_4d",
+     "inputs": {"x": x([2, 3, 5, 2])},
+     "nodes": [{"op": "log_softmax", "inputs": ["x"], "attrs": {"axis": 2}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "log_softmax_negative_axis_3d",
+     "inputs": {"x": x([2, 6, 3])},
+     "nodes": [{"op": "log_softmax", "inputs": ["x"], "attrs": {"axis": -2}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "net_conv_softmax_over_width",
+     # Attention-like: conv features normalised over the width of each row, then summed.
+     "inputs": {"x": x([2, 2, 4, 6]), "w": x([3, 2, 3, 3], 1 / 18 ** 0.5)},
+     "nodes": [
+         {"op": "conv2d", "inputs": ["x", "w"],
+          "attrs": {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1},
+          "outputs": ["f"]},
+         {"op": "softmax", "inputs": ["f"], "attrs": {"axis": -1}, "outputs": ["a"]},
+         {"op": "log_softmax", "inputs": ["f"], "attrs": {"axis": 1}, "outputs": ["l"]}],
+     "cotangents": ["a", "l"]},
+    {"name": "adaptive_avgpool_global",
+     "inputs": {"x": x([2, 3, 5, 7])},
+     "nodes": [{"op": "adaptive_avg_pool2d", "inputs": ["x"], "attrs": {"output_size": [1, 1]},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "adaptive_avgpool_out3x2_overlapping_windows",
+     "inputs": {"x": x([2, 2, 7, 5])},
+     "nodes": [{"op": "adaptive_avg_pool2d", "inputs": ["x"], "attrs": {"output_size": [3, 2]},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "adaptive_avgpool_upsamples_out5x4_from_3x2",
+     "inputs": {"x": x([1, 3, 3, 2])},
+     "nodes": [{"op": "adaptive_avg_pool2d", "inputs": ["x"], "attrs": {"output_size": [5, 4]},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "net_conv_relu_global_avgpool_linear",
+     # A modern classifier's head: features, global average pooling, a linear layer, the loss.
+     "inputs": {"x": x([3, 2, 6, 5]), "w": x([4, 2, 3, 3], 1 / 18 ** 0.5),
+                "fc": x([5, 4], 0.5), "labels": {"draw": ("randint", [3], 5)}},
+     "nodes": [
+         {"op": "conv2d", "inputs": ["x", "w"],
+          "attrs": {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1},
+          "outputs": ["f"]},
+         {"op": "relu", "inputs": ["f"], "attrs": {}, "outputs": ["r"]},
+         {"op": "adaptive_avg_pool2d", "inputs": ["r"], "attrs": {"output_size": [1, 1]},
+          "outputs": ["p"]},
+         {"op": "flatten", "inputs": ["p"], "attrs": {}, "outputs": ["v"]},
+         {"op": "linear", "inputs": ["v", "fc"], "attrs": {}, "outputs": ["logits"]},
+         {"op": "softmax_xent", "inputs": ["logits", "labels"],
+          "attrs": {"reduction": "mean", "ignore_index": -100}, "outputs": ["loss"]}],
+     "cotangents": ["loss"]},
     {"name": "net_conv_leaky_relu_sum",
      "inputs": {"x": x([2, 3, 6, 5]), "w": x([4, 3, 3, 3], 1 / 27 ** 0.5), "b": x([4])},
      "nodes": [

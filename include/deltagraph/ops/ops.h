@@ -102,6 +102,14 @@ Var sum(const Var& x, ReduceOptions options = {}, Loc loc = Loc::current());
 // Mean over `axes` (all when empty).
 Var mean(const Var& x, ReduceOptions options = {}, Loc loc = Loc::current());
 
+struct ArgmaxOptions {
+  int64_t axis = 1;  // negative counts from the end
+  bool keepdims = false;
+};
+// The int64 index of the largest value along `axis` (torch.argmax): the first maximum wins a
+// tie, and NaN counts as the largest. Not differentiable.
+Var argmax(const Var& x, ArgmaxOptions options = {}, Loc loc = Loc::current());
+
 // ---- convolution (ops/conv.cpp) ---------------------------------------------------------
 struct Conv2dOptions {
   Pair stride = 1;
@@ -183,11 +191,18 @@ Var avg_pool2d(const Var& x, AvgPool2dOptions options, Loc loc = Loc::current())
 Var avg_pool2d_backward(const Var& g, Pair input_size, AvgPool2dOptions options,
                         Loc loc = Loc::current());
 
+// Means over an output_size grid of cells covering each plane (F.adaptive_avg_pool2d): cell i of
+// an axis of size `in` averages rows [floor(i*in/out), ceil((i+1)*in/out)). Global average
+// pooling is output_size {1, 1}.
+Var adaptive_avg_pool2d(const Var& x, Pair output_size, Loc loc = Loc::current());
+// Spreads g[n,c,i,j] / (window size) over each cell's window: adaptive_avg_pool2d's adjoint.
+Var adaptive_avg_pool2d_backward(const Var& g, Pair input_size, Loc loc = Loc::current());
+
 // ---- softmax and loss (ops/softmax.cpp) -------------------------------------------------
-// Softmax over axis 1 (classes).
-Var softmax(const Var& x, Loc loc = Loc::current());
-// log-softmax over axis 1.
-Var log_softmax(const Var& x, Loc loc = Loc::current());
+// Softmax over `axis` (the classes of [N, C, ...] by default; negative counts from the end).
+Var softmax(const Var& x, int64_t axis = 1, Loc loc = Loc::current());
+// log-softmax over `axis`.
+Var log_softmax(const Var& x, int64_t axis = 1, Loc loc = Loc::current());
 // int64 labels [N] or [N,H,W] -> [N,C] or [N,C,H,W] with ones at the labels (axis 1); labels
 // outside [0, C) give an all-zero column (used for ignore_index). Not differentiable.
 Var one_hot(const Var& labels, int64_t num_classes, bool float64 = false, Loc loc = Loc::current());
