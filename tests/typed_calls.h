@@ -34,4 +34,10 @@ inline bool list_typed_calls(std::initializer_list<std::pair<std::string, TypedC
   return true;
 }
 
+// The typed overloads with and without an optional third input (a bias): f(x, w, &b or nullptr).
+template <class F>
+std::vector<Var> with_optional_bias(const std::vector<Var>& in, F&& f) {
+  return {in.size() > 2 ? f(in[0], in[1], &in[2]) : f(in[0], in[1], nullptr)};
+}
+
 }  // namespace dg::test

@@ -269,37 +269,16 @@ TEST(ConvErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
 namespace typed_calls_conv {
 using namespace dg;
 using Vars = std::vector<dg::Var>;
-Conv2dOptions conv2d_options(const Attrs& a) {
-  return {.stride = a.pair("stride"),
-          .padding = a.pair("padding"),
-          .dilation = a.pair("dilation"),
-          .groups = a.integer("groups")};
-}
-
-ConvTranspose2dOptions conv_transpose2d_options(const Attrs& a) {
-  return {.stride = a.pair("stride"),
-          .padding = a.pair("padding"),
-          .output_padding = a.pair("output_padding"),
-          .dilation = a.pair("dilation"),
-          .groups = a.integer("groups")};
-}
-
-// The typed overloads with and without the optional third input (a bias).
-template <class F>
-Vars with_optional_bias(const Vars& in, F&& f) {
-  return {in.size() > 2 ? f(in[0], in[1], &in[2]) : f(in[0], in[1], nullptr)};
-}
-
 const bool listed = dg::test::list_typed_calls({
     {"conv2d",
      [](const Vars& in, const Attrs& a) {
-       return with_optional_bias(in, [&](const Var& x, const Var& w, const Var* b) {
+       return test::with_optional_bias(in, [&](const Var& x, const Var& w, const Var* b) {
          return b ? conv2d(x, w, *b, conv2d_options(a)) : conv2d(x, w, conv2d_options(a));
        });
      }},
     {"conv_transpose2d",
      [](const Vars& in, const Attrs& a) {
-       return with_optional_bias(in, [&](const Var& x, const Var& w, const Var* b) {
+       return test::with_optional_bias(in, [&](const Var& x, const Var& w, const Var* b) {
          return b ? conv_transpose2d(x, w, *b, conv_transpose2d_options(a))
                   : conv_transpose2d(x, w, conv_transpose2d_options(a));
        });
@@ -310,7 +289,7 @@ const bool listed = dg::test::list_typed_calls({
      }},
     {"conv1x1",
      [](const Vars& in, const Attrs&) {
-       return with_optional_bias(in, [](const Var& x, const Var& w, const Var* b) {
+       return test::with_optional_bias(in, [](const Var& x, const Var& w, const Var* b) {
          return b ? conv1x1(x, w, *b) : conv1x1(x, w);
        });
      }},

@@ -248,12 +248,6 @@ TEST(Linalg, LinearErrors) {
 namespace typed_calls_linalg {
 using namespace dg;
 using Vars = std::vector<dg::Var>;
-// The typed overloads with and without the optional third input (a bias).
-template <class F>
-Vars with_optional_bias(const Vars& in, F&& f) {
-  return {in.size() > 2 ? f(in[0], in[1], &in[2]) : f(in[0], in[1], nullptr)};
-}
-
 const bool listed = dg::test::list_typed_calls({
     {"matmul",
      [](const Vars& in, const Attrs& a) {
@@ -263,7 +257,7 @@ const bool listed = dg::test::list_typed_calls({
      }},
     {"linear",
      [](const Vars& in, const Attrs&) {
-       return with_optional_bias(in, [](const Var& x, const Var& w, const Var* b) {
+       return test::with_optional_bias(in, [](const Var& x, const Var& w, const Var* b) {
          return b ? linear(x, w, *b) : linear(x, w);
        });
      }},
