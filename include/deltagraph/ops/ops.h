@@ -92,6 +92,19 @@ Var narrow(const Var& x, int64_t axis, int64_t start, int64_t length, Loc loc = 
 Var narrow_backward(const Var& g, int64_t axis, int64_t start, int64_t size,
                     Loc loc = Loc::current());
 
+// ---- padding (ops/pad.cpp) ------------------------------------------------------------------
+struct Pad2dOptions {
+  Ints pads = {};                 // [left, right, top, bottom], as F.pad (required)
+  std::string mode = "constant";  // "constant", "reflect" or "replicate"
+  double value = 0.0;             // the constant mode's fill
+};
+// Pads the last two axes (F.pad): with `value`, with the reflection of the plane (not repeating
+// the edge; each pad smaller than its axis), or with the edge value.
+Var pad2d(const Var& x, Pad2dOptions options, Loc loc = Loc::current());
+// Adds each padded cell of g to the input cell it was copied from: pad2d's adjoint.
+Var pad2d_backward(const Var& g, const Ints& pads, const std::string& mode, Pair input_size,
+                   Loc loc = Loc::current());
+
 // ---- reductions -------------------------------------------------------------------------
 struct ReduceOptions {
   Ints axes = {};  // empty: all axes
