@@ -49,7 +49,7 @@ template <class... Args>
 inline void expect_rank(const OpCall& c, int input, int rank, const char* layout) {
   const Tensor& t = c.input(input);
   if (t.dim() != rank)
-    shape_fail(c, "{} must be {}-D {}, got {}", c.op.inputs[input].name, rank, layout, t.shape());
+    shape_fail(c, "{} must be {}-D {}, got {}", c.op.input_name(input), rank, layout, t.shape());
 }
 
 // Attribute specs reused across op families.

@@ -108,13 +108,13 @@ void check_indices(const OpCall& c, int input, int64_t plane, int64_t H, int64_t
   for (int64_t i = 0; i < idx.numel(); ++i)
     if (p[i] < 0 || p[i] >= plane)
       shape_fail(c, "{}{} = {} is outside the {}x{} plane (valid flat indices are 0..{})",
-                 c.op.inputs[input].name, multi_index(idx.shape(), i), p[i], H, W, plane - 1);
+                 c.op.input_name(input), multi_index(idx.shape(), i), p[i], H, W, plane - 1);
 }
 
 void expect_same_shape(const OpCall& c, int a, int b) {
   if (!(c.input(a).shape() == c.input(b).shape()))
-    shape_fail(c, "{} is {} but {} is {}; they must have the same shape", c.op.inputs[a].name,
-               c.input(a).shape(), c.op.inputs[b].name, c.input(b).shape());
+    shape_fail(c, "{} is {} but {} is {}; they must have the same shape", c.op.input_name(a),
+               c.input(a).shape(), c.op.input_name(b), c.input(b).shape());
 }
 
 // ---- kernels ------------------------------------------------------------------------------

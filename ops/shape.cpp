@@ -1,5 +1,5 @@
-// The shape family: reshape, flatten, permute, narrow and narrow_backward (zero-padding back).
-// The four that only move data accept int64 tensors too (class labels, indices).
+// The shape family: cat, reshape, flatten, permute, narrow and narrow_backward (zero-padding
+// back). Those that only move data accept int64 tensors too (class labels, indices).
 #include <cstring>
 
 #include "kernels/parallel_for.h"
@@ -27,10 +27,11 @@ void copy_window(const T* src, int64_t src_span, T* dst, int64_t dst_span, int64
                 count * sizeof(T));
 }
 
-// The axis attribute of narrow / narrow_backward, resolved against the input's rank.
+int64_t resolved_axis_of(int64_t axis, int rank) { return axis < 0 ? axis + rank : axis; }
+
+// The axis attribute of narrow / narrow_backward / cat, resolved against the input's rank.
 int64_t resolved_axis(const VjpContext& c) {
-  const int64_t axis = c.attrs.integer("axis");
-  return axis < 0 ? axis + c.input(0).dim() : axis;
+  return resolved_axis_of(c.attrs.integer("axis"), c.input(0).dim());
 }
 
 struct Window {
@@ -320,9 +321,93 @@ OpDef narrow_backward_def() {
   };
 }
 
+// ---- cat --------------------------------------------------------------------------------------
+
+std::vector<TensorSpec> cat_shape(const OpCall& c) {
+  const Tensor& first = c.input(0);
+  if (first.dim() == 0) shape_fail(c, "x1 is a scalar; cat needs tensors with at least one axis");
+  const int axis = normalize_axis(c, c.attrs.integer("axis"), first.dim(), "axis");
+  Shape out = first.shape();
+  for (size_t i = 1; i < c.inputs.size(); ++i) {
+    const Tensor& x = c.input(static_cast<int>(i));
+    const std::string name = c.op.input_name(i);
+    if (x.dtype() != first.dtype())
+      shape_fail(c, "{} is {} but x1 is {}; every input must have the same dtype", name, x.dtype(),
+                 first.dtype());
+    bool same = x.dim() == first.dim();
+    for (int d = 0; same && d < x.dim(); ++d) same = d == axis || x.shape()[d] == out[d];
+    if (!same)
+      shape_fail(c, "{} is {} but x1 is {}; shapes must agree on every axis but axis {}", name,
+                 x.shape(), first.shape(), axis);
+    out[axis] += x.shape()[axis];
+  }
+  return std::vector<TensorSpec>{{out, first.dtype()}};
+}
+
+std::vector<Tensor> cat_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
+  Tensor y(specs[0].shape, specs[0].dtype);
+  const int axis = static_cast<int>(resolved_axis_of(c.attrs.integer("axis"), y.dim()));
+  const Window window = window_of(y.shape(), axis);
+  const int64_t y_span = y.shape()[axis] * window.inner;
+  int64_t offset = 0;
+  for (const Tensor& x : c.inputs) {
+    const int64_t x_span = x.shape()[axis] * window.inner;
+    dispatch_any(x.dtype(), [&](auto t) {
+      using T = decltype(t);
+      copy_window(x.data<T>(), x_span, y.data<T>(), y_span, window.outer, 0, offset, x_span);
+    });
+    offset += x_span;
+  }
+  return {y};
+}
+
+std::vector<Var> cat_vjp(const VjpContext& c) {
+  const int64_t axis = resolved_axis(c);
+  std::vector<Var> grads(c.inputs.size());
+  int64_t start = 0;
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    const int64_t length = c.input(static_cast<int>(i)).size(static_cast<int>(axis));
+    if (c.needs(static_cast<int>(i))) grads[i] = narrow(c.grad_output(0), axis, start, length);
+    start += length;
+  }
+  return grads;
+}
+
+// One to three inputs of rank 1 to 4 joined along an axis (written negative half of the time);
+// the draws start at axis 1, so that shrinking keeps the sample batched.
+OpSample cat_sample(Sampler& s) {
+  const Shape shape = sample_shape(s, 1, 4);
+  const int64_t rank = shape.size(), axis = (s.integer(0, rank - 1) + 1) % rank;
+  const int64_t n = s.integer(1, 3);
+  OpSample sample{{}, {{"axis", s.boolean() ? axis : axis - rank}}};
+  for (int64_t i = 0; i < n; ++i) {
+    Shape part = shape;
+    part[static_cast<int>(axis)] = s.integer(1, 3);
+    sample.inputs.push_back(s.smooth(part));
+  }
+  if (axis != 0 && rank > 1) sample.batched = all_batched(sample.inputs.size());
+  return sample;
+}
+
+OpDef cat_def() {
+  return {
+      .name = "cat",
+      .summary = "joins x1, x2, ... along an axis (torch.cat); all other axes must agree",
+      .inputs = {{"x", InputKind::float_or_int64, false, true}},
+      .attrs = {{"axis", AttrType::integer, AttrValue(1),
+                 "the axis joined; negative counts from the end"}},
+      .shape = cat_shape,
+      .forward = cat_kernel,
+      .vjp = cat_vjp,
+      .vjp_formula = "dx_i = narrow(g, axis, offset_i, x_i.shape[axis])",
+      .sample = cat_sample,
+  };
+}
+
 }  // namespace
 
 void register_shape_ops() {
+  register_builtin(cat_def());
   register_builtin(reshape_def());
   register_builtin(flatten_def());
   register_builtin(permute_def());
@@ -330,6 +415,13 @@ void register_shape_ops() {
   register_builtin(narrow_backward_def());
 }
 
+Var cat(std::span<const Var> xs, int64_t axis, Loc loc) {
+  static const OpDef& op = builtin("cat");
+  return call_first(op, xs, Attrs(op, {{"axis", axis}}), loc);
+}
+Var cat(std::initializer_list<Var> xs, int64_t axis, Loc loc) {
+  return cat(std::span<const Var>(xs.begin(), xs.size()), axis, loc);
+}
 Var reshape(const Var& x, const Shape& shape, Loc loc) {
   static const OpDef& op = builtin("reshape");
   return call_op(op, {x}, Attrs(op, {{"shape", shape}}), loc);

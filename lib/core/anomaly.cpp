@@ -89,8 +89,7 @@ void check_op_outputs(const OpDef& op, const Attrs& attrs, std::span<const Var> 
     const Var* carrier = nullptr;  // an input that already held a non-finite value
     for (size_t i = 0; i < inputs.size(); ++i) {
       const Tensor& t = inputs[i].value();
-      inputs_text += fmt::format("\n    {} = {}", i < op.inputs.size() ? op.inputs[i].name : "?",
-                                 describe_values(t));
+      inputs_text += fmt::format("\n    {} = {}", op.input_name(i), describe_values(t));
       if (!carrier && !finite(scan(t))) carrier = &inputs[i];
     }
     std::vector<Shape> shapes;
@@ -111,7 +110,7 @@ void check_op_outputs(const OpDef& op, const Attrs& attrs, std::span<const Var> 
           "anomaly: '{}' received a non-finite input in the {} (called at {}): input '{}' holds "
           "{}; it "
           "entered as a leaf{}, no recorded op created it.\n  inputs:{}",
-          label, pass, where(location), op.inputs[carrier - inputs.data()].name,
+          label, pass, where(location), op.input_name(carrier - inputs.data()),
           bad_values(scan(carrier->value()), carrier->value()),
           carrier->name().empty() ? "" : " named '" + carrier->name() + "'", inputs_text));
     }
@@ -139,7 +138,7 @@ void check_vjp_results(const Node& node, std::span<const Var> grad_outputs,
                     "backward pass; "
                     "the cotangents it received:{}",
                     op_label(*node.op, node.attrs, node.input_shapes()), where(node.location),
-                    bad_values(s, results[i].value()), node.op->inputs[i].name, cotangents));
+                    bad_values(s, results[i].value()), node.op->input_name(i), cotangents));
   }
 }
 

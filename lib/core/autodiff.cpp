@@ -361,7 +361,8 @@ class Pass {
     bool any = false;
     for (size_t i = 0; i < node.inputs.size(); ++i) {
       const Var& in = node.inputs[i];
-      needs[i] = input_needed(in);
+      // Buffers (running statistics) are state, not arguments: no gradient flows into them.
+      needs[i] = input_needed(in) && op.input_spec(i).kind != InputKind::buffer;
       any |= needs[i];
     }
     if (!any) return;
@@ -378,15 +379,15 @@ class Pass {
       }
     }
     // One entry per declared input; entries for optional inputs that were not given are ignored.
-    if (input_grads.size() > op.inputs.size())
+    if (input_grads.size() > std::max(op.inputs.size(), node.inputs.size()))
       fail("{}: the VJP of '{}' returned {} gradients for {} inputs", who_, op.name,
-           input_grads.size(), op.inputs.size());
+           input_grads.size(), node.inputs.size());
     for (size_t i = 0; i < std::min(input_grads.size(), node.inputs.size()); ++i) {
       if (!needs[i] || !input_grads[i].defined()) continue;
       const Var& in = node.inputs[i];
       if (!(input_grads[i].shape() == in.shape()) || input_grads[i].dtype() != in.dtype())
         fail("{}: the VJP of '{}' returned {} {} for input '{}', which is {} {}", who_, op.name,
-             input_grads[i].dtype(), input_grads[i].shape(), op.inputs[i].name, in.dtype(),
+             input_grads[i].dtype(), input_grads[i].shape(), op.input_name(i), in.dtype(),
              in.shape());
       accumulate(slot(in.impl()), std::move(input_grads[i]));
     }

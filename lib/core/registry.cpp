@@ -58,6 +58,16 @@ int OpDef::required_inputs() const {
   return n;
 }
 
+const InputSpec& OpDef::input_spec(size_t i) const {
+  return inputs[std::min(i, inputs.size() - 1)];
+}
+
+std::string OpDef::input_name(size_t i) const {
+  if (i < inputs.size() && (!variadic() || i + 1 < inputs.size())) return inputs[i].name;
+  if (!variadic()) return fmt::format("input {}", i);
+  return fmt::format("{}{}", inputs.back().name, i - inputs.size() + 2);
+}
+
 int OpDef::attr_index(std::string_view attr) const {
   for (size_t i = 0; i < attrs.size(); ++i)
     if (attrs[i].name == attr) return static_cast<int>(i);
@@ -157,6 +167,9 @@ const OpDef& add_op(OpDef def) {
     if (seen_optional && !in.optional)
       fail("register_op: op '{}': required input '{}' follows an optional one", def.name, in.name);
     seen_optional |= in.optional;
+    if (in.variadic && &in != &def.inputs.back())
+      fail("register_op: op '{}': only the last input can be variadic, not '{}'", def.name,
+           in.name);
   }
   for (AttrSpec& spec : def.attrs) {
     if (!spec.default_value) continue;
@@ -296,7 +309,7 @@ Attrs make_attrs(const OpDef& op, const AttrMap& given) {
 
 DType OpCall::float_dtype() const {
   for (size_t i = 0; i < inputs.size(); ++i)
-    if (op.inputs[i].kind == InputKind::floating) return inputs[i].dtype();
+    if (op.input_spec(i).kind == InputKind::floating) return inputs[i].dtype();
   for (const Tensor& t : inputs)
     if (is_floating(t.dtype())) return t.dtype();
   return DType::f32;
@@ -309,33 +322,37 @@ namespace {
 void check_inputs(const OpDef& op, std::span<const Var> inputs) {
   const int n = static_cast<int>(inputs.size());
   const int required = op.required_inputs();
-  const int most = static_cast<int>(op.inputs.size());
+  const int most = op.variadic() ? INT32_MAX : static_cast<int>(op.inputs.size());
   if (n < required || n > most) {
     std::string names;
     for (const InputSpec& in : op.inputs)
-      names += (names.empty() ? "" : ", ") + in.name + (in.optional ? "?" : "");
+      names += (names.empty() ? "" : ", ") + in.name + (in.optional ? "?" : "") +
+               (in.variadic ? "1, ..." : "");
+    if (op.variadic())
+      fail("{}: expects at least {} input{} ({}), got {}", op.name, required,
+           required == 1 ? "" : "s", names, n);
     if (required == most) fail("{}: expects {} inputs ({}), got {}", op.name, most, names, n);
     fail("{}: expects {} to {} inputs ({}), got {}", op.name, required, most, names, n);
   }
   const Var* first_float = nullptr;
   for (int i = 0; i < n; ++i) {
-    const InputSpec& spec = op.inputs[i];
-    if (!inputs[i].defined()) fail("{}: input '{}' is an undefined Var", op.name, spec.name);
+    const InputSpec& spec = op.input_spec(i);
+    const std::string name = op.input_name(i);
+    if (!inputs[i].defined()) fail("{}: input '{}' is an undefined Var", op.name, name);
     const Tensor& t = inputs[i].value();
-    if (!t.defined()) fail("{}: input '{}' holds no tensor", op.name, spec.name);
+    if (!t.defined()) fail("{}: input '{}' holds no tensor", op.name, name);
     switch (spec.kind) {
       case InputKind::int64:
         if (t.dtype() != DType::i64)
-          fail("{}: input '{}' must be int64, got {} {}", op.name, spec.name, t.dtype(), t.shape());
+          fail("{}: input '{}' must be int64, got {} {}", op.name, name, t.dtype(), t.shape());
         break;
       case InputKind::floating:
+      case InputKind::buffer:
         if (!is_floating(t.dtype()))
-          fail("{}: input '{}' must be float32 or float64, got int64 {}", op.name, spec.name,
-               t.shape());
+          fail("{}: input '{}' must be float32 or float64, got int64 {}", op.name, name, t.shape());
         if (first_float && first_float->dtype() != t.dtype())
           fail("{}: input '{}' is {} but '{}' is {}; convert one of them (Tensor::to)", op.name,
-               spec.name, t.dtype(), op.inputs[first_float - inputs.data()].name,
-               first_float->dtype());
+               name, t.dtype(), op.input_name(first_float - inputs.data()), first_float->dtype());
         if (!first_float) first_float = &inputs[i];
         break;
       case InputKind::float_or_int64:

@@ -716,7 +716,7 @@ class DotWriter {
       if (!is_leaf(v) && !v->name.empty()) lines.push_back(v->name);
       const bool index = v->value.dtype() == DType::i64;
       // Integer inputs (pooling indices, class labels) say which input they feed.
-      const std::string& input_name = n->op->inputs[i].name;
+      const std::string input_name = n->op->input_name(i);
       if (index && target_group < 0 && input_name != v->name) lines.push_back(input_name);
       lines.push_back(tensor_text(v->value));
       if (!is_leaf(v) && wants_values()) {

@@ -119,7 +119,7 @@ int default_trials() {
 std::string describe(const OpDef& op, const OpSample& sample) {
   std::string s = op.name + "(";
   for (size_t i = 0; i < sample.inputs.size(); ++i)
-    s += fmt::format("{}{} {} {}", i ? ", " : "", i < op.inputs.size() ? op.inputs[i].name : "?",
+    s += fmt::format("{}{} {} {}", i ? ", " : "", op.input_name(i),
                      dtype_name(sample.inputs[i].dtype()), to_string(sample.inputs[i].shape()));
   s += ")";
   for (const auto& [name, value] : sample.attrs)
@@ -142,6 +142,14 @@ CheckedFunction op_function(const OpDef& op, const Attrs& attrs) {
   };
 }
 
+// The inputs a gradient is checked for: floating ones, except buffers (state the op updates).
+std::vector<bool> gradient_inputs(const OpDef& op, const std::vector<Tensor>& inputs) {
+  std::vector<bool> wrt(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i)
+    wrt[i] = is_floating(inputs[i].dtype()) && op.input_spec(i).kind != InputKind::buffer;
+  return wrt;
+}
+
 bool differentiable(const OpDef& op, const OpSample& sample) {
   if (!op.vjp) return false;
   return std::any_of(sample.inputs.begin(), sample.inputs.end(),
@@ -151,7 +159,7 @@ bool differentiable(const OpDef& op, const OpSample& sample) {
 // Central finite differences of <v, f(x)> for every element of every floating input: the
 // exact J^T v up to O(eps^2), used as the expected gradient of a written case.
 std::vector<Tensor> numeric_vjp(const CheckedFunction& f, std::vector<Tensor> inputs,
-                                const std::vector<Tensor>& v) {
+                                const std::vector<Tensor>& v, const std::vector<bool>& wrt) {
   const double eps = 1e-6;
   auto project = [&](const std::vector<Tensor>& xs) {
     std::vector<Var> vars(xs.begin(), xs.end());
@@ -164,7 +172,7 @@ std::vector<Tensor> numeric_vjp(const CheckedFunction& f, std::vector<Tensor> in
   };
   std::vector<Tensor> grads(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
-    if (!is_floating(inputs[i].dtype())) continue;
+    if (!wrt[i]) continue;
     inputs[i] = inputs[i].to(DType::f64).clone();
     grads[i] = Tensor::zeros(inputs[i].shape(), DType::f64);
     double* x = inputs[i].data<double>();
@@ -194,8 +202,8 @@ std::string write_failing_case(const OpDef& op, const OpSample& sample, const st
   c.source = "deltagraph property test (expected gradients: central finite differences)";
   CaseNode node{op.name, {}, sample.attrs, {}};
   for (size_t i = 0; i < inputs.size(); ++i) {
-    const std::string name = i < op.inputs.size() ? op.inputs[i].name : fmt::format("in{}", i);
-    c.inputs.push_back({name, inputs[i], is_floating(inputs[i].dtype())});
+    const std::string name = op.input_name(i);
+    c.inputs.push_back({name, inputs[i], gradient_inputs(op, inputs)[i]});
     node.inputs.push_back(name);
   }
   std::vector<Var> outs;
@@ -217,7 +225,8 @@ std::string write_failing_case(const OpDef& op, const OpSample& sample, const st
     }
   }
   c.nodes.push_back(node);
-  std::vector<Tensor> grads = numeric_vjp(op_function(op, attrs), inputs, cotangents);
+  std::vector<Tensor> grads =
+      numeric_vjp(op_function(op, attrs), inputs, cotangents, gradient_inputs(op, inputs));
   for (size_t i = 0; i < inputs.size(); ++i)
     if (grads[i].defined()) c.grads.push_back({c.inputs[i].name, grads[i]});
   c.rtol = 1e-5;
@@ -363,14 +372,16 @@ std::vector<PropertyResult> check_op_properties(const OpDef& op, const PropertyO
   results.push_back(run_property(
       op, "vjp", options, DType::f64,
       [&op](const OpSample& s) {
-        return gradcheck(op_function(op, make_attrs(op, s.attrs)), s.inputs);
+        return gradcheck(op_function(op, make_attrs(op, s.attrs)), s.inputs,
+                         {.wrt = gradient_inputs(op, s.inputs)});
       },
       has_gradient));
   if (options.order >= 2)
     results.push_back(run_property(
         op, "vjp_of_vjp", options, DType::f64,
         [&op](const OpSample& s) {
-          return gradgradcheck(op_function(op, make_attrs(op, s.attrs)), s.inputs);
+          return gradgradcheck(op_function(op, make_attrs(op, s.attrs)), s.inputs,
+                               {.wrt = gradient_inputs(op, s.inputs)});
         },
         has_gradient));
   if (options.float32)

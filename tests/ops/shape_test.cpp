@@ -1,4 +1,4 @@
-// The shape family: reshape, flatten, permute, narrow, narrow_backward (int64 too for the four
+// The shape family: cat, reshape, flatten, permute, narrow, narrow_backward (int64 too for those
 // that only move data).
 #include <gtest/gtest.h>
 
@@ -351,11 +351,65 @@ TEST(Shape, NarrowBackwardErrors) {
 // ---- how each op of this family is called through its typed function ---------------------
 // (tests/typed_ops_test.cpp compares each with the call by name; an op missing here fails there)
 
+// ---- cat --------------------------------------------------------------------------------------
+
+TEST(Cat, JoinsAlongAnyAxisAsTorchCat) {
+  Var a = iota({2, 1, 2}), b = in({10, 11, 12, 13, 14, 15, 16, 17}, {2, 2, 2});
+  EXPECT_TRUE(ValuesNear(dg::cat({a, b}), {2, 3, 2}, {0, 1, 10, 11, 12, 13, 2, 3, 14, 15, 16, 17}));
+  EXPECT_TRUE(ValuesNear(dg::cat({a, a, a}, -1), {2, 1, 6}, {0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3}));
+  EXPECT_TRUE(ValuesNear(dg::cat({a}, 0), {2, 1, 2}, {0, 1, 2, 3}));
+  // Labels: int64 tensors join too.
+  Var labels = dg::cat({dg::input(Tensor::arange(2, DType::i64).reshape({1, 2})),
+                        dg::input(Tensor::arange(2, DType::i64).reshape({1, 2}))},
+                       0);
+  EXPECT_EQ(labels.dtype(), DType::i64);
+  EXPECT_EQ(labels.value().values<int64_t>()[3], 1);
+}
+
+// Each input's gradient is its own slice of g; a skip connection used twice adds up.
+TEST(Cat, GradientIsTheSlicesOfG) {
+  dg::Tape tape;
+  Var a = dg::variable(f64({1, 2}, {1, 2})), b = dg::variable(f64({3, 4, 5}, {1, 3}));
+  Var y = dg::cat({a, b, a});
+  auto g = dg::grad({y}, {a, b}, {dg::constant(f64({1, 2, 3, 4, 5, 6, 7}, {1, 7}))});
+  EXPECT_TRUE(ValuesNear(g[0], {1, 2}, {1 + 6, 2 + 7}));
+  EXPECT_TRUE(ValuesNear(g[1], {1, 3}, {3, 4, 5}));
+  expect_gradients_ok(
+      [](const Vars& v) {
+        return Vars{dg::cat({v[0], v[1]}, 2)};
+      },
+      {Tensor::randn({2, 3, 2}, 1, DType::f64), Tensor::randn({2, 3, 4}, 2, DType::f64)});
+}
+
+TEST(Cat, ErrorsNameTheInputAndTheRule) {
+  Var a = iota({2, 3}), b = iota({3, 3});
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        (void)dg::cat({a, b}, 1);
+      },
+      {"cat at ",
+       "x2 is [3,3] but x1 is [2,3]; shapes must agree on every axis "
+       "but axis 1"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        (void)dg::cat({a, b}, 2);
+      },
+      {"cat at ", "axis 2 is out of range for [2,3] of rank 2"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        (void)dg::cat({a, dg::input(Tensor::zeros({2, 3}, DType::i64))});
+      },
+      {"cat at ", "x2 is int64 but x1 is float64; every input must have the same dtype"}));
+  EXPECT_TRUE(ThrowsError([&] { (void)dg::cat(std::span<const Var>{}); },
+                          {"cat", "expects at least 1 input (x1, ...), got 0"}));
+}
+
 namespace typed_calls_shape {
 using namespace dg;
 using Vars = std::vector<dg::Var>;
 
 const bool listed = dg::test::list_typed_calls({
+    {"cat", [](const Vars& in, const Attrs& a) { return Vars{cat(in, a.integer("axis"))}; }},
     {"reshape",
      [](const Vars& in, const Attrs& a) { return Vars{reshape(in[0], a.ints("shape"))}; }},
     {"flatten", [](const Vars& in, const Attrs&) { return Vars{flatten(in[0])}; }},

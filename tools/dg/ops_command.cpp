@@ -14,9 +14,10 @@ std::string input_list(const OpDef& op) {
   for (const InputSpec& in : op.inputs) {
     const char* kind = in.kind == InputKind::int64            ? " int64"
                        : in.kind == InputKind::float_or_int64 ? " float|int64"
+                       : in.kind == InputKind::buffer         ? " buffer"
                                                               : "";
-    inputs +=
-        fmt::format("{}{}{}{}", inputs.empty() ? "" : ", ", in.name, kind, in.optional ? "?" : "");
+    inputs += fmt::format("{}{}{}{}{}", inputs.empty() ? "" : ", ", in.name, kind,
+                          in.optional ? "?" : "", in.variadic ? "1, ..." : "");
   }
   return inputs;
 }

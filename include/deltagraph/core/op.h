@@ -160,12 +160,18 @@ enum class InputKind : uint8_t {
   floating,        // float32 or float64; every floating input of an op must share one dtype
   int64,           // indices or class labels
   float_or_int64,  // class labels (int64) or probabilities (floating)
+  // State the op reads and may update in place (batch norm's running statistics): floating, of
+  // the op's dtype, and never differentiated (no gradient flows into it, none is checked).
+  buffer,
 };
 
 struct InputSpec {
   std::string name;
   InputKind kind = InputKind::floating;
   bool optional = false;  // optional inputs come last (a bias)
+  // The last input may take any number >= 1 of tensors (cat's x1, x2, ...); they share its spec
+  // and are named <name>1, <name>2, ... in messages.
+  bool variadic = false;
 };
 
 struct OutputSpec {
@@ -287,6 +293,11 @@ struct OpDef {
   bool builtin = false;  // registered by the library itself (set by the registry)
 
   int required_inputs() const;
+  // The spec of the i-th given input (a variadic last input covers every position from its own).
+  const InputSpec& input_spec(size_t i) const;
+  // The name of the i-th given input as messages show it ("x", or "x3" for a variadic input).
+  std::string input_name(size_t i) const;
+  bool variadic() const { return !inputs.empty() && inputs.back().variadic; }
   int attr_index(std::string_view name) const;  // -1 if absent
 };
 

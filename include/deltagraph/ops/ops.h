@@ -80,6 +80,10 @@ Var linear(const Var& x, const Var& w, Loc loc = Loc::current());
 Var linear(const Var& x, const Var& w, const Var& b, Loc loc = Loc::current());
 
 // ---- shapes -----------------------------------------------------------------------------
+// Joins tensors along `axis` (torch.cat); every other axis must agree, and so must the dtypes
+// (float32, float64 or int64). Its VJP narrows g back into one piece per input.
+Var cat(std::span<const Var> xs, int64_t axis = 1, Loc loc = Loc::current());
+Var cat(std::initializer_list<Var> xs, int64_t axis = 1, Loc loc = Loc::current());
 // Same data, new shape (one entry may be -1).
 Var reshape(const Var& x, const Shape& shape, Loc loc = Loc::current());
 // [N, d1, d2, ...] -> [N, d1*d2*...].
@@ -91,6 +95,43 @@ Var narrow(const Var& x, int64_t axis, int64_t start, int64_t length, Loc loc = 
 // Zero-pads g back to `size` along `axis` (narrow's VJP). Its VJP is narrow.
 Var narrow_backward(const Var& g, int64_t axis, int64_t start, int64_t size,
                     Loc loc = Loc::current());
+
+// ---- normalisation and dropout (ops/norm.cpp, ops/dropout.cpp) -------------------------------
+struct BatchNorm2dOptions {
+  bool training = true;   // batch statistics and a running-buffer update; false: the buffers
+  double momentum = 0.1;  // running = (1 - momentum) running + momentum batch
+  double eps = 1e-5;
+};
+// F.batch_norm on x [N,C,H,W] with weight, bias, running_mean and running_var [C]. In training
+// it normalises with the batch's mean and biased variance and updates running_mean and
+// running_var in place (the unbiased variance goes into the buffer); otherwise it uses them.
+// Gradients flow to x, weight and bias, never to the buffers.
+Var batch_norm2d(const Var& x, const Var& weight, const Var& bias, const Var& running_mean,
+                 const Var& running_var, BatchNorm2dOptions options = {}, Loc loc = Loc::current());
+// Training-mode batch_norm2d's gradients {dx, dweight, dbias} for upstream g, in one pass.
+std::vector<Var> batch_norm2d_backward(const Var& g, const Var& x, const Var& weight,
+                                       double eps = 1e-5, Loc loc = Loc::current());
+struct DropoutOptions {
+  double p = 0.5;        // probability of zeroing a value
+  bool training = true;  // false: the identity
+  int64_t seed = 0;      // decides the mask (a pure function of seed and position)
+};
+// Inverted dropout: kept values are scaled by 1/(1-p).
+Var dropout(const Var& x, DropoutOptions options = {}, Loc loc = Loc::current());
+
+// ---- upsampling (ops/upsample.cpp) ----------------------------------------------------------
+// F.interpolate of [N,C,H,W] planes to output_size [h, w], mode "nearest" (PyTorch's rule:
+// source floor(i * H/h)). Its VJP is upsample_nearest2d_backward, and that one's is this op.
+Var upsample_nearest2d(const Var& x, Pair output_size, Loc loc = Loc::current());
+Var upsample_nearest2d_backward(const Var& g, Pair input_size, Loc loc = Loc::current());
+struct UpsampleBilinearOptions {
+  bool align_corners = false;  // as F.interpolate: corner pixel centres map onto each other
+};
+// F.interpolate, mode "bilinear". Its VJP is upsample_bilinear2d_backward, and the reverse.
+Var upsample_bilinear2d(const Var& x, Pair output_size, UpsampleBilinearOptions options = {},
+                        Loc loc = Loc::current());
+Var upsample_bilinear2d_backward(const Var& g, Pair input_size, bool align_corners = false,
+                                 Loc loc = Loc::current());
 
 // ---- padding (ops/pad.cpp) ------------------------------------------------------------------
 struct Pad2dOptions {
