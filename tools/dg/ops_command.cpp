@@ -16,8 +16,10 @@ std::string input_list(const OpDef& op) {
                        : in.kind == InputKind::float_or_int64 ? " float|int64"
                        : in.kind == InputKind::buffer         ? " buffer"
                                                               : "";
-    inputs += fmt::format("{}{}{}{}{}", inputs.empty() ? "" : ", ", in.name, kind,
-                          in.optional ? "?" : "", in.variadic ? "1, ..." : "");
+    // A variadic input reads "x1 float|int64, ...": any number of them, all alike.
+    inputs +=
+        fmt::format("{}{}{}{}{}{}", inputs.empty() ? "" : ", ", in.name, in.variadic ? "1" : "",
+                    kind, in.optional ? "?" : "", in.variadic ? ", ..." : "");
   }
   return inputs;
 }

@@ -15,9 +15,11 @@ deltagraph's registry, every attribute spelled out; OPS says how PyTorch compute
 import argparse
 import hashlib
 import json
+import math
 import os
 import sys
 
+import numpy
 import torch
 import torch.nn.functional as F
 
@@ -44,7 +46,62 @@ OPS = {
                                                  ceil_mode=a["ceil_mode"], return_indices=True)),
     "sum": lambda x, a: [x[0].sum(dim=a["axes"] or None, keepdim=a["keepdims"])
                          if a["axes"] else x[0].sum()],
+    "cat": lambda x, a: [torch.cat(x, dim=a["axis"])],
+    "upsample_nearest2d": lambda x, a: [upsample_nearest2d(x[0], a["output_size"])],
+    "upsample_bilinear2d": lambda x, a: [F.interpolate(x[0], size=tuple(a["output_size"]),
+                                                       mode="bilinear",
+                                                       align_corners=a["align_corners"])],
+    # Copies of the running buffers: PyTorch updates them in place in training, which the
+    # case format does not record (y alone is compared); the inputs stay as written.
+    "batch_norm2d": lambda x, a: [F.batch_norm(x[0], x[3].clone(), x[4].clone(), x[1], x[2],
+                                               a["training"], a["momentum"], a["eps"])],
+    "dropout": lambda x, a: [dropout(x[0], a["p"], a["training"], a["seed"])],
 }
+
+
+def nearest_source(o, size_in, size_out):
+    """PyTorch 1.13's nearest_idx (UpSample.h): the input index output index o reads."""
+    if size_out == size_in:
+        return o
+    if size_out == 2 * size_in:
+        return o >> 1
+    scale = numpy.float32(size_in) / numpy.float32(size_out)
+    return min(math.floor(numpy.float32(o) * scale), size_in - 1)
+
+
+def upsample_nearest2d(x, output_size):
+    """F.interpolate, checked against nearest_idx: PyTorch 1.13's float64 forward with C > 1
+    rounds differently and can disagree with its own backward (FORMAT.md section 8)."""
+    y = F.interpolate(x, size=tuple(output_size), mode="nearest")
+    rows = [nearest_source(i, x.shape[2], output_size[0]) for i in range(output_size[0])]
+    cols = [nearest_source(j, x.shape[3], output_size[1]) for j in range(output_size[1])]
+    if not torch.equal(y.detach(), x.detach()[:, :, rows][:, :, :, cols]):
+        raise ValueError(f"upsample_nearest2d {list(x.shape)} -> {output_size}: PyTorch's "
+                         "forward does not follow nearest_idx here; use one channel")
+    return y
+
+
+UINT64 = (1 << 64) - 1
+
+
+def splitmix64(z):
+    z = (z + 0x9e3779b97f4a7c15) & UINT64
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & UINT64
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & UINT64
+    return z ^ (z >> 31)
+
+
+def dropout(x, p, training, seed):
+    """deltagraph's dropout (FORMAT.md section 8), not PyTorch's RNG: element i (flat, row-major)
+    is kept iff u(seed, i) = (splitmix64(splitmix64(seed) ^ i) >> 11) * 2^-53 >= p."""
+    if not training or p == 0:
+        return x.clone()
+    if p == 1:
+        return x * 0.0
+    seed_hash = splitmix64(seed & UINT64)
+    keep = [float((splitmix64(seed_hash ^ i) >> 11) * 2.0 ** -53 >= p) for i in range(x.numel())]
+    mask = torch.tensor(keep, dtype=torch.float64).reshape(x.shape)
+    return x * mask / (1 - p)
 
 
 def seed_of(name):
@@ -52,11 +109,15 @@ def seed_of(name):
 
 
 def draw(spec, generator):
-    """An input tensor from its spec: ("randn", shape[, scale]) or ("randint", shape, high)."""
+    """An input tensor from its spec: ("randn", shape[, scale]), ("rand", shape, low, high)
+    (uniform, e.g. a positive variance), ("randint", shape, high) or ("values", shape, list)."""
     kind, shape = spec[0], spec[1]
     if kind == "randn":
         scale = spec[2] if len(spec) > 2 else 1.0
         return torch.randn(shape, generator=generator, dtype=torch.float64) * scale
+    if kind == "rand":
+        low, high = spec[2], spec[3]
+        return low + (high - low) * torch.rand(shape, generator=generator, dtype=torch.float64)
     if kind == "randint":
         return torch.randint(0, spec[2], shape, generator=generator, dtype=torch.int64)
     if kind == "values":
@@ -296,6 +357,236 @@ CASES = [
           "outputs": ["r"]},
          {"op": "sum", "inputs": ["r"], "attrs": {"axes": [], "keepdims": False},
           "outputs": ["loss"]}],
+     "cotangents": ["loss"]},
+    {"name": "cat_axis1_two_inputs_nonsquare",
+     "inputs": {"x1": x([2, 3, 4, 5]), "x2": x([2, 2, 4, 5])},
+     "nodes": [{"op": "cat", "inputs": ["x1", "x2"], "attrs": {"axis": 1}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "cat_axis0_three_inputs",
+     "inputs": {"x1": x([1, 3, 2, 5]), "x2": x([3, 3, 2, 5]), "x3": x([2, 3, 2, 5])},
+     "nodes": [{"op": "cat", "inputs": ["x1", "x2", "x3"], "attrs": {"axis": 0},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "cat_negative_axis_three_inputs_3d",
+     "inputs": {"x1": x([2, 3, 4]), "x2": x([2, 3, 1]), "x3": x([2, 3, 6])},
+     "nodes": [{"op": "cat", "inputs": ["x1", "x2", "x3"], "attrs": {"axis": -1},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "cat_one_input_axis2",
+     # One input: a copy.
+     "inputs": {"x1": x([2, 3, 4, 2])},
+     "nodes": [{"op": "cat", "inputs": ["x1"], "attrs": {"axis": 2}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "cat_same_value_twice_axis2",
+     # The same value in two slots: its gradient is the sum of both slices.
+     "inputs": {"x": x([2, 2, 3, 4]), "z": x([2, 2, 1, 4])},
+     "nodes": [{"op": "cat", "inputs": ["x", "z", "x"], "attrs": {"axis": 2}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "cat_int64_labels_axis1",
+     "inputs": {"a": {"draw": ("randint", [2, 3], 10)}, "b": {"draw": ("randint", [2, 4], 10)}},
+     "nodes": [{"op": "cat", "inputs": ["a", "b"], "attrs": {"axis": 1}, "outputs": ["y"]},
+               {"op": "cat", "inputs": ["b", "a"], "attrs": {"axis": -1}, "outputs": ["z"]}],
+     "cotangents": []},
+    {"name": "upsample_nearest_up_3x5_to_7x8",
+     "inputs": {"x": x([2, 3, 3, 5])},
+     "nodes": [{"op": "upsample_nearest2d", "inputs": ["x"], "attrs": {"output_size": [7, 8]},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "upsample_nearest_exact_doubling_4x3_to_8x6",
+     "inputs": {"x": x([1, 2, 4, 3])},
+     "nodes": [{"op": "upsample_nearest2d", "inputs": ["x"], "attrs": {"output_size": [8, 6]},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "upsample_nearest_down_5x7_to_3x4",
+     "inputs": {"x": x([2, 2, 5, 7])},
+     "nodes": [{"op": "upsample_nearest2d", "inputs": ["x"], "attrs": {"output_size": [3, 4]},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "upsample_nearest_same_height_wider_4x6_to_4x11",
+     "inputs": {"x": x([1, 3, 4, 6])},
+     "nodes": [{"op": "upsample_nearest2d", "inputs": ["x"], "attrs": {"output_size": [4, 11]},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "upsample_nearest_float32_scale_3x2_to_2x82",
+     # The scale is a float32: output column 41 reads column 0, where floor(41 * 2/82) is 1.
+     # One channel: PyTorch 1.13's float64 forward with C > 1 (upsample_generic_Nd_kernel_impl)
+     # rounds the product from double instead and reads column 1, while its backward (and its
+     # channels-last forward, taken when C == 1) sends column 41's gradient to column 0.
+     "inputs": {"x": x([2, 1, 3, 2])},
+     "nodes": [{"op": "upsample_nearest2d", "inputs": ["x"], "attrs": {"output_size": [2, 82]},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "upsample_bilinear_up_3x4_to_7x9",
+     "inputs": {"x": x([2, 2, 3, 4])},
+     "nodes": [{"op": "upsample_bilinear2d", "inputs": ["x"],
+                "attrs": {"output_size": [7, 9], "align_corners": False}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "upsample_bilinear_up_3x4_to_7x9_align_corners",
+     "inputs": {"x": x([2, 2, 3, 4])},
+     "nodes": [{"op": "upsample_bilinear2d", "inputs": ["x"],
+                "attrs": {"output_size": [7, 9], "align_corners": True}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "upsample_bilinear_down_6x7_to_4x3",
+     "inputs": {"x": x([1, 3, 6, 7])},
+     "nodes": [{"op": "upsample_bilinear2d", "inputs": ["x"],
+                "attrs": {"output_size": [4, 3], "align_corners": False}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "upsample_bilinear_down_6x7_to_4x3_align_corners",
+     "inputs": {"x": x([1, 3, 6, 7])},
+     "nodes": [{"op": "upsample_bilinear2d", "inputs": ["x"],
+                "attrs": {"output_size": [4, 3], "align_corners": True}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "upsample_bilinear_output_height1_align_corners",
+     # One output row with align_corners: it reads input row 0 only.
+     "inputs": {"x": x([1, 3, 5, 4])},
+     "nodes": [{"op": "upsample_bilinear2d", "inputs": ["x"],
+                "attrs": {"output_size": [1, 6], "align_corners": True}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "upsample_bilinear_output_height1",
+     # One output row without align_corners: the middle of the column, (0.5)*5 - 0.5 = row 2.
+     "inputs": {"x": x([1, 3, 5, 4])},
+     "nodes": [{"op": "upsample_bilinear2d", "inputs": ["x"],
+                "attrs": {"output_size": [1, 6], "align_corners": False}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "upsample_bilinear_from_single_row_1x4_to_3x7",
+     # One input row: both vertical neighbours are row 0.
+     "inputs": {"x": x([1, 2, 1, 4])},
+     "nodes": [{"op": "upsample_bilinear2d", "inputs": ["x"],
+                "attrs": {"output_size": [3, 7], "align_corners": False}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "net_conv_maxpool_upsample_nearest_cat_skip_conv",
+     # A one-level U-Net: the decoder joins the upsampled bottleneck with the encoder's skip.
+     "inputs": {"x": x([2, 2, 6, 8]), "w1": x([4, 2, 3, 3], 1 / 18 ** 0.5),
+                "w2": x([3, 8, 3, 3], 1 / 72 ** 0.5), "b2": x([3])},
+     "nodes": [
+         {"op": "conv2d", "inputs": ["x", "w1"],
+          "attrs": {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1},
+          "outputs": ["f"]},
+         {"op": "relu", "inputs": ["f"], "attrs": {}, "outputs": ["skip"]},
+         {"op": "max_pool2d", "inputs": ["skip"],
+          "attrs": {"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0],
+                    "dilation": [1, 1], "ceil_mode": False},
+          "outputs": ["m", "i"]},
+         {"op": "upsample_nearest2d", "inputs": ["m"], "attrs": {"output_size": [6, 8]},
+          "outputs": ["up"]},
+         {"op": "cat", "inputs": ["skip", "up"], "attrs": {"axis": 1}, "outputs": ["joined"]},
+         {"op": "conv2d", "inputs": ["joined", "w2", "b2"],
+          "attrs": {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1},
+          "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "net_conv_maxpool_conv_upsample_bilinear_cat_skip_conv",
+     # Odd sizes: the 7x5 skip is pooled to 3x2 and the bottleneck resized back to 7x5.
+     "inputs": {"x": x([2, 2, 7, 5]), "w1": x([3, 2, 3, 3], 1 / 18 ** 0.5),
+                "w2": x([4, 3, 3, 3], 1 / 27 ** 0.5), "w3": x([2, 7, 3, 3], 1 / 63 ** 0.5)},
+     "nodes": [
+         {"op": "conv2d", "inputs": ["x", "w1"],
+          "attrs": {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1},
+          "outputs": ["f"]},
+         {"op": "relu", "inputs": ["f"], "attrs": {}, "outputs": ["skip"]},
+         {"op": "max_pool2d", "inputs": ["skip"],
+          "attrs": {"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0],
+                    "dilation": [1, 1], "ceil_mode": False},
+          "outputs": ["m", "i"]},
+         {"op": "conv2d", "inputs": ["m", "w2"],
+          "attrs": {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1},
+          "outputs": ["g"]},
+         {"op": "relu", "inputs": ["g"], "attrs": {}, "outputs": ["h"]},
+         {"op": "upsample_bilinear2d", "inputs": ["h"],
+          "attrs": {"output_size": [7, 5], "align_corners": False}, "outputs": ["up"]},
+         {"op": "cat", "inputs": ["skip", "up"], "attrs": {"axis": 1}, "outputs": ["joined"]},
+         {"op": "conv2d", "inputs": ["joined", "w3"],
+          "attrs": {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1},
+          "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "batch_norm_training_n2c3h3w5",
+     # The running buffers are inputs without gradient; in training they do not change y.
+     "inputs": {"x": x([2, 3, 3, 5]), "weight": x([3]), "bias": x([3]),
+                "running_mean": {"draw": ("randn", [3]), "requires_grad": False},
+                "running_var": {"draw": ("rand", [3], 0.5, 2.0), "requires_grad": False}},
+     "nodes": [{"op": "batch_norm2d",
+                "inputs": ["x", "weight", "bias", "running_mean", "running_var"],
+                "attrs": {"training": True, "momentum": 0.1, "eps": 1e-05}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "batch_norm_eval_running_stats",
+     "inputs": {"x": x([2, 3, 4, 3]), "weight": x([3]), "bias": x([3]),
+                "running_mean": {"draw": ("randn", [3], 0.5), "requires_grad": False},
+                "running_var": {"draw": ("rand", [3], 0.5, 2.0), "requires_grad": False}},
+     "nodes": [{"op": "batch_norm2d",
+                "inputs": ["x", "weight", "bias", "running_mean", "running_var"],
+                "attrs": {"training": False, "momentum": 0.1, "eps": 1e-05}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "batch_norm_training_eps0p001",
+     # Small values: the variance is comparable to eps.
+     "inputs": {"x": x([3, 2, 2, 4], 0.05), "weight": x([2]), "bias": x([2]),
+                "running_mean": {"draw": ("randn", [2]), "requires_grad": False},
+                "running_var": {"draw": ("rand", [2], 0.5, 2.0), "requires_grad": False}},
+     "nodes": [{"op": "batch_norm2d",
+                "inputs": ["x", "weight", "bias", "running_mean", "running_var"],
+                "attrs": {"training": True, "momentum": 0.1, "eps": 0.001}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "batch_norm_training_momentum0p5",
+     "inputs": {"x": x([4, 2, 3, 2]), "weight": x([2]), "bias": x([2]),
+                "running_mean": {"draw": ("randn", [2]), "requires_grad": False},
+                "running_var": {"draw": ("rand", [2], 0.5, 2.0), "requires_grad": False}},
+     "nodes": [{"op": "batch_norm2d",
+                "inputs": ["x", "weight", "bias", "running_mean", "running_var"],
+                "attrs": {"training": True, "momentum": 0.5, "eps": 1e-05}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "net_conv_batch_norm_relu_maxpool",
+     # The classic block: an unbiased convolution, batch statistics, relu, pooling.
+     "inputs": {"x": x([2, 3, 6, 5]), "w": x([4, 3, 3, 3], 1 / 27 ** 0.5),
+                "gamma": x([4]), "beta": x([4]),
+                "running_mean": {"draw": ("randn", [4]), "requires_grad": False},
+                "running_var": {"draw": ("rand", [4], 0.5, 2.0), "requires_grad": False}},
+     "nodes": [
+         {"op": "conv2d", "inputs": ["x", "w"],
+          "attrs": {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1},
+          "outputs": ["f"]},
+         {"op": "batch_norm2d", "inputs": ["f", "gamma", "beta", "running_mean", "running_var"],
+          "attrs": {"training": True, "momentum": 0.1, "eps": 1e-05}, "outputs": ["n"]},
+         {"op": "relu", "inputs": ["n"], "attrs": {}, "outputs": ["r"]},
+         {"op": "max_pool2d", "inputs": ["r"],
+          "attrs": {"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0],
+                    "dilation": [1, 1], "ceil_mode": False},
+          "outputs": ["m", "i"]}],
+     "cotangents": ["m"]},
+    {"name": "dropout_p0p5_seed7",
+     "inputs": {"x": x([2, 3, 4, 5])},
+     "nodes": [{"op": "dropout", "inputs": ["x"],
+                "attrs": {"p": 0.5, "training": True, "seed": 7}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "dropout_p0p25_seed123_2d",
+     "inputs": {"x": x([5, 7])},
+     "nodes": [{"op": "dropout", "inputs": ["x"],
+                "attrs": {"p": 0.25, "training": True, "seed": 123}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "dropout_eval_identity",
+     "inputs": {"x": x([2, 3, 4])},
+     "nodes": [{"op": "dropout", "inputs": ["x"],
+                "attrs": {"p": 0.5, "training": False, "seed": 7}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "dropout_p0_identity",
+     "inputs": {"x": x([3, 4])},
+     "nodes": [{"op": "dropout", "inputs": ["x"],
+                "attrs": {"p": 0.0, "training": True, "seed": 5}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "dropout_p1_all_zeros",
+     "inputs": {"x": x([2, 5])},
+     "nodes": [{"op": "dropout", "inputs": ["x"],
+                "attrs": {"p": 1.0, "training": True, "seed": 9}, "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "net_linear_relu_dropout_linear_xent",
+     # A classifier's hidden layer with dropout in training.
+     "inputs": {"x": x([4, 6]), "w1": x([8, 6], 1 / 6 ** 0.5), "b1": x([8]),
+                "w2": x([3, 8], 1 / 8 ** 0.5), "labels": {"draw": ("randint", [4], 3)}},
+     "nodes": [
+         {"op": "linear", "inputs": ["x", "w1", "b1"], "attrs": {}, "outputs": ["h"]},
+         {"op": "relu", "inputs": ["h"], "attrs": {}, "outputs": ["r"]},
+         {"op": "dropout", "inputs": ["r"], "attrs": {"p": 0.5, "training": True, "seed": 42},
+          "outputs": ["d"]},
+         {"op": "linear", "inputs": ["d", "w2"], "attrs": {}, "outputs": ["logits"]},
+         {"op": "softmax_xent", "inputs": ["logits", "labels"],
+          "attrs": {"reduction": "mean", "ignore_index": -100}, "outputs": ["loss"]}],
      "cotangents": ["loss"]},
 ]
 
