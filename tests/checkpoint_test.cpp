@@ -211,6 +211,32 @@ TEST(Checkpoint, RoundTripRestoresWeightsInPlace) {
   EXPECT_EQ(file.metadata.at("format"), "pt");
 }
 
+// Buffers travel with the weights, under PyTorch's state_dict names, and load in place.
+TEST(Checkpoint, BuffersAreSavedAndLoaded) {
+  TempDir dir;
+  dg::ParamList a(1), b(2);
+  dg::nn::BatchNorm2d bn_a(a, "bn1", 2, {.dtype = dg::DType::f64}),
+      bn_b(b, "bn1", 2, {.dtype = dg::DType::f64});
+  (void)bn_a(dg::input(dg::test::rand64({3, 2, 2, 2}, 1, 1, 5)));
+  const std::string path = dir.file("bn.safetensors");
+  dg::save_checkpoint(path, a);
+  const dg::SafetensorsContents file = dg::load_safetensors(path);
+  EXPECT_EQ(file.tensors.size(), 5u);
+  EXPECT_EQ(file.tensors.at("bn1.num_batches_tracked").data<int64_t>()[0], 1);
+  (void)dg::load_checkpoint(path, b);
+  EXPECT_TRUE(same_bits(bn_a.running_mean, bn_b.running_mean));
+  EXPECT_TRUE(same_bits(bn_a.running_var, bn_b.running_var));
+  EXPECT_EQ(bn_b.num_batches_tracked.data<int64_t>()[0], 1);
+  EXPECT_EQ(b.buffer("bn1.running_mean").raw(), bn_b.running_mean.raw()) << "loaded in place";
+  // A checkpoint without the buffers is a mismatch like a missing weight.
+  dg::TensorMap weights_only{{"bn1.weight", bn_a.weight.value()}, {"bn1.bias", bn_a.bias.value()}};
+  dg::save_safetensors(dir.file("weights.safetensors"), weights_only,
+                       {{"deltagraph.epoch", "0"}, {"deltagraph.step", "0"}});
+  EXPECT_TRUE(ThrowsError([&] { (void)dg::load_checkpoint(dir.file("weights.safetensors"), b); },
+                          {"3 problems", "missing 'bn1.running_mean' F64 [2]",
+                           "missing 'bn1.num_batches_tracked' I64 []"}));
+}
+
 TEST(Checkpoint, MismatchesAreListedAndNothingIsChanged) {
   TempDir dir;
   TinyModel saved(1, /*kernel=*/3);

@@ -142,4 +142,59 @@ TEST(Layers, BadConfigurationsAreErrors) {
   EXPECT_TRUE(ThrowsError([&] { conv(Tensor::zeros({1, 2, 8, 8})); }, {"conv2d", "channels"}));
 }
 
+// ---- batch norm, dropout, buffers and the train/eval mode ---------------------------------------
+
+// PyTorch's names, so that a state_dict moves either way: weight and bias are parameters, the
+// running statistics and the batch counter are buffers that optimisers never see.
+TEST(BatchNorm2dLayer, RegistersPyTorchsParametersAndBuffers) {
+  dg::ParamList params(1);
+  nn::BatchNorm2d bn(params, "bn1", 3);
+  std::vector<std::string> names, buffers;
+  for (const auto& [name, p] : params) names.push_back(name);
+  for (const auto& [name, b] : params.buffers()) buffers.push_back(name);
+  EXPECT_EQ(names, (std::vector<std::string>{"bn1.weight", "bn1.bias"}));
+  EXPECT_EQ(buffers, (std::vector<std::string>{"bn1.running_mean", "bn1.running_var",
+                                               "bn1.num_batches_tracked"}));
+  EXPECT_EQ(params.count(), 6);
+  EXPECT_EQ(params.buffer("bn1.num_batches_tracked").dtype(), DType::i64);
+  EXPECT_EQ(params.buffer("bn1.num_batches_tracked").dim(), 0);
+  EXPECT_TRUE(params.contains("bn1.running_var"));
+  EXPECT_TRUE(ThrowsError([&] { nn::BatchNorm2d again(params, "bn1", 3); },
+                          {"a parameter or buffer named 'bn1.weight' is already registered"}));
+  EXPECT_NE(params.summary().find("bn1.running_mean"), std::string::npos);
+}
+
+TEST(BatchNorm2dLayer, TrainingUpdatesTheBuffersAndEvalUsesThem) {
+  dg::ParamList params(1);
+  nn::BatchNorm2d bn(params, "bn", 2, {.dtype = DType::f64});
+  const Tensor x = dg::test::rand64({4, 2, 3, 3}, 1, 2, 4);  // mean near 3
+  (void)bn(dg::input(x));
+  (void)bn(dg::input(x));
+  EXPECT_EQ(bn.num_batches_tracked.data<int64_t>()[0], 2);
+  const double m0 = bn.running_mean.at(0);
+  EXPECT_GT(m0, 0.4);  // 0.19 * mean after two updates with momentum 0.1
+  params.eval();
+  const Tensor y = bn(dg::input(x)).value();
+  EXPECT_EQ(bn.running_mean.at(0), m0) << "evaluation leaves the buffers alone";
+  EXPECT_EQ(bn.num_batches_tracked.data<int64_t>()[0], 2);
+  // Eval is the affine map with the buffers: (x - running_mean) / sqrt(running_var + eps).
+  EXPECT_NEAR(y.at(0), (x.at(0) - m0) / std::sqrt(bn.running_var.at(0) + 1e-5), 1e-12);
+}
+
+TEST(DropoutLayer, FollowsTheModeAndDrawsANewMaskPerCall) {
+  dg::ParamList params(3);
+  nn::Dropout drop(params, "drop", 0.5);
+  const Tensor x = Tensor::ones({1000}, DType::f64);
+  const Tensor a = drop(dg::input(x)).value(), b = drop(dg::input(x)).value();
+  int64_t differ = 0;
+  for (int64_t i = 0; i < 1000; ++i) differ += a.at(i) != b.at(i);
+  EXPECT_GT(differ, 300);       // two independent masks disagree on about half the values
+  dg::ParamList copy = params;  // copies share the mode, as optimisers' copies do
+  copy.eval();
+  EXPECT_FALSE(params.training());
+  EXPECT_EQ(drop(dg::input(x)).value().to_vector(), x.to_vector());
+  EXPECT_TRUE(ThrowsError([&] { nn::Dropout bad(params, "bad", 2.0); },
+                          {"nn::Dropout 'bad': p must be a probability in [0, 1], got 2"}));
+}
+
 }  // namespace

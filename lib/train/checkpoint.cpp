@@ -38,6 +38,7 @@ void save_checkpoint(const std::string& path, const ParamList& params, const Opt
           path, name, kOptimizerPrefix);
     tensors[name] = p.value();
   }
+  for (const auto& [name, value] : params.buffers()) tensors[name] = value;
   Metadata metadata;
   for (const auto& [key, value] : state.metadata) {
     if (key.starts_with("deltagraph."))
@@ -76,7 +77,7 @@ TrainingState load_checkpoint(const std::string& path, ParamList& params, Optimi
       problems.push_back(fmt::format("unexpected tensor '{}' {} {}", name,
                                      safetensors_dtype(t.dtype()), t.shape()));
   }
-  for (const auto& [name, p] : params) {
+  auto check = [&](const std::string& name, const Tensor& p) {
     auto it = file.tensors.find(name);
     if (it == file.tensors.end()) {
       problems.push_back(
@@ -89,7 +90,9 @@ TrainingState load_checkpoint(const std::string& path, ParamList& params, Optimi
       problems.push_back(fmt::format("shape mismatch for '{}': expected {} got {}", name, p.shape(),
                                      it->second.shape()));
     }
-  }
+  };
+  for (const auto& [name, p] : params) check(name, p.value());
+  for (const auto& [name, value] : params.buffers()) check(name, value);
   if (!problems.empty()) {
     std::string list;
     for (const std::string& p : problems) list += "\n  " + p;
@@ -131,6 +134,11 @@ TrainingState load_checkpoint(const std::string& path, ParamList& params, Optimi
     Param param = p;
     const Tensor& saved = file.tensors.at(name);
     std::memcpy(param.mutable_value().raw(), saved.raw(), saved.nbytes());
+  }
+  for (const auto& [name, value] : params.buffers()) {
+    Tensor buffer = value;  // a shared handle: the layers see the loaded values
+    const Tensor& saved = file.tensors.at(name);
+    std::memcpy(buffer.raw(), saved.raw(), saved.nbytes());
   }
   return state;
 }

@@ -138,4 +138,44 @@ Var Conv1x1::operator()(const Var& x, Loc loc) const {
   return bias.defined() ? conv1x1(x, weight, bias, loc) : conv1x1(x, weight, loc);
 }
 
+BatchNorm2d::BatchNorm2d(ParamList& params, const std::string& name, int64_t channels,
+                         BatchNorm2dLayerOptions o)
+    : options(o), training_(params.mode()) {
+  const char* who = "nn::BatchNorm2d";
+  check_layer(who, name, o.dtype);
+  check_positive(who, "channels", channels);
+  weight = params.add(name + ".weight", Tensor::ones({channels}, o.dtype));
+  bias = params.add(name + ".bias", Tensor::zeros({channels}, o.dtype));
+  running_mean = params.add_buffer(name + ".running_mean", Tensor::zeros({channels}, o.dtype));
+  running_var = params.add_buffer(name + ".running_var", Tensor::ones({channels}, o.dtype));
+  num_batches_tracked =
+      params.add_buffer(name + ".num_batches_tracked", Tensor::zeros({}, DType::i64));
+}
+
+Var BatchNorm2d::operator()(const Var& x, Loc loc) const {
+  const bool training = *training_;
+  Var y =
+      batch_norm2d(x, weight, bias, constant(running_mean), constant(running_var),
+                   {.training = training, .momentum = options.momentum, .eps = options.eps}, loc);
+  if (training) {
+    Tensor count = num_batches_tracked;  // a shared handle: this updates the buffer
+    count.data<int64_t>()[0] += 1;
+  }
+  return y;
+}
+
+Dropout::Dropout(ParamList& params, const std::string& name, double p_)
+    : p(p_), seed_(params.seed_for(name)), training_(params.mode()) {
+  if (name.empty()) fail("nn::Dropout: a layer needs a non-empty name");
+  if (!(p >= 0 && p <= 1))
+    fail("nn::Dropout '{}': p must be a probability in [0, 1], got {}", name, p);
+}
+
+Var Dropout::operator()(const Var& x, Loc loc) const {
+  if (!*training_) return dropout(x, {.p = p, .training = false}, loc);
+  // A new mask per call, reproducible from the ParamList's seed.
+  const auto seed = static_cast<int64_t>((seed_ + 0x9e3779b97f4a7c15ULL * ++calls_) >> 1);
+  return dropout(x, {.p = p, .training = true, .seed = seed}, loc);
+}
+
 }  // namespace dg::nn

@@ -16,12 +16,37 @@ Param ParamList::add(const std::string& name, Param param) {
   if (!param.defined()) fail("ParamList::add: the Param for '{}' is undefined", name);
   if (contains(name))
     fail(
-        "ParamList::add: a parameter named '{}' is already registered (names must be unique; "
-        "give each layer its own name)",
+        "ParamList::add: a parameter or buffer named '{}' is already registered (names must be "
+        "unique; give each layer its own name)",
         name);
   param.named(name);
   entries_.push_back({name, param});
   return param;
+}
+
+Tensor ParamList::add_buffer(const std::string& name, Tensor value) {
+  if (name.empty()) fail("ParamList::add_buffer: a buffer needs a non-empty name");
+  if (!value.defined()) fail("ParamList::add_buffer: the tensor for '{}' is undefined", name);
+  if (contains(name))
+    fail(
+        "ParamList::add_buffer: a parameter or buffer named '{}' is already registered (names "
+        "must be unique; give each layer its own name)",
+        name);
+  buffers_.push_back({name, value});
+  return value;
+}
+
+Tensor ParamList::buffer(std::string_view name) const {
+  for (const NamedBuffer& b : buffers_)
+    if (b.name == name) return b.value;
+  std::string known;
+  for (const NamedBuffer& b : buffers_) known += (known.empty() ? "" : ", ") + b.name;
+  fail("ParamList: no buffer named '{}' (known: {})", name, known.empty() ? "none" : known);
+}
+
+bool ParamList::contains(std::string_view name) const {
+  return index_of(name) >= 0 || std::any_of(buffers_.begin(), buffers_.end(),
+                                            [&](const NamedBuffer& b) { return b.name == name; });
 }
 
 uint64_t ParamList::seed_for(std::string_view name) const {
@@ -68,6 +93,9 @@ std::string ParamList::summary() const {
     out += fmt::format("{:<{}}  {:<16} {:<8} {:>10}\n", e.name, width, to_string(e.param.shape()),
                        dtype_name(e.param.dtype()), e.param.numel());
   out += fmt::format("{} parameters, {} scalars\n", entries_.size(), count());
+  for (const NamedBuffer& b : buffers_)
+    out += fmt::format("{:<{}}  {:<16} {:<8} {:>10}\n", b.name, width, to_string(b.value.shape()),
+                       dtype_name(b.value.dtype()), "buffer");
   return out;
 }
 

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,13 +32,37 @@ struct NamedParam {
   Param param;
 };
 
+// A buffer: model state that is saved and loaded with the parameters but never trained
+// (batch norm's running statistics). Ops update it in place.
+struct NamedBuffer {
+  std::string name;
+  Tensor value;
+};
+
 // The parameters of a model, in registration order, each under a unique name
-// ("conv1.weight"). Params are shared handles: the list, the layers and the optimiser all see
-// the same weights.
+// ("conv1.weight"), its buffers (non-trainable state such as "bn1.running_mean"), and its mode:
+// training or evaluation, which layers with two behaviours (batch norm, dropout) honour.
+// Params and buffers are shared handles: the list, its copies, the layers and the optimiser all
+// see the same weights, statistics and mode.
 class ParamList {
  public:
   // `seed` decides every initial value the layer helpers draw (see seed_for).
   explicit ParamList(uint64_t seed = 0) : seed_(seed) {}
+
+  // Registers a buffer under `name` (unique among parameters and buffers) and returns it.
+  // Checkpoints save and load buffers with the parameters; optimisers never see them.
+  Tensor add_buffer(const std::string& name, Tensor value);
+  const std::vector<NamedBuffer>& buffers() const { return buffers_; }
+  // The buffer called `name`; throws dg::Error listing the known names if there is none.
+  Tensor buffer(std::string_view name) const;
+
+  // Training mode (the default): batch norm uses batch statistics and updates its buffers,
+  // dropout drops. Evaluation mode: batch norm uses the buffers, dropout is the identity.
+  void train(bool on = true) { *training_ = on; }
+  void eval() { train(false); }
+  bool training() const { return *training_; }
+  // The mode as layers hold it: shared with the list and every copy of it.
+  std::shared_ptr<const bool> mode() const { return training_; }
 
   // Registers a new Param holding `value` under `name` and returns it. Throws dg::Error if the
   // name is empty or already taken.
@@ -56,10 +81,11 @@ class ParamList {
   std::vector<NamedParam>::const_iterator end() const { return entries_.end(); }
   const NamedParam& operator[](size_t index) const { return entries_.at(index); }
 
-  bool contains(std::string_view name) const { return index_of(name) >= 0; }
+  // True if a parameter or a buffer is called `name`.
+  bool contains(std::string_view name) const;
   // The parameter called `name`; throws dg::Error listing the known names if there is none.
   Param at(std::string_view name) const;
-  // Position of `name` in the list, or -1.
+  // Position of parameter `name` in the list, or -1.
   int64_t index_of(std::string_view name) const;
 
   // Total number of scalars over all parameters.
@@ -68,12 +94,15 @@ class ParamList {
   std::vector<Param> params() const;
   // Resets every parameter's accumulated gradient.
   void zero_grad();
-  // A table: one line per parameter with its name, shape, dtype and count, then the total.
+  // A table: one line per parameter with its name, shape, dtype and count, then the total,
+  // then the buffers.
   std::string summary() const;
 
  private:
   uint64_t seed_;
   std::vector<NamedParam> entries_;
+  std::vector<NamedBuffer> buffers_;
+  std::shared_ptr<bool> training_ = std::make_shared<bool>(true);
 };
 
 namespace nn {
@@ -161,6 +190,47 @@ class Conv1x1 {
 
   Param weight;
   Param bias;
+};
+
+struct BatchNorm2dLayerOptions {
+  double momentum = 0.1;
+  double eps = 1e-5;
+  DType dtype = DType::f32;
+};
+
+// batch_norm2d with weight [C] ("<name>.weight", ones), bias [C] ("<name>.bias", zeros) and the
+// buffers PyTorch's BatchNorm2d has, under the same names: "<name>.running_mean" (zeros),
+// "<name>.running_var" (ones) and "<name>.num_batches_tracked" (int64 scalar, counting the
+// training-mode calls). Follows its ParamList's mode.
+class BatchNorm2d {
+ public:
+  BatchNorm2d(ParamList& params, const std::string& name, int64_t channels,
+              BatchNorm2dLayerOptions options = {});
+  Var operator()(const Var& x, Loc loc = Loc::current()) const;
+
+  Param weight;
+  Param bias;
+  Tensor running_mean, running_var, num_batches_tracked;
+  BatchNorm2dLayerOptions options;
+
+ private:
+  std::shared_ptr<const bool> training_;
+};
+
+// dropout with probability p, following its ParamList's mode. Each call draws a new mask: the
+// seed is a hash of the ParamList's seed, the layer's name and a call counter, so a run is
+// reproducible from its seed.
+class Dropout {
+ public:
+  Dropout(ParamList& params, const std::string& name, double p = 0.5);
+  Var operator()(const Var& x, Loc loc = Loc::current()) const;
+
+  double p;
+
+ private:
+  uint64_t seed_;
+  mutable uint64_t calls_ = 0;
+  std::shared_ptr<const bool> training_;
 };
 
 }  // namespace nn
