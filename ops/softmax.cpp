@@ -218,7 +218,142 @@ Tensor valid_mask(const Tensor& labels, int64_t ignore_index, DType dtype) {
   return mask;
 }
 
+// ---- class weights and label smoothing ---------------------------------------------------------
+// With a weight [C] or label_smoothing e > 0 (F.cross_entropy's semantics), every variant is a
+// soft-target cross-entropy with fixed coefficients T [N, C, d...]:
+//   loss_i = sum_c T_ic (lse_i - z_ic),  the reduced loss = sum_i loss_i
+// where the mean's divisors are folded into T:
+//   class labels y:   T_ic = (1-e) w_y [c = y] / D1 + (e/C) w_c / D2    (0 where y is ignored)
+//                     mean: D1 = D2 = the sum of w_y over the counted elements (the number of
+//                     counted elements without a weight); sum and none: D1 = D2 = 1
+//   probabilities t:  T_ic = w_c ((1-e) t_ic + e/C) / D,  D = elements for the mean, else 1
+// (w = 1 without a weight). Then dz = s (softmax(z) sum_c T - T) and, for probabilities,
+// dt = -s (1-e) w_c log_softmax(z) / D, with s the seed of each element's loss.
+
+bool plain_xent(const OpCall& c) {
+  return !c.has_input(2) && c.attrs.real("label_smoothing") == 0.0;
+}
+bool plain_xent(const VjpContext& c) {
+  return !c.has_input(2) && c.attrs.real("label_smoothing") == 0.0;
+}
+
+// The divisor of the mean for probability labels: the number of elements.
+double probability_divisor(const Shape& z, const std::string& reduction) {
+  if (reduction != "mean") return 1.0;
+  return static_cast<double>(element_shape(z).product());
+}
+
+// T for class labels (a constant of z's dtype and shape).
+Tensor class_label_coefficients(const Shape& z_shape, DType dtype, const Tensor& labels,
+                                const Tensor* weight, double e, int64_t ignore,
+                                const std::string& reduction) {
+  const ClassLayout L = class_layout(z_shape);
+  std::vector<double> w(L.C, 1.0);
+  if (weight)
+    for (int64_t k = 0; k < L.C; ++k) w[k] = weight->at(k);
+  const int64_t* y = labels.data<int64_t>();
+  const int64_t elements = L.N * L.S;
+  double d1 = 1, d2 = 1;  // the divisors of the label and the smoothing terms
+  if (reduction == "mean") {
+    double counted = 0, weights = 0;
+    for (int64_t i = 0; i < elements; ++i)
+      if (y[i] != ignore) {
+        counted += 1;
+        weights += w[y[i]];
+      }
+    d1 = d2 = weight ? weights : counted;
+  }
+  Tensor t = Tensor::zeros(z_shape, DType::f64);
+  double* pt = t.data<double>();
+  for (int64_t i = 0; i < elements; ++i) {
+    if (y[i] == ignore) continue;
+    const int64_t n = i / L.S, s = i % L.S;
+    double* row = pt + n * L.C * L.S + s;
+    for (int64_t k = 0; k < L.C; ++k) row[k * L.S] = e / static_cast<double>(L.C) * w[k] / d2;
+    row[y[i] * L.S] += (1 - e) * w[y[i]] / d1;
+  }
+  return dtype == DType::f64 ? t : t.to(dtype);
+}
+
+// T for probability labels, as a tensor (forward) from t, w, e and the divisor.
+Tensor probability_coefficients(const Tensor& t, const Tensor* weight, double e, double divisor) {
+  const ClassLayout L = class_layout(t.shape());
+  Tensor out = t.to(DType::f64).clone();
+  double* p = out.data<double>();
+  for (int64_t k = 0; k < out.numel(); ++k) {
+    const int64_t c = (k / L.S) % L.C;
+    const double w = weight ? weight->at(c) : 1.0;
+    p[k] = w * ((1 - e) * p[k] + e / static_cast<double>(L.C)) / divisor;
+  }
+  return t.dtype() == DType::f64 ? out : out.to(t.dtype());
+}
+
+Tensor coefficients(const OpCall& c) {
+  const Tensor &z = c.input(0), &labels = c.input(1);
+  const Tensor* weight = c.has_input(2) ? &c.input(2) : nullptr;
+  const double e = c.attrs.real("label_smoothing");
+  const std::string& reduction = c.attrs.string("reduction");
+  if (is_class_labels(labels))
+    return class_label_coefficients(z.shape(), z.dtype(), labels, weight, e,
+                                    c.attrs.integer("ignore_index"), reduction);
+  return probability_coefficients(labels, weight, e, probability_divisor(z.shape(), reduction));
+}
+
+// Per-element losses sum_c T_ic (lse_i - z_ic): the soft-target forward with coefficients T.
+template <class T>
+void weighted_xent_forward(const Tensor& logits, const Tensor& coeffs, Tensor& losses) {
+  const ClassLayout L = class_layout(logits.shape());
+  const T *pz = logits.data<T>(), *pc = coeffs.data<T>();
+  T* pl = losses.data<T>();
+  const std::vector<T> lse = log_sum_exp(pz, L);
+  kernels::parallel_for(L.N * L.S, 2 * L.C, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) {
+      const int64_t n = k / L.S, s = k % L.S;
+      const T* z = pz + n * L.C * L.S + s;
+      const T* t = pc + n * L.C * L.S + s;
+      T total = 0;
+      for (int64_t c = 0; c < L.C; ++c)
+        if (t[c * L.S] != T(0)) total += t[c * L.S] * (lse[k] - z[c * L.S]);
+      pl[k] = total;
+    }
+  });
+}
+
+// The VJP of the weighted or smoothed forms (see above), written with registered ops.
+std::vector<Var> weighted_xent_vjp(const VjpContext& c) {
+  const Var &z = c.input(0), &labels = c.input(1), &g = c.grad_output(0);
+  const std::string& reduction = c.attrs.string("reduction");
+  const double e = c.attrs.real("label_smoothing");
+  const Shape elements = element_shape(z.shape()), unit = with_unit_class_axis(z.shape());
+  const int64_t C = z.shape()[1];
+  // s: the seed of each element's loss (the mean's divisors are inside T).
+  const Var s =
+      reshape(reduction == "none" ? g : broadcast_to(reshape(g, Shape{}), elements), unit);
+  Shape class_axis;  // [1, C, 1, ...]: the weights along the class axis
+  for (int d = 0; d < z.dim(); ++d) class_axis.push_back(d == 1 ? C : 1);
+  const Var w = c.has_input(2) ? reshape(Var(c.input(2).value()), class_axis) : Var();
+  Var t;
+  if (is_class_labels(labels.value())) {
+    const Tensor* weight = c.has_input(2) ? &c.input(2).value() : nullptr;
+    t = Var(class_label_coefficients(z.shape(), z.dtype(), labels.value(), weight, e,
+                                     c.attrs.integer("ignore_index"), reduction));
+  } else {
+    const double divisor = probability_divisor(z.shape(), reduction);
+    t = mul_scalar(add_scalar(mul_scalar(labels, 1 - e), e / static_cast<double>(C)), 1 / divisor);
+    if (w.defined()) t = mul(t, w);
+  }
+  Var dz, dt;
+  if (c.needs(0)) dz = mul(sub(mul(softmax(z), sum(t, {.axes = {1}, .keepdims = true})), t), s);
+  if (c.needs(1) && !is_class_labels(labels.value())) {
+    const double divisor = probability_divisor(z.shape(), reduction);
+    dt = mul(mul_scalar(log_softmax(z), -(1 - e) / divisor), s);
+    if (w.defined()) dt = mul(dt, w);
+  }
+  return {dz, dt, Var()};
+}
+
 std::vector<Var> xent_vjp(const VjpContext& c) {
+  if (!plain_xent(c)) return weighted_xent_vjp(c);
   const Var &z = c.input(0), &labels = c.input(1), &g = c.grad_output(0);
   const std::string& reduction = c.attrs.string("reduction");
   const int64_t ignore_index = c.attrs.integer("ignore_index");
@@ -243,13 +378,11 @@ std::vector<Var> xent_vjp(const VjpContext& c) {
   return {dz, dt};
 }
 
-// logits [N,C] or [N,C,H,W] for the property tests.
+// logits [N,C,d1,...] of rank 2 to 5 for the property tests.
 Shape sample_class_shape(Sampler& s) {
   Shape shape{s.integer(1, 3), s.integer(1, 4)};
-  if (s.boolean()) {
-    shape.push_back(s.integer(1, 3));
-    shape.push_back(s.integer(1, 3));
-  }
+  const int64_t extra = s.integer(0, 3);
+  for (int64_t d = 0; d < extra; ++d) shape.push_back(s.integer(1, 3));
   return shape;
 }
 
@@ -415,8 +548,13 @@ OpDef one_hot_def() {
 
 std::vector<TensorSpec> softmax_xent_shape(const OpCall& c) {
   const Tensor &z = c.input(0), &labels = c.input(1);
-  if (z.dim() < 2) shape_fail(c, "logits must be [N,C] or [N,C,H,W], got {}", z.shape());
+  if (z.dim() < 2) shape_fail(c, "logits must be [N,C,d1,...] (rank >= 2), got {}", z.shape());
   const std::string& reduction = c.attrs.string("reduction");
+  const double e = c.attrs.real("label_smoothing");
+  if (!(e >= 0 && e <= 1)) shape_fail(c, "label_smoothing must be in [0, 1], got {}", e);
+  if (c.has_input(2) && !(c.input(2).shape() == Shape{z.shape()[1]}))
+    shape_fail(c, "weight must be [C] = [{}] (one weight per class of logits {}), got {}",
+               z.shape()[1], z.shape(), c.input(2).shape());
   if (reduction != "mean" && reduction != "sum" && reduction != "none")
     shape_fail(c, "reduction must be \"mean\", \"sum\" or \"none\", got \"{}\"", reduction);
   const Shape elements = element_shape(z.shape());
@@ -446,8 +584,17 @@ std::vector<Tensor> softmax_xent_kernel(const OpCall& c, std::span<const TensorS
   const Tensor &z = c.input(0), &labels = c.input(1);
   const int64_t ignore = c.attrs.integer("ignore_index");
   Tensor losses(element_shape(z.shape()), z.dtype());
-  dispatch_float(z.dtype(), [&](auto t) { xent_forward<decltype(t)>(z, labels, ignore, losses); });
   const std::string& reduction = c.attrs.string("reduction");
+  if (!plain_xent(c)) {
+    const Tensor coeffs = coefficients(c);
+    dispatch_float(z.dtype(),
+                   [&](auto t) { weighted_xent_forward<decltype(t)>(z, coeffs, losses); });
+    if (reduction == "none") return std::vector<Tensor>{losses};
+    double total = 0;  // the mean's divisors are inside the coefficients
+    for (int64_t i = 0; i < losses.numel(); ++i) total += losses.at(i);
+    return std::vector<Tensor>{Tensor::full(specs[0].shape, total, z.dtype())};
+  }
+  dispatch_float(z.dtype(), [&](auto t) { xent_forward<decltype(t)>(z, labels, ignore, losses); });
   if (reduction == "none") return std::vector<Tensor>{losses};
   double total = 0;
   for (int64_t i = 0; i < losses.numel(); ++i) total += losses.at(i);
@@ -484,24 +631,40 @@ OpSample softmax_xent_sample(Sampler& s) {
     });
     labels = normalised;
   }
-  return OpSample{{s.smooth(shape), labels},
-                  {{"reduction", reduction}, {"ignore_index", int64_t{-1}}},
-                  reduction == "none" ? all_batched(2) : std::vector<bool>{}};
+  // Class weights and label smoothing half of the time each (drawn last, shrinking to none).
+  const double smoothing = s.choose({0.0, 0.2});
+  OpSample sample{
+      {s.smooth(shape), labels},
+      {{"reduction", reduction}, {"ignore_index", int64_t{-1}}, {"label_smoothing", smoothing}},
+      reduction == "none" ? all_batched(2) : std::vector<bool>{}};
+  if (s.boolean()) {
+    sample.inputs.push_back(s.positive({shape[1]}));
+    if (reduction == "none") sample.batched.push_back(false);
+  }
+  return sample;
 }
 
 OpDef softmax_xent_def() {
   return {
       .name = "softmax_xent",
-      .summary = "fused softmax + cross-entropy over axis 1 (class indices or probabilities)",
-      .inputs = {{"logits"}, {"labels", InputKind::float_or_int64}},
+      .summary =
+          "fused softmax + cross-entropy over axis 1 of [N,C,d1,...] (class indices or "
+          "probabilities; optional class weights and label smoothing, as F.cross_entropy)",
+      .inputs = {{"logits"},
+                 {"labels", InputKind::float_or_int64},
+                 {"weight", InputKind::buffer, /*optional=*/true}},
       .outputs = {{"loss"}},
       .attrs = {{"reduction", AttrType::string, AttrValue("mean"), "\"mean\", \"sum\" or \"none\""},
                 {"ignore_index", AttrType::integer, AttrValue(int64_t{-100}),
-                 "class label to skip (excluded from the mean)", "ignore="}},
+                 "class label to skip (excluded from the mean)", "ignore="},
+                {"label_smoothing", AttrType::real, AttrValue(0.0),
+                 "mixes the targets with the uniform distribution: (1-e) t + e/C", "smooth="}},
       .shape = softmax_xent_shape,
       .forward = softmax_xent_kernel,
       .vjp = xent_vjp,
-      .vjp_formula = "dz = s * (softmax(z) * sum_c t - t), dt = -s * log_softmax(z)",
+      .vjp_formula =
+          "dz = s * (softmax(z) * sum_c T - T), dt = -s * (1-e) * w * log_softmax(z) "
+          "(T: the targets, weighted, smoothed and divided for the mean)",
       .sample = softmax_xent_sample,
   };
 }
@@ -510,7 +673,7 @@ OpDef softmax_xent_def() {
 
 std::vector<TensorSpec> softmax_xent_backward_shape(const OpCall& c) {
   const Tensor &z = c.input(0), &labels = c.input(1), &seed = c.input(2);
-  if (z.dim() < 2) shape_fail(c, "logits must be [N,C] or [N,C,H,W], got {}", z.shape());
+  if (z.dim() < 2) shape_fail(c, "logits must be [N,C,d1,...] (rank >= 2), got {}", z.shape());
   const Shape elements = element_shape(z.shape());
   if (!(labels.shape() == elements) || !(seed.shape() == elements))
     shape_fail(c, "labels are {} and seed {}, but logits {} need both {}", labels.shape(),
@@ -589,8 +752,11 @@ Var one_hot(const Var& labels, int64_t num_classes, bool float64, Loc loc) {
 }
 Var softmax_xent(const Var& logits, const Var& labels, SoftmaxXentOptions o, Loc loc) {
   static const OpDef& op = builtin("softmax_xent");
-  return call_op(op, {logits, labels},
-                 Attrs(op, {{"reduction", o.reduction}, {"ignore_index", o.ignore_index}}), loc);
+  const Attrs attrs(op, {{"reduction", o.reduction},
+                         {"ignore_index", o.ignore_index},
+                         {"label_smoothing", o.label_smoothing}});
+  if (o.weight.defined()) return call_op(op, {logits, labels, o.weight}, attrs, loc);
+  return call_op(op, {logits, labels}, attrs, loc);
 }
 
 }  // namespace dg

@@ -131,6 +131,71 @@ TEST(Softmax, AnyAxisIsTheClassAxisMovedIntoPlace) {
                   {"softmax at ", "axis 4 is out of range for x of shape [2,3,4,5] (rank 4)"}));
 }
 
+// Class weights and label smoothing, each reduction: the losses and gradients of
+// F.cross_entropy (PyTorch 1.13, float64), with one ignored label. The mean divides by the
+// weights of the counted labels (by their number without weights), the smoothing term too.
+TEST(SoftmaxXent, ClassWeightsAndLabelSmoothingFollowPyTorch) {
+  const Tensor z = f64({1.0, 2.0, 0.5, 0.0, -1.0, 3.0, 2.0, 2.0, 2.0, 0.3, 0.1, -0.4}, {4, 3});
+  const Tensor y = labels({1, 2, -100, 0}, {4});
+  const Var w = input(f64({0.5, 2.0, 1.5}, {3}));
+  struct Row {
+    SoftmaxXentOptions options;
+    std::vector<double> loss, grad;
+  };
+  const std::vector<Row> rows = {
+      {{.weight = w},
+       {0.361834131446},
+       {0.115611948811, -0.185734140394, 0.070122191583, 0.017479733467, 0.00643043458,
+        -0.023910168046, 0, 0, 0, -0.071011690443, 0.044201889341, 0.026809801102}},
+      {{.reduction = "none", .weight = w},
+       {0.928737568216, 0.098825855636, 0.0, 0.419773101932},
+       {0.462447795244, -0.742936561576, 0.280488766332, 0.069918933867, 0.025721738318,
+        -0.095640672185, 0, 0, 0, -0.284046761773, 0.176807557363, 0.10723920441}},
+      {{.label_smoothing = 0.1},
+       {0.572155186132},
+       {0.06596352143, -0.101600538041, 0.035637016611, 0.004426429748, -0.005395169263,
+        0.000968739514, 0, 0, 0, -0.167142285626, 0.106760593798, 0.060381691829}},
+      {{.reduction = "sum", .label_smoothing = 0.1},
+       {1.716465558397},
+       {0.197890564289, -0.304801614122, 0.106911049833, 0.013279289245, -0.016185507788,
+        0.002906218543, 0, 0, 0, -0.501426856879, 0.320281781393, 0.181145075486}},
+      {{.label_smoothing = 0.1, .weight = w},
+       {0.485477348026},
+       {0.107591550517, -0.162876335714, 0.055284785197, 0.013118847539, -0.01030768136,
+        -0.002811166179, 0, 0, 0, -0.053680305517, 0.034902204231, 0.018778101286}},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(fmt::format("reduction {} smoothing {} weight {}", row.options.reduction,
+                             row.options.label_smoothing, row.options.weight.defined()));
+    Tape tape;
+    Var logits = variable(z);
+    Var loss = softmax_xent(logits, y, row.options);
+    EXPECT_TRUE(ValuesNear(loss.value().reshape({loss.numel()}), {loss.numel()}, row.loss, 1e-10));
+    EXPECT_TRUE(ValuesNear(grad(sum(loss), {logits})[0], {4, 3}, row.grad, 1e-10));
+  }
+  // Probability labels with both, and second derivatives of every form.
+  const Tensor weights = f64({0.5, 2.0, 1.5}, {3});
+  expect_gradients_ok(
+      [&](const std::vector<Var>& v) {
+        return std::vector<Var>{softmax_xent(v[0], v[1], {.label_smoothing = 0.3, .weight = v[2]})};
+      },
+      {Tensor::randn({3, 3, 2}, 1, DType::f64), test::rand64({3, 3, 2}, 2, 0.1, 1.0), weights},
+      true, {.wrt = {true, true, false}});
+  expect_gradients_ok(
+      [&](const std::vector<Var>& v) {
+        return std::vector<Var>{softmax_xent(v[0], y, {.label_smoothing = 0.2, .weight = v[1]})};
+      },
+      {Tensor::randn({4, 3}, 3, DType::f64), weights}, true, {.wrt = {true, false}});
+}
+
+// Logits of any rank >= 2: [N, C, d1, ..., dk] with labels [N, d1, ..., dk].
+TEST(SoftmaxXent, AnyRankAsPyTorch) {
+  Tensor z({2, 3, 4}, DType::f64);
+  for (int64_t i = 0; i < 24; ++i) z.data<double>()[i] = std::sin(static_cast<double>(i));
+  EXPECT_NEAR(softmax_xent(z, labels({0, 1, 2, 1, 2, 2, 0, 1}, {2, 4})).item(), 1.1070728779410623,
+              1e-12);
+}
+
 TEST(SoftmaxXentErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
   Tensor z = Tensor::zeros({2, 3});
   EXPECT_TRUE(ThrowsError(
@@ -154,6 +219,17 @@ TEST(SoftmaxXentErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
       },
       {"softmax_xent at ",
        ": probability labels are [2,4] but logits are [2,3]; they must match"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        softmax_xent(z, labels({0, 1}, {2}), {.weight = Tensor::ones({2})});
+      },
+      {"softmax_xent at ",
+       ": weight must be [C] = [3] (one weight per class of logits [2,3]), got [2]"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        softmax_xent(z, labels({0, 1}, {2}), {.label_smoothing = -0.5});
+      },
+      {"softmax_xent at ", ": label_smoothing must be in [0, 1], got -0.5"}));
 }
 
 }  // namespace
@@ -177,9 +253,11 @@ const bool listed = dg::test::list_typed_calls({
      }},
     {"softmax_xent",
      [](const Vars& in, const Attrs& a) {
-       return Vars{softmax_xent(
-           in[0], in[1],
-           {.reduction = a.string("reduction"), .ignore_index = a.integer("ignore_index")})};
+       return Vars{softmax_xent(in[0], in[1],
+                                {.reduction = a.string("reduction"),
+                                 .ignore_index = a.integer("ignore_index"),
+                                 .label_smoothing = a.real("label_smoothing"),
+                                 .weight = in.size() > 2 ? in[2] : Var()})};
      }},
     {"softmax_xent_backward",
      [](const Vars& in, const Attrs& a) {

@@ -264,9 +264,11 @@ Var one_hot(const Var& labels, int64_t num_classes, bool float64 = false, Loc lo
 struct SoftmaxXentOptions {
   std::string reduction = "mean";  // "mean", "sum" or "none"
   int64_t ignore_index = -100;     // class labels equal to this are skipped (and not counted)
+  double label_smoothing = 0.0;    // targets (1-e) t + e/C, as F.cross_entropy
+  Var weight = {};  // optional per-class weights [C]; the mean divides by the counted weights
 };
-// Fused, stable softmax + cross-entropy over axis 1. logits [N,C] or [N,C,H,W]; labels int64
-// [N] / [N,H,W], or probabilities shaped like the logits.
+// Fused, stable softmax + cross-entropy over axis 1, as F.cross_entropy. logits [N,C,d1,...]
+// (any rank >= 2); labels int64 [N,d1,...], or probabilities shaped like the logits.
 Var softmax_xent(const Var& logits, const Var& labels, SoftmaxXentOptions options = {},
                  Loc loc = Loc::current());
 // softmax_xent's gradient for class labels in one pass: seed [N, d...] * (softmax(z) -
