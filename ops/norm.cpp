@@ -30,36 +30,57 @@ namespace dg {
 
 namespace {
 
-// Per-channel statistics of x [N,C,H,W], in double whatever x's precision: mean and the biased
-// variance, two passes (the centred second pass keeps the variance accurate when |mean| >> std).
 template <class T>
-void channel_stats(const Tensor& x, std::vector<double>& mean, std::vector<double>& var) {
+using ConstPlane = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+// Per-channel sums over x [N,C,H,W] (and g, when given) in one pass, for the statistics and
+// the gradient. Each plane is summed in T (vectorised; a plane is at most a few thousand
+// values), the planes' sums in double. Values are taken relative to a shift, the channel's first
+// value, so that var = E[(x-s)^2] - E[x-s]^2 does not cancel catastrophically when |mean| is
+// much larger than the spread (the shifted-data algorithm).
+struct ChannelSums {
+  std::vector<double> mean, var;   // of x; var biased
+  std::vector<double> sum_g, sum_gx_centred;  // sum g and sum g (x - mean), when g is given
+};
+
+template <class T>
+ChannelSums channel_sums(const Tensor& x, const Tensor* g) {
   const int64_t N = x.size(0), C = x.size(1), plane = x.size(2) * x.size(3);
   const double count = static_cast<double>(N * plane);
-  mean.assign(C, 0.0);
-  var.assign(C, 0.0);
+  ChannelSums s;
+  s.mean.assign(C, 0.0);
+  s.var.assign(C, 0.0);
+  if (g) {
+    s.sum_g.assign(C, 0.0);
+    s.sum_gx_centred.assign(C, 0.0);
+  }
   const T* px = x.data<T>();
-  kernels::parallel_for(C, 2 * N * plane, [&](int64_t c0, int64_t c1) {
+  const T* pg = g ? g->data<T>() : nullptr;
+  kernels::parallel_for(C, 3 * N * plane, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
-      double total = 0;
-      for (int64_t n = 0; n < N; ++n)
-        total +=
-            Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(px + (n * C + c) * plane, plane)
-                .template cast<double>()
-                .sum();
-      const double m = total / count;
-      double squares = 0;
-      for (int64_t n = 0; n < N; ++n)
-        squares +=
-            (Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(px + (n * C + c) * plane, plane)
-                 .template cast<double>() -
-             m)
-                .square()
-                .sum();
-      mean[c] = m;
-      var[c] = squares / count;
+      const T shift = px[c * plane];
+      double sx = 0, sxx = 0, sg = 0, sgx = 0;
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t offset = (n * C + c) * plane;
+        const auto xs = ConstPlane<T>(px + offset, plane) - shift;
+        sx += static_cast<double>(xs.sum());
+        sxx += static_cast<double>(xs.square().sum());
+        if (pg) {
+          const ConstPlane<T> gv(pg + offset, plane);
+          sg += static_cast<double>(gv.sum());
+          sgx += static_cast<double>((gv * xs).sum());
+        }
+      }
+      const double shifted_mean = sx / count;
+      s.mean[c] = static_cast<double>(shift) + shifted_mean;
+      s.var[c] = std::max(sxx / count - shifted_mean * shifted_mean, 0.0);
+      if (pg) {
+        s.sum_g[c] = sg;
+        s.sum_gx_centred[c] = sgx - shifted_mean * sg;  // sum g (x - mean)
+      }
     }
   });
+  return s;
 }
 
 // y = x * scale_c + shift_c over [N,C,H,W].
@@ -126,7 +147,9 @@ std::vector<Tensor> batch_norm2d_kernel(const OpCall& c, std::span<const TensorS
     const std::vector<double> w = values_of<T>(c.input(1)), b = values_of<T>(c.input(2));
     std::vector<double> mean, var;
     if (training) {
-      channel_stats<T>(x, mean, var);
+      ChannelSums sums = channel_sums<T>(x, nullptr);
+      mean = std::move(sums.mean);
+      var = std::move(sums.var);
       // The buffers are updated in place: they are shared handles, the model's own tensors.
       Tensor running_mean = c.input(3), running_var = c.input(4);
       const double n = static_cast<double>(x.size(0) * x.size(2) * x.size(3));
@@ -279,37 +302,31 @@ std::vector<Tensor> batch_norm2d_backward_kernel(const OpCall& c,
   dispatch_float(dx.dtype(), [&](auto t) {
     using T = decltype(t);
     using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
-    std::vector<double> mean, var;
-    channel_stats<T>(x, mean, var);
+    const ChannelSums sums = channel_sums<T>(x, &g);
     const std::vector<double> w = values_of<T>(c.input(2));
     const int64_t N = x.size(0), C = x.size(1), plane = x.size(2) * x.size(3);
     const double count = static_cast<double>(N * plane);
+    std::vector<T> a(C), b(C), d(C);
+    for (int64_t ch = 0; ch < C; ++ch) {
+      const double rstd = 1 / std::sqrt(sums.var[ch] + eps);
+      const double sum_gxhat = sums.sum_gx_centred[ch] * rstd;
+      dweight.data<T>()[ch] = static_cast<T>(sum_gxhat);
+      dbias.data<T>()[ch] = static_cast<T>(sums.sum_g[ch]);
+      // dx = k (g - mean(g) - xhat mean(g xhat)), k = w rstd, written as a g + b x + d.
+      const double k = w[ch] * rstd, mean_g = sums.sum_g[ch] / count,
+                   mean_gxhat = sum_gxhat / count;
+      a[ch] = static_cast<T>(k);
+      b[ch] = static_cast<T>(-k * mean_gxhat * rstd);
+      d[ch] = static_cast<T>(-k * mean_g + k * mean_gxhat * rstd * sums.mean[ch]);
+    }
     const T *pg = g.data<T>(), *px = x.data<T>();
     T* pdx = dx.data<T>();
-    kernels::parallel_for(C, 3 * N * plane, [&](int64_t c0, int64_t c1) {
-      for (int64_t ch = c0; ch < c1; ++ch) {
-        const double rstd = 1 / std::sqrt(var[ch] + eps);
-        // sum g and sum g * xhat over the channel's N planes.
-        double sum_g = 0, sum_gx = 0;
-        for (int64_t n = 0; n < N; ++n) {
-          const Eigen::Map<const Array> gv(pg + (n * C + ch) * plane, plane),
-              xv(px + (n * C + ch) * plane, plane);
-          sum_g += gv.template cast<double>().sum();
-          sum_gx += (gv.template cast<double>() * (xv.template cast<double>() - mean[ch])).sum();
-        }
-        sum_gx *= rstd;  // now sum g * xhat
-        dweight.data<T>()[ch] = static_cast<T>(sum_gx);
-        dbias.data<T>()[ch] = static_cast<T>(sum_g);
-        // dx = k * (g - mean(g) - xhat * mean(g xhat)), k = w rstd, written as a*g + b*x + d.
-        const double k = w[ch] * rstd, mean_g = sum_g / count, mean_gx = sum_gx / count;
-        const T a = static_cast<T>(k), bx = static_cast<T>(-k * mean_gx * rstd),
-                d = static_cast<T>(-k * mean_g + k * mean_gx * rstd * mean[ch]);
-        for (int64_t n = 0; n < N; ++n) {
-          const int64_t offset = (n * C + ch) * plane;
-          Eigen::Map<Array>(pdx + offset, plane) =
-              a * Eigen::Map<const Array>(pg + offset, plane) +
-              bx * Eigen::Map<const Array>(px + offset, plane) + d;
-        }
+    kernels::parallel_for(N * C, 2 * plane, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t ch = r % C, offset = r * plane;
+        Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(pdx + offset, plane) =
+            a[ch] * ConstPlane<T>(pg + offset, plane) + b[ch] * ConstPlane<T>(px + offset, plane) +
+            d[ch];
       }
     });
   });
