@@ -32,8 +32,10 @@ OPS = {
     "conv2d": lambda x, a: [F.conv2d(x[0], x[1], x[2] if len(x) > 2 else None, a["stride"],
                                      a["padding"], a["dilation"], a["groups"])],
     "argmax": lambda x, a: [torch.argmax(x[0], dim=a["axis"], keepdim=a["keepdims"])],
-    "softmax_xent": lambda x, a: [F.cross_entropy(x[0], x[1], reduction=a["reduction"],
-                                                  ignore_index=a["ignore_index"])],
+    "softmax_xent": lambda x, a: [F.cross_entropy(x[0], x[1], x[2] if len(x) > 2 else None,
+                                                  reduction=a["reduction"],
+                                                  ignore_index=a["ignore_index"],
+                                                  label_smoothing=a["label_smoothing"])],
     "softmax": lambda x, a: [F.softmax(x[0], dim=a["axis"])],
     "log_softmax": lambda x, a: [F.log_softmax(x[0], dim=a["axis"])],
     "adaptive_avg_pool2d": lambda x, a: [F.adaptive_avg_pool2d(x[0], a["output_size"])],
@@ -108,9 +110,29 @@ def seed_of(name):
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
 
 
-def draw(spec, generator):
+def median_frequency_weights(labels, classes):
+    """SegNet's median frequency balancing: weight_c = median(freq) / freq_c, where freq_c is
+    the number of pixels of class c over the total pixels of the images (axis 0) where c
+    appears."""
+    per_image = labels.reshape(labels.shape[0], -1)
+    pixels = per_image.shape[1]
+    freq = []
+    for c in range(classes):
+        counts = (per_image == c).sum(dim=1)
+        if not bool((counts > 0).any()):
+            raise ValueError(f"class {c} appears in no image: its frequency is undefined")
+        freq.append(int(counts.sum()) / (pixels * int((counts > 0).sum())))
+    median = float(numpy.median(freq))
+    return torch.tensor([median / f for f in freq], dtype=torch.float64)
+
+
+def draw(spec, generator, values):
     """An input tensor from its spec: ("randn", shape[, scale]), ("rand", shape, low, high)
-    (uniform, e.g. a positive variance), ("randint", shape, high) or ("values", shape, list)."""
+    (uniform, e.g. a positive variance), ("randint", shape, high), ("labels", shape, high,
+    ignore_index, positions) (randint with the flat positions set to ignore_index),
+    ("categorical", shape, probabilities) (class labels drawn with those frequencies),
+    ("probs", shape) (softmax of randn over axis 1: probability labels), ("values", shape, list)
+    or ("median_frequency", labels, classes) (class weights computed from the input labels)."""
     kind, shape = spec[0], spec[1]
     if kind == "randn":
         scale = spec[2] if len(spec) > 2 else 1.0
@@ -120,8 +142,20 @@ def draw(spec, generator):
         return low + (high - low) * torch.rand(shape, generator=generator, dtype=torch.float64)
     if kind == "randint":
         return torch.randint(0, spec[2], shape, generator=generator, dtype=torch.int64)
+    if kind == "labels":
+        labels = torch.randint(0, spec[2], shape, generator=generator, dtype=torch.int64)
+        labels.view(-1)[spec[4]] = spec[3]
+        return labels
+    if kind == "categorical":
+        p = torch.tensor(spec[2], dtype=torch.float64)
+        count = math.prod(shape)
+        return torch.multinomial(p, count, replacement=True, generator=generator).reshape(shape)
+    if kind == "probs":
+        return F.softmax(torch.randn(shape, generator=generator, dtype=torch.float64), dim=1)
     if kind == "values":
         return torch.tensor(spec[2], dtype=torch.float64).reshape(shape)
+    if kind == "median_frequency":
+        return median_frequency_weights(values[spec[1]], spec[2])
     raise ValueError(kind)
 
 
@@ -139,7 +173,7 @@ def run_case(case):
     generator = torch.Generator().manual_seed(seed_of(name))
     values, inputs = {}, {}
     for input_name, spec in case["inputs"].items():
-        t = draw(spec["draw"], generator)
+        t = draw(spec["draw"], generator, values)
         # A forward-only case (no cotangents: an op that is not differentiable) has no gradients.
         requires_grad = spec.get("requires_grad",
                                  t.dtype == torch.float64 and bool(case["cotangents"]))
@@ -250,7 +284,7 @@ CASES = [
          {"op": "argmax", "inputs": ["logits"], "attrs": {"axis": 1, "keepdims": False},
           "outputs": ["labels"]},
          {"op": "softmax_xent", "inputs": ["logits", "labels"],
-          "attrs": {"reduction": "mean", "ignore_index": -100},
+          "attrs": {"reduction": "mean", "ignore_index": -100, "label_smoothing": 0.0},
           "outputs": ["loss"]}],
      "cotangents": ["loss"]},
     {"name": "softmax_axis1_4d",
@@ -312,7 +346,8 @@ CASES = [
          {"op": "flatten", "inputs": ["p"], "attrs": {}, "outputs": ["v"]},
          {"op": "linear", "inputs": ["v", "fc"], "attrs": {}, "outputs": ["logits"]},
          {"op": "softmax_xent", "inputs": ["logits", "labels"],
-          "attrs": {"reduction": "mean", "ignore_index": -100}, "outputs": ["loss"]}],
+          "attrs": {"reduction": "mean", "ignore_index": -100, "label_smoothing": 0.0},
+          "outputs": ["loss"]}],
      "cotangents": ["loss"]},
     {"name": "pad2d_constant_value_nonsquare",
      "inputs": {"x": x([2, 3, 4, 5])},
@@ -586,7 +621,100 @@ CASES = [
           "outputs": ["d"]},
          {"op": "linear", "inputs": ["d", "w2"], "attrs": {}, "outputs": ["logits"]},
          {"op": "softmax_xent", "inputs": ["logits", "labels"],
-          "attrs": {"reduction": "mean", "ignore_index": -100}, "outputs": ["loss"]}],
+          "attrs": {"reduction": "mean", "ignore_index": -100, "label_smoothing": 0.0},
+          "outputs": ["loss"]}],
+     "cotangents": ["loss"]},
+    {"name": "xent_weight_ignored_label_mean",
+     # Class weights: the mean divides by the weights of the counted labels; sample 2 is ignored.
+     "inputs": {"logits": x([5, 4]), "labels": {"draw": ("labels", [5], 4, -100, [2])},
+                "weight": {"draw": ("rand", [4], 0.5, 2.0), "requires_grad": False}},
+     "nodes": [{"op": "softmax_xent", "inputs": ["logits", "labels", "weight"],
+                "attrs": {"reduction": "mean", "ignore_index": -100, "label_smoothing": 0.0},
+                "outputs": ["loss"]}],
+     "cotangents": ["loss"]},
+    {"name": "xent_weight_ignored_label_sum",
+     "inputs": {"logits": x([5, 4]), "labels": {"draw": ("labels", [5], 4, -100, [2])},
+                "weight": {"draw": ("rand", [4], 0.5, 2.0), "requires_grad": False}},
+     "nodes": [{"op": "softmax_xent", "inputs": ["logits", "labels", "weight"],
+                "attrs": {"reduction": "sum", "ignore_index": -100, "label_smoothing": 0.0},
+                "outputs": ["loss"]}],
+     "cotangents": ["loss"]},
+    {"name": "xent_weight_ignored_label_none",
+     # The ignored sample's loss is 0 and its logits get no gradient.
+     "inputs": {"logits": x([5, 4]), "labels": {"draw": ("labels", [5], 4, -100, [2])},
+                "weight": {"draw": ("rand", [4], 0.5, 2.0), "requires_grad": False}},
+     "nodes": [{"op": "softmax_xent", "inputs": ["logits", "labels", "weight"],
+                "attrs": {"reduction": "none", "ignore_index": -100, "label_smoothing": 0.0},
+                "outputs": ["loss"]}],
+     "cotangents": ["loss"]},
+    {"name": "xent_smoothing0p1_spatial_ignore255_mean",
+     # Label smoothing without weights; 4 of the 30 pixels are ignored (void label 255), and
+     # both terms of the mean divide by the 26 counted pixels.
+     "inputs": {"logits": x([2, 3, 3, 5]),
+                "labels": {"draw": ("labels", [2, 3, 5], 3, 255, [4, 11, 12, 25])}},
+     "nodes": [{"op": "softmax_xent", "inputs": ["logits", "labels"],
+                "attrs": {"reduction": "mean", "ignore_index": 255, "label_smoothing": 0.1},
+                "outputs": ["loss"]}],
+     "cotangents": ["loss"]},
+    {"name": "xent_weight_smoothing0p2_spatial_mean",
+     # Weights and smoothing together, 2 pixels ignored: the smoothing term is weighted by
+     # every class's weight and divided, like the label term, by the counted labels' weights.
+     "inputs": {"logits": x([2, 4, 5, 3]),
+                "labels": {"draw": ("labels", [2, 5, 3], 4, -100, [3, 20])},
+                "weight": {"draw": ("rand", [4], 0.5, 2.0), "requires_grad": False}},
+     "nodes": [{"op": "softmax_xent", "inputs": ["logits", "labels", "weight"],
+                "attrs": {"reduction": "mean", "ignore_index": -100, "label_smoothing": 0.2},
+                "outputs": ["loss"]}],
+     "cotangents": ["loss"]},
+    {"name": "xent_prob_weight_smoothing0p15_spatial_mean_label_grad",
+     # Probability labels: smoothed, weighted, the mean divides by the 2*4*3 pixels.
+     "inputs": {"logits": x([2, 3, 4, 3]), "labels": {"draw": ("probs", [2, 3, 4, 3])},
+                "weight": {"draw": ("rand", [3], 0.5, 2.0), "requires_grad": False}},
+     "nodes": [{"op": "softmax_xent", "inputs": ["logits", "labels", "weight"],
+                "attrs": {"reduction": "mean", "ignore_index": -100, "label_smoothing": 0.15},
+                "outputs": ["loss"]}],
+     "cotangents": ["loss"]},
+    {"name": "xent_prob_weight_smoothing0p15_none_label_grad",
+     "inputs": {"logits": x([5, 4]), "labels": {"draw": ("probs", [5, 4])},
+                "weight": {"draw": ("rand", [4], 0.5, 2.0), "requires_grad": False}},
+     "nodes": [{"op": "softmax_xent", "inputs": ["logits", "labels", "weight"],
+                "attrs": {"reduction": "none", "ignore_index": -100, "label_smoothing": 0.15},
+                "outputs": ["loss"]}],
+     "cotangents": ["loss"]},
+    {"name": "xent_rank3_logits_2x4x5_mean",
+     # A sequence: classes on axis 1, one label per position.
+     "inputs": {"logits": x([2, 4, 5]), "labels": {"draw": ("randint", [2, 5], 4)}},
+     "nodes": [{"op": "softmax_xent", "inputs": ["logits", "labels"],
+                "attrs": {"reduction": "mean", "ignore_index": -100, "label_smoothing": 0.0},
+                "outputs": ["loss"]}],
+     "cotangents": ["loss"]},
+    {"name": "xent_rank5_logits_2x3x2x3x2_mean",
+     # A volume: [N, C, D, H, W] logits, [N, D, H, W] labels.
+     "inputs": {"logits": x([2, 3, 2, 3, 2]), "labels": {"draw": ("randint", [2, 2, 3, 2], 3)}},
+     "nodes": [{"op": "softmax_xent", "inputs": ["logits", "labels"],
+                "attrs": {"reduction": "mean", "ignore_index": -100, "label_smoothing": 0.0},
+                "outputs": ["loss"]}],
+     "cotangents": ["loss"]},
+    {"name": "net_conv_relu_conv_xent_median_frequency_weight",
+     # A SegNet-like segmentation head: per-pixel logits for 3 classes of unequal frequency,
+     # weighted by median frequency balancing computed from the case's own labels. The rare
+     # class 2 appears in the first image only (2 of its 30 pixels): freq = 42/60, 16/60, 2/30,
+     # so the weights are 8/21, 1 and 4.
+     "inputs": {"x": x([2, 3, 5, 6]), "w1": x([4, 3, 3, 3], 1 / 27 ** 0.5), "b1": x([4]),
+                "w2": x([3, 4, 3, 3], 1 / 36 ** 0.5), "b2": x([3]),
+                "labels": {"draw": ("categorical", [2, 5, 6], [0.62, 0.33, 0.05])},
+                "weight": {"draw": ("median_frequency", "labels", 3), "requires_grad": False}},
+     "nodes": [
+         {"op": "conv2d", "inputs": ["x", "w1", "b1"],
+          "attrs": {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1},
+          "outputs": ["f"]},
+         {"op": "relu", "inputs": ["f"], "attrs": {}, "outputs": ["r"]},
+         {"op": "conv2d", "inputs": ["r", "w2", "b2"],
+          "attrs": {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1},
+          "outputs": ["logits"]},
+         {"op": "softmax_xent", "inputs": ["logits", "labels", "weight"],
+          "attrs": {"reduction": "mean", "ignore_index": -100, "label_smoothing": 0.0},
+          "outputs": ["loss"]}],
      "cotangents": ["loss"]},
 ]
 
