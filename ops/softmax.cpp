@@ -52,11 +52,18 @@ T non_finite_lse(const T* z, int64_t C, int64_t stride, T m) {
   return m;
 }
 
+// Per-element log-sum-exps, in a buffer aligned like tensor storage (64 bytes). Eigen peels
+// scalar iterations until a destination is aligned, and its scalar exp and log round differently
+// from its vector ones: with malloc's varying alignment, the same softmax could differ in the last
+// bit from one call to the next.
 template <class T>
-std::vector<T> log_sum_exp(const T* z, const ClassLayout& L) {
+using LseBuffer = std::vector<T, Eigen::aligned_allocator<T>>;
+
+template <class T>
+LseBuffer<T> log_sum_exp(const T* z, const ClassLayout& L) {
   using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
   using ConstMap = Eigen::Map<const Array>;
-  std::vector<T> lse(static_cast<size_t>(L.N * L.S));
+  LseBuffer<T> lse(static_cast<size_t>(L.N * L.S));
   if (L.S == 1) {
     kernels::parallel_for(L.N, 3 * L.C, [&](int64_t n0, int64_t n1) {
       for (int64_t n = n0; n < n1; ++n) {
@@ -95,7 +102,7 @@ std::vector<T> log_sum_exp(const T* z, const ClassLayout& L) {
 // (len values) are z[n, c, s0 .. s0+len), lse_row the matching lse values, offset = the flat
 // index of z_row[0]. Split over images and classes.
 template <class T, class Row>
-void for_each_class_row(const T* z, const ClassLayout& L, const std::vector<T>& lse, Row row) {
+void for_each_class_row(const T* z, const ClassLayout& L, const LseBuffer<T>& lse, Row row) {
   if (L.S == 1) {
     kernels::parallel_for(L.N, 2 * L.C, [&](int64_t n0, int64_t n1) {
       for (int64_t n = n0; n < n1; ++n) row(n, int64_t{-1}, lse[n], z + n * L.C, L.C, n * L.C);
@@ -117,7 +124,7 @@ void softmax_forward(const Tensor& x, Tensor& y, bool log, int axis) {
   const ClassLayout L = class_layout(x.shape(), axis);
   const T* px = x.data<T>();
   T* py = y.data<T>();
-  const std::vector<T> lse = log_sum_exp(px, L);
+  const LseBuffer<T> lse = log_sum_exp(px, L);
   for_each_class_row<T>(
       px, L, lse, [&](int64_t n, int64_t, T row_lse, const T* zr, int64_t len, int64_t offset) {
         const Eigen::Map<const Array> zv(zr, len);
@@ -142,7 +149,7 @@ void xent_backward(const Tensor& z, const Tensor& labels, const Tensor& seed, in
   const T* ps = seed.data<T>();
   const int64_t* pl = labels.data<int64_t>();
   T* out = dz.data<T>();
-  const std::vector<T> lse = log_sum_exp(pz, L);
+  const LseBuffer<T> lse = log_sum_exp(pz, L);
   for_each_class_row<T>(
       pz, L, lse, [&](int64_t n, int64_t c, T row_lse, const T* zr, int64_t len, int64_t offset) {
         const Eigen::Map<const Array> zv(zr, len);
@@ -180,7 +187,7 @@ void xent_forward(const Tensor& logits, const Tensor& labels, int64_t ignore_ind
   const bool classes = is_class_labels(labels);
   const int64_t* pc = classes ? labels.data<int64_t>() : nullptr;
   const T* pt = classes ? nullptr : labels.data<T>();
-  const std::vector<T> lse = log_sum_exp(pz, L);
+  const LseBuffer<T> lse = log_sum_exp(pz, L);
   kernels::parallel_for(L.N * L.S, 2 * L.C, [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) {
       const int64_t n = k / L.S, s = k % L.S;
@@ -305,7 +312,7 @@ void weighted_xent_forward(const Tensor& logits, const Tensor& coeffs, Tensor& l
   const ClassLayout L = class_layout(logits.shape());
   const T *pz = logits.data<T>(), *pc = coeffs.data<T>();
   T* pl = losses.data<T>();
-  const std::vector<T> lse = log_sum_exp(pz, L);
+  const LseBuffer<T> lse = log_sum_exp(pz, L);
   kernels::parallel_for(L.N * L.S, 2 * L.C, [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) {
       const int64_t n = k / L.S, s = k % L.S;
