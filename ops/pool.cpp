@@ -419,6 +419,11 @@ UnpoolSize unpool_size(const OpCall& c) {
     shape_fail(c, "stride must be at least 1 (or 0 for kernel_size), got [{},{}]", s.h, s.w);
   const int64_t dh = unpool_default(x[2], k.h, s.h, p.h), dw = unpool_default(x[3], k.w, s.w, p.w);
   if (out.h == 0 && out.w == 0) {
+    // Indices from max_pool2d know their plane: an odd-sized map comes back at its own size
+    // (9x7 pooled by 2 is 4x3, whose formula size is 8x6). It must be a size that the pool's
+    // geometry could have come from (the same window as an explicit output_size).
+    const auto [ih, iw] = c.input(1).index_plane();
+    if (ih > dh - s.h && ih < dh + s.h && iw > dw - s.w && iw < dw + s.w) return {ih, iw};
     if (dh < 1 || dw < 1) shape_fail(c, "the default output size {}x{} is empty", dh, dw);
     return {dh, dw};
   }
@@ -493,6 +498,8 @@ std::vector<TensorSpec> max_pool2d_shape(const OpCall& c) {
 std::vector<Tensor> max_pool2d_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
   const PoolGeometry g = pool_geometry(c, c.input(0).shape(), true, c.attrs.boolean("ceil_mode"));
   Tensor y(specs[0].shape, specs[0].dtype), indices(specs[1].shape, DType::i64);
+  // The indices remember the plane they index: max_unpool2d's default output size.
+  indices.set_index_plane(c.input(0).size(2), c.input(0).size(3));
   dispatch_float(y.dtype(),
                  [&](auto t) { max_pool_forward<decltype(t)>(c.input(0), g, y, indices); });
   return std::vector<Tensor>{y, indices};
@@ -580,7 +587,9 @@ OpDef max_unpool2d_def() {
       .summary = "places x at the flat indices of a zero [N,C,Ho,Wo] output (undoes max_pool2d)",
       .inputs = {{"x"}, {"indices", InputKind::int64}},
       .attrs = {kernel_attr(), stride_attr(), pair_attr("padding", 0, "p"),
-                pair_attr("output_size", 0, "out", "[0,0]: (h-1)*stride - 2*padding + kernel")},
+                pair_attr("output_size", 0, "out",
+                          "[0,0]: the pool's input size when the indices come from max_pool2d, "
+                          "else (h-1)*stride - 2*padding + kernel")},
       .shape = max_unpool2d_shape,
       .forward = max_unpool2d_kernel,
       .vjp = max_unpool2d_vjp,

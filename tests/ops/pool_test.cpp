@@ -127,6 +127,29 @@ TEST(MaxUnpool2d, PlacesValuesAtIndicesAndUndoesAPool) {
   EXPECT_EQ(nonzero, y.numel());
 }
 
+// Pooling an odd-sized map loses its size (9x7 and 8x6 both pool to 4x3); the indices keep it,
+// so the default puts values back into the pool's own input size. Indices from elsewhere keep
+// PyTorch's formula, and the error it leads to.
+TEST(MaxUnpool2d, DefaultSizeIsThePoolsInputWhenTheIndicesComeFromMaxPool) {
+  // Positive values, so that re-pooling the unpooled map (zeros elsewhere) finds them again.
+  const Tensor x = test::rand64({2, 3, 9, 7}, 5, 0.5, 2.0);
+  auto [y, indices] = max_pool2d(input(x), {.kernel_size = 2});
+  EXPECT_EQ(y.shape(), (Shape{2, 3, 4, 3}));
+  const Var u = max_unpool2d(y, indices, {.kernel_size = 2});
+  EXPECT_EQ(u.shape(), (Shape{2, 3, 9, 7}));
+  // Every pooled value is back where it came from.
+  const Var again = max_pool2d(u, {.kernel_size = 2}).values;
+  EXPECT_TRUE(ValuesNear(again, {2, 3, 4, 3}, y.value().to_vector()));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        (void)max_unpool2d(y, input(indices.value().clone()), {.kernel_size = 2});
+      },
+      {"max_unpool2d at ", "is outside the 8x6 plane"}));
+  // An explicit size still wins.
+  EXPECT_EQ(max_unpool2d(y, indices, {.kernel_size = 2, .output_size = {8, 7}}).shape(),
+            (Shape{2, 3, 8, 7}));
+}
+
 TEST(MaxUnpool2d, GradientIsAGatherAtTheIndices) {
   Tensor idx = Tensor::from(std::vector<int64_t>{5, 0, 3, 7}, {1, 1, 2, 2});
   expect_gradients_ok(

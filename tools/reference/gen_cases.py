@@ -43,9 +43,9 @@ OPS = {
     "linear": lambda x, a: [F.linear(x[0], x[1], x[2] if len(x) > 2 else None)],
     "pad2d": lambda x, a: [F.pad(x[0], tuple(a["pads"]), mode=a["mode"],
                                  **({"value": a["value"]} if a["mode"] == "constant" else {}))],
-    "max_pool2d": lambda x, a: list(F.max_pool2d(x[0], a["kernel_size"], a["stride"] or None,
-                                                 a["padding"], a["dilation"],
-                                                 ceil_mode=a["ceil_mode"], return_indices=True)),
+    "max_pool2d": lambda x, a: max_pool2d(x[0], a),
+    "max_unpool2d": lambda x, a: [F.max_unpool2d(x[0], x[1], a["kernel_size"], a["stride"] or None,
+                                                 a["padding"], unpool_size(x[1], a))],
     "sum": lambda x, a: [x[0].sum(dim=a["axes"] or None, keepdim=a["keepdims"])
                          if a["axes"] else x[0].sum()],
     "cat": lambda x, a: [torch.cat(x, dim=a["axis"])],
@@ -59,6 +59,30 @@ OPS = {
                                                a["training"], a["momentum"], a["eps"])],
     "dropout": lambda x, a: [dropout(x[0], a["p"], a["training"], a["seed"])],
 }
+
+
+def max_pool2d(x, a):
+    y, indices = F.max_pool2d(x, a["kernel_size"], a["stride"] or None, a["padding"],
+                              a["dilation"], ceil_mode=a["ceil_mode"], return_indices=True)
+    indices.plane = tuple(x.shape[-2:])  # deltagraph's indices carry the plane they index
+    return [y, indices]
+
+
+def unpool_size(indices, a):
+    """deltagraph's max_unpool2d output size: output_size when given; with [0, 0], the pool's
+    input size for indices from a max_pool2d (if PyTorch would accept it as an explicit size),
+    else PyTorch's default (None)."""
+    if a["output_size"] != [0, 0]:
+        return tuple(a["output_size"])
+    plane = getattr(indices, "plane", None)
+    if plane is None:
+        return None
+    h, w = indices.shape[-2:]
+    k, s, p = a["kernel_size"], a["stride"] if a["stride"] != [0, 0] else a["kernel_size"], a["padding"]
+    default = [(h - 1) * s[0] - 2 * p[0] + k[0], (w - 1) * s[1] - 2 * p[1] + k[1]]
+    if all(default[d] - s[d] < plane[d] < default[d] + s[d] for d in range(2)):
+        return plane
+    return None
 
 
 def nearest_source(o, size_in, size_out):
@@ -367,6 +391,20 @@ CASES = [
                 "attrs": {"pads": [4, 2, 3, 5], "mode": "replicate", "value": 0.0},
                 "outputs": ["y"]}],
      "cotangents": ["y"]},
+    {"name": "net_odd_maxpool_unpool_default_size",
+     # A 9x7 map pooled to 4x3 and unpooled with output_size [0, 0]: back to 9x7, the size the
+     # indices carry (PyTorch's formula default, 8x6, would reject them).
+     "inputs": {"x": x([2, 2, 9, 7])},
+     "nodes": [
+         {"op": "max_pool2d", "inputs": ["x"],
+          "attrs": {"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0],
+                    "dilation": [1, 1], "ceil_mode": False},
+          "outputs": ["m", "i"]},
+         {"op": "max_unpool2d", "inputs": ["m", "i"],
+          "attrs": {"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0],
+                    "output_size": [0, 0]},
+          "outputs": ["u"]}],
+     "cotangents": ["u"]},
     {"name": "net_reflect_pad_conv_relu_maxpool",
      # "Same" convolution by explicit reflection padding, as style-transfer networks do.
      "inputs": {"x": x([2, 2, 6, 5]), "w": x([3, 2, 3, 3], 1 / 18 ** 0.5)},

@@ -9,6 +9,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <type_traits>
 #include <vector>
 
@@ -117,12 +118,23 @@ class Tensor {
   // a backward pass freed still describes itself.
   void free_data() { storage_.reset(); }
 
+  // For int64 tensors of flat positions in [H, W] planes (max_pool2d's indices): the [H, W] of
+  // the planes they index, so that max_unpool2d can put values back into a plane of that size
+  // without being told. {0, 0} when unknown. Kept by copies of this handle, not by new tensors
+  // (reshape, clone, conversions).
+  void set_index_plane(int64_t h, int64_t w) {
+    index_plane_h_ = h;
+    index_plane_w_ = w;
+  }
+  std::pair<int64_t, int64_t> index_plane() const { return {index_plane_h_, index_plane_w_}; }
+
  private:
   void check_access(DType requested) const;
 
   std::shared_ptr<void> storage_;
   Shape shape_;
   DType dtype_ = DType::f32;
+  int64_t index_plane_h_ = 0, index_plane_w_ = 0;
 };
 
 // Resolves one -1 in `target` against `numel` elements; throws (naming `who`) when impossible.

@@ -222,7 +222,9 @@ struct MaxUnpool2dOptions {
   Pair kernel_size = 0;  // required
   Pair stride = 0;       // 0: same as kernel_size
   Pair padding = 0;
-  Pair output_size = 0;  // 0: the default (h-1)*sh - 2ph + kH
+  // 0: the pool's input size when `indices` come from max_pool2d (they carry it; see
+  // Tensor::index_plane), otherwise (h-1)*sh - 2ph + kH as PyTorch's default.
+  Pair output_size = 0;
 };
 // Places x at `indices` in a zero [N,C,Ho,Wo] tensor.
 Var max_unpool2d(const Var& x, const Var& indices, MaxUnpool2dOptions options,
