@@ -330,3 +330,88 @@ TEST(Normalization, RealFashionMnistStatistics) {
 }
 
 }  // namespace
+
+// ---- augmentation -------------------------------------------------------------------------------
+
+namespace {
+
+// 40 distinct 1x5x6 images: image i's pixel (y, x) holds 1000 i + 10 y + x + 1 (never 0, so the
+// zero padding is recognisable).
+dg::Dataset numbered_images() {
+  Tensor images({40, 1, 5, 6}, DType::f32);
+  for (int64_t i = 0; i < images.numel(); ++i)
+    images.data<float>()[i] = static_cast<float>(1000 * (i / 30) + 10 * (i % 30 / 6) + i % 6 + 1);
+  Tensor labels({40}, DType::i64);
+  for (int64_t i = 0; i < 40; ++i) labels.data<int64_t>()[i] = i % 10;
+  return {images, labels};
+}
+
+// Each output pixel is either zero padding or the source image's pixel shifted by (dy, dx) and
+// possibly mirrored; finds that transform or returns false.
+bool is_shift_or_mirror(const Tensor& out, int64_t n, int64_t image, int64_t pad) {
+  for (int mirror = 0; mirror < 2; ++mirror)
+    for (int64_t dy = -pad; dy <= pad; ++dy)
+      for (int64_t dx = -pad; dx <= pad; ++dx) {
+        bool all = true;
+        for (int64_t y = 0; y < 5 && all; ++y)
+          for (int64_t x = 0; x < 6 && all; ++x) {
+            const int64_t sy = y + dy, sx = (mirror ? 5 - x : x) + dx;
+            const float expected = sy < 0 || sy >= 5 || sx < 0 || sx >= 6
+                                       ? 0.f
+                                       : static_cast<float>(1000 * image + 10 * sy + sx + 1);
+            all = out.data<float>()[n * 30 + y * 6 + x] == expected;
+          }
+        if (all) return true;
+      }
+  return false;
+}
+
+}  // namespace
+
+TEST(Augmentation, ShiftsAndMirrorsEachImageAndKeepsItsLabel) {
+  const dg::Dataset data = numbered_images();
+  const dg::Batches batches(data, {.batch_size = 8,
+                                   .seed = 3,
+                                   .epoch = 0,
+                                   .augment = {.crop_padding = 2, .horizontal_flip = true}});
+  int64_t changed = 0, mirrored_or_shifted = 0;
+  for (const dg::Batch& batch : batches) {
+    const std::vector<int64_t> rows = batches.indices(batch.index);
+    for (size_t n = 0; n < rows.size(); ++n) {
+      EXPECT_EQ(batch.labels.data<int64_t>()[n], rows[n] % 10);
+      EXPECT_TRUE(is_shift_or_mirror(batch.images, static_cast<int64_t>(n), rows[n], 2))
+          << "image " << rows[n];
+      changed += !is_shift_or_mirror(batch.images, static_cast<int64_t>(n), rows[n], 0);
+      ++mirrored_or_shifted;
+    }
+  }
+  EXPECT_EQ(mirrored_or_shifted, 40);
+  EXPECT_GT(changed, 30);  // 1 in 50 draws is the identity
+}
+
+// An epoch's augmented images depend on (seed, epoch, image) only: not on the batch size.
+TEST(Augmentation, ReproduciblePerSeedAndEpochWhateverTheBatchSize) {
+  const dg::Dataset data = numbered_images();
+  auto epoch_images = [&](int64_t batch_size, uint64_t seed, int64_t epoch) {
+    const dg::Batches batches(data, {.batch_size = batch_size,
+                                     .shuffle = false,
+                                     .seed = seed,
+                                     .epoch = epoch,
+                                     .augment = {.crop_padding = 1, .horizontal_flip = true}});
+    std::vector<float> all;
+    for (const dg::Batch& b : batches) {
+      const auto v = b.images.values<float>();
+      all.insert(all.end(), v.begin(), v.end());
+    }
+    return all;
+  };
+  EXPECT_EQ(epoch_images(8, 1, 2), epoch_images(5, 1, 2));
+  EXPECT_EQ(epoch_images(8, 1, 2), epoch_images(8, 1, 2));
+  EXPECT_NE(epoch_images(8, 1, 2), epoch_images(8, 1, 3));
+  EXPECT_NE(epoch_images(8, 1, 2), epoch_images(8, 2, 2));
+  EXPECT_TRUE(ThrowsError(
+      [] {
+        (void)dg::augment_images(Tensor::zeros({2, 3}), {0, 1}, {.crop_padding = 1}, 0);
+      },
+      {"augment_images: images must be [N,C,H,W], got [2,3]"}));
+}

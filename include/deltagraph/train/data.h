@@ -57,13 +57,30 @@ Tensor normalize(const Tensor& images, const Normalization& normalization);
 
 // ---- mini-batches ---------------------------------------------------------------------------
 
+// Random changes to training images that keep their label: a shift by up to crop_padding pixels
+// each way (a random crop of the image zero-padded by crop_padding on every side, as
+// torchvision's RandomCrop(size, padding)) and a left-right mirror with probability 1/2.
+struct Augmentation {
+  int64_t crop_padding = 0;
+  bool horizontal_flip = false;
+  bool active() const { return crop_padding > 0 || horizontal_flip; }
+};
+
+// Augments images [N,C,H,W] (a new tensor). Image i's shift and mirror are drawn from
+// (seed, keys[i]) alone: Batches passes the images' dataset positions and a seed mixed with the
+// epoch, so an epoch's augmented images are the same whatever the batch size, thread count or
+// resume point.
+Tensor augment_images(const Tensor& images, const std::vector<int64_t>& keys,
+                      const Augmentation& augmentation, uint64_t seed);
+
 struct BatchOptions {
   int64_t batch_size = 64;
   bool shuffle = true;  // a new order every epoch, decided by (seed, epoch)
   uint64_t seed = 0;
   int64_t epoch =
       0;  // with shuffle: which epoch's order (resuming at epoch k gives epoch k's order)
-  bool drop_last = false;  // drop a last batch smaller than batch_size
+  bool drop_last = false;     // drop a last batch smaller than batch_size
+  Augmentation augment = {};  // random shifts and mirrors, decided by (seed, epoch, image)
 };
 
 struct Batch {
