@@ -243,6 +243,9 @@ int main(int argc, char** argv) try {
   }
   fmt::print("using {}: test accuracy {:.4f} on {} test images\n", provenance,
              accuracy(model, test, norm), test.size());
+  // From here on the classifier is only looked at: evaluation mode (batch norm on its running
+  // statistics, no dropout).
+  model.params.eval();
 
   // The feature maps whose strongest activation over the test images is largest, and for each
   // its `top` strongest activations (from different images).

@@ -31,8 +31,13 @@ using examples::Classifier;
 struct Flags : examples::TrainingFlags {
   bool resume = false;
   bool profile = false;
+  int64_t crop_padding = 0;
+  bool flip = true;
+  double label_smoothing = 0.1;
   Flags() {
-    epochs = 8;
+    epochs = 14;
+    batch_size = 128;
+    lr = 3e-3;
     out = "out/fashion_mnist";
   }
 };
@@ -46,10 +51,17 @@ Flags parse(int argc, char** argv) {
       f.resume = true;
     else if (a == "--profile")
       f.profile = true;
+    else if (a == "--crop-padding")
+      f.crop_padding = r.integer();
+    else if (a == "--no-flip")
+      f.flip = false;
+    else if (a == "--label-smoothing")
+      f.label_smoothing = r.real();
     else if (a == "--help" || a == "-h") {
       fmt::print(
           "usage: fashion_mnist [--epochs N] [--batch-size N] [--lr X] [--seed N] [--threads N] "
-          "[--data DIR] [--out DIR] [--limit N] [--test-limit N] [--resume] [--profile]\n");
+          "[--data DIR] [--out DIR] [--limit N] [--test-limit N] [--crop-padding N] [--no-flip] "
+          "[--label-smoothing X] [--resume] [--profile]\n");
       std::exit(0);
     } else {
       dg::fail("unknown argument '{}' (try --help)", a);
@@ -82,11 +94,16 @@ int main(int argc, char** argv) try {
     fmt::print("resumed from {} after epoch {}\n", checkpoint, first_epoch);
   }
 
-  const dg::Batches probe(train, {.batch_size = flags.batch_size});
+  const dg::Batches probe(train, {.batch_size = flags.batch_size, .drop_last = true});
   dg::Progress progress(flags.epochs, probe.size());
   for (int64_t epoch = first_epoch; epoch < flags.epochs; ++epoch) {
-    const dg::Batches batches(train,
-                              {.batch_size = flags.batch_size, .seed = flags.seed, .epoch = epoch});
+    const dg::Batches batches(
+        train, {.batch_size = flags.batch_size,
+                .seed = flags.seed,
+                .epoch = epoch,
+                // every batch the same size: no odd buffer sizes once an epoch
+                .drop_last = true,
+                .augment = {.crop_padding = flags.crop_padding, .horizontal_flip = flags.flip}});
     progress.start_epoch(epoch);
     std::optional<dg::Profiler> profiler;
     if (flags.profile && epoch == first_epoch) profiler.emplace();
@@ -94,8 +111,8 @@ int main(int argc, char** argv) try {
       optimizer.set_lr(
           schedule(static_cast<double>(epoch) + static_cast<double>(batch.index) / batches.size()));
       dg::Tape tape;
-      dg::Var loss =
-          dg::softmax_xent(model(dg::input(dg::normalize(batch.images, norm))), batch.labels);
+      dg::Var loss = dg::softmax_xent(model(dg::input(dg::normalize(batch.images, norm))),
+                                      batch.labels, {.label_smoothing = flags.label_smoothing});
       dg::backward(loss);
       optimizer.step();
       optimizer.zero_grad();
@@ -112,7 +129,9 @@ int main(int argc, char** argv) try {
     dg::save_checkpoint(checkpoint, model.params, &optimizer, {.epoch = epoch + 1});
   }
 
-  // The model's graph, drawn from one recorded forward pass with its loss.
+  // The model's graph, drawn from one recorded forward pass with its loss, in evaluation mode
+  // (the pass must not move batch norm's running statistics).
+  model.params.eval();
   {
     dg::Tape tape;
     const dg::Dataset few = test.slice(0, 8);
