@@ -141,9 +141,7 @@ TEST(MaxUnpool2d, DefaultSizeIsThePoolsInputWhenTheIndicesComeFromMaxPool) {
   const Var again = max_pool2d(u, {.kernel_size = 2}).values;
   EXPECT_TRUE(ValuesNear(again, {2, 3, 4, 3}, y.value().to_vector()));
   EXPECT_TRUE(ThrowsError(
-      [&] {
-        (void)max_unpool2d(y, input(indices.value().clone()), {.kernel_size = 2});
-      },
+      [&] { (void)max_unpool2d(y, input(indices.value().clone()), {.kernel_size = 2}); },
       {"max_unpool2d at ", "is outside the 8x6 plane"}));
   // An explicit size still wins.
   EXPECT_EQ(max_unpool2d(y, indices, {.kernel_size = 2, .output_size = {8, 7}}).shape(),
