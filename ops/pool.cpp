@@ -8,6 +8,7 @@
 //   scatter_add_at VJP: dx = gather_at(g, indices)
 //   gather_at     VJP: dx = scatter_add_at(g, indices, [H, W])
 //   max_unpool2d  VJP: dx = gather_at(g, indices)
+#include <Eigen/Core>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -829,19 +830,37 @@ void for_each_adaptive_cell(int64_t H, int64_t W, int64_t Ho, int64_t Wo, Visit 
   }
 }
 
+// The sum of a window of one H x W plane, vectorised (Eigen): whole rows are one contiguous
+// stretch (global pooling sums a plane at once), otherwise row by row.
+template <class T>
+T window_sum(const T* plane, int64_t W, AdaptiveWindow r, AdaptiveWindow q) {
+  using Row = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+  if (q.begin == 0 && q.end == W) return Row(plane + r.begin * W, (r.end - r.begin) * W).sum();
+  T total = 0;
+  for (int64_t h = r.begin; h < r.end; ++h)
+    total += Row(plane + h * W + q.begin, q.end - q.begin).sum();
+  return total;
+}
+
 // y[p, cell] = mean of x[p] over the cell's window, for each of `planes` H x W planes.
 template <class T>
 void adaptive_mean(const T* x, T* y, int64_t planes, int64_t H, int64_t W, int64_t Ho, int64_t Wo) {
+  if (Ho == 1 && Wo == 1) {  // global pooling: the column sums of a [H*W, planes] matrix
+    using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+    using RowVector = Eigen::Matrix<T, 1, Eigen::Dynamic>;
+    const T scale = static_cast<T>(1.0 / static_cast<double>(H * W));
+    kernels::parallel_for(planes, H * W, [&](int64_t p0, int64_t p1) {
+      Eigen::Map<RowVector>(y + p0, p1 - p0) =
+          Eigen::Map<const Matrix>(x + p0 * H * W, H * W, p1 - p0).colwise().sum() * scale;
+    });
+    return;
+  }
   kernels::parallel_for(planes, H * W, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p)
-      for_each_adaptive_cell(H, W, Ho, Wo,
-                             [&](int64_t cell, AdaptiveWindow r, AdaptiveWindow q, double scale) {
-                               T total = 0;
-                               for (int64_t h = r.begin; h < r.end; ++h)
-                                 for (int64_t w = q.begin; w < q.end; ++w)
-                                   total += x[(p * H + h) * W + w];
-                               y[p * Ho * Wo + cell] = total * static_cast<T>(scale);
-                             });
+      for_each_adaptive_cell(
+          H, W, Ho, Wo, [&](int64_t cell, AdaptiveWindow r, AdaptiveWindow q, double scale) {
+            y[p * Ho * Wo + cell] = window_sum(x + p * H * W, W, r, q) * static_cast<T>(scale);
+          });
   });
 }
 
@@ -849,6 +868,16 @@ void adaptive_mean(const T* x, T* y, int64_t planes, int64_t H, int64_t W, int64
 template <class T>
 void adaptive_spread(const T* g, T* x, int64_t planes, int64_t H, int64_t W, int64_t Ho,
                      int64_t Wo) {
+  if (Ho == 1 && Wo == 1) {  // global pooling: every pixel of plane p gets g[p] / (H*W)
+    using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+    using RowVector = Eigen::Matrix<T, 1, Eigen::Dynamic>;
+    const T scale = static_cast<T>(1.0 / static_cast<double>(H * W));
+    kernels::parallel_for(planes, H * W, [&](int64_t p0, int64_t p1) {
+      Eigen::Map<Matrix>(x + p0 * H * W, H * W, p1 - p0).rowwise() =
+          Eigen::Map<const RowVector>(g + p0, p1 - p0) * scale;
+    });
+    return;
+  }
   kernels::parallel_for(planes, H * W, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p)
       for_each_adaptive_cell(H, W, Ho, Wo,

@@ -55,10 +55,15 @@ std::vector<Tensor> narrow_like(const OpCall& c, const TensorSpec& spec, bool pa
   const int64_t x_span = x.shape()[axis] * inner, y_span = spec.shape[axis] * inner;
   dispatch_any(x.dtype(), [&](auto t) {
     using T = decltype(t);
-    if (pad)
-      copy_window(x.data<T>(), x_span, y.data<T>(), y_span, outer, 0, start * inner, x_span);
-    else
-      copy_window(x.data<T>(), x_span, y.data<T>(), y_span, outer, start * inner, 0, y_span);
+    // Rows split across threads: cat's VJP narrows large gradients.
+    kernels::parallel_for(outer, std::min(x_span, y_span), [&](int64_t r0, int64_t r1) {
+      const T* src = x.data<T>() + r0 * x_span;
+      T* dst = y.data<T>() + r0 * y_span;
+      if (pad)
+        copy_window(src, x_span, dst, y_span, r1 - r0, 0, start * inner, x_span);
+      else
+        copy_window(src, x_span, dst, y_span, r1 - r0, start * inner, 0, y_span);
+    });
   });
   return {y};
 }
@@ -349,15 +354,26 @@ std::vector<Tensor> cat_kernel(const OpCall& c, std::span<const TensorSpec> spec
   const int axis = static_cast<int>(resolved_axis_of(c.attrs.integer("axis"), y.dim()));
   const Window window = window_of(y.shape(), axis);
   const int64_t y_span = y.shape()[axis] * window.inner;
-  int64_t offset = 0;
-  for (const Tensor& x : c.inputs) {
-    const int64_t x_span = x.shape()[axis] * window.inner;
-    dispatch_any(x.dtype(), [&](auto t) {
-      using T = decltype(t);
-      copy_window(x.data<T>(), x_span, y.data<T>(), y_span, window.outer, 0, offset, x_span);
-    });
-    offset += x_span;
-  }
+  // Where each input's block starts within a row of y.
+  std::vector<int64_t> offsets(c.inputs.size());
+  for (size_t i = 1; i < c.inputs.size(); ++i)
+    offsets[i] = offsets[i - 1] + c.inputs[i - 1].shape()[axis] * window.inner;
+  // One task per (row, input): a U-Net's skip join is a few large copies, split across threads.
+  const int64_t pieces = window.outer * static_cast<int64_t>(c.inputs.size());
+  kernels::parallel_for(
+      pieces, y_span / std::max<int64_t>(pieces / window.outer, 1), [&](int64_t b, int64_t e) {
+        for (int64_t k = b; k < e; ++k) {
+          const int64_t row = k / static_cast<int64_t>(c.inputs.size());
+          const size_t i = static_cast<size_t>(k) % c.inputs.size();
+          const Tensor& x = c.inputs[i];
+          const int64_t x_span = x.shape()[axis] * window.inner;
+          dispatch_any(x.dtype(), [&](auto t) {
+            using T = decltype(t);
+            copy_window(x.data<T>() + row * x_span, x_span, y.data<T>() + row * y_span, y_span, 1,
+                        0, offsets[i], x_span);
+          });
+        }
+      });
   return {y};
 }
 

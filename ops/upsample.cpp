@@ -2,9 +2,11 @@
 // output_size, modes "nearest" and "bilinear") and their adjoints, the *_backward ops.
 //
 // Both modes are linear maps built from one separable table per axis: output row i reads input
-// rows taps[i] with weights; output cell (i, j) is sum_a sum_b wh_a * ww_b * x[h_a, w_b]. The
-// forward op gathers through the tables, the backward op scatters through the same tables (its
-// exact transpose), so each op is the other's VJP and second derivatives come for free.
+// rows taps[i] with weights; output cell (i, j) is sum_a sum_b wh_a * ww_b * x[h_a, w_b]
+// (nearest has one tap of weight 1 per axis, bilinear two). The forward op gathers through the
+// tables, the backward op scatters through the same tables (its exact transpose), so each op is
+// the other's VJP and second derivatives come for free.
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -72,49 +74,71 @@ bool align_corners_of(const Attrs& attrs) {
   return attrs.op()->attr_index("align_corners") >= 0 && attrs.boolean("align_corners");
 }
 
-// The tables of the map from planes [H, W] to planes [Ho, Wo].
+// One axis's taps with the weights in the tensor's precision.
 template <class T>
-struct Resampling {
-  std::vector<Taps> rows, cols;
-  Resampling(Mode mode, bool align_corners, int64_t H, int64_t W, int64_t Ho, int64_t Wo)
-      : rows(axis_taps<T>(mode, H, Ho, align_corners)),
-        cols(axis_taps<T>(mode, W, Wo, align_corners)) {}
-  // Calls visit(large_cell, small_cell, weight) for every term of the map, in output order.
-  template <class Visit>
-  void for_each_term(int64_t W, Visit visit) const {
-    const int64_t Wo = static_cast<int64_t>(cols.size());
-    for (int64_t i = 0; i < static_cast<int64_t>(rows.size()); ++i) {
-      const Taps& r = rows[i];
-      for (int64_t j = 0; j < Wo; ++j) {
-        const Taps& q = cols[j];
-        for (int a = 0; a < r.count; ++a)
-          for (int b = 0; b < q.count; ++b)
-            visit(i * Wo + j, r.index[a] * W + q.index[b],
-                  static_cast<T>(r.weight[a] * q.weight[b]));
-      }
+struct AxisMap {
+  std::vector<int64_t> lo, hi;  // the (at most) two sources of each output index
+  std::vector<T> w_lo, w_hi;    // their weights (w_hi 0 for nearest)
+  AxisMap(Mode mode, int64_t in, int64_t out, bool align_corners) {
+    const std::vector<Taps> taps = axis_taps<T>(mode, in, out, align_corners);
+    for (const Taps& t : taps) {
+      lo.push_back(t.index[0]);
+      hi.push_back(t.count > 1 ? t.index[1] : t.index[0]);
+      w_lo.push_back(static_cast<T>(t.weight[0]));
+      w_hi.push_back(t.count > 1 ? static_cast<T>(t.weight[1]) : T(0));
     }
   }
 };
 
-// y = A x (transpose false: gather from x [N,C,H,W] into y [N,C,Ho,Wo]) or dx = A^T g
-// (transpose true: scatter-add from g [N,C,Ho,Wo] into the zeroed dx [N,C,H,W]).
+// y = A x (transpose false: x [N,C,H,W] -> y [N,C,Ho,Wo]) or dx = A^T g (transpose true:
+// g [N,C,Ho,Wo] -> the zeroed dx [N,C,H,W]), A separable: rows first, then columns. For each
+// output row i the two source rows are blended into one row of W values (vectorised), and the
+// output row gathers its two taps from that row; the transpose runs the same steps backwards.
 template <class T>
 void resample(Mode mode, bool align_corners, const Tensor& from, Tensor& to, bool transpose) {
+  using Row = Eigen::Array<T, Eigen::Dynamic, 1>;
+  using RowMap = Eigen::Map<Row>;
+  using ConstRowMap = Eigen::Map<const Row>;
   const Shape& small = transpose ? to.shape() : from.shape();
   const Shape& large = transpose ? from.shape() : to.shape();
   const int64_t H = small[2], W = small[3], Ho = large[2], Wo = large[3];
-  const Resampling<T> map(mode, align_corners, H, W, Ho, Wo);
+  const AxisMap<T> rows(mode, H, Ho, align_corners), cols(mode, W, Wo, align_corners);
   kernels::parallel_for(small[0] * small[1], Ho * Wo * 4, [&](int64_t p0, int64_t p1) {
+    Row blend(W);
     for (int64_t p = p0; p < p1; ++p) {
       if (!transpose) {
         const T* x = from.data<T>() + p * H * W;
         T* y = to.data<T>() + p * Ho * Wo;
-        std::fill(y, y + Ho * Wo, T(0));
-        map.for_each_term(W, [&](int64_t o, int64_t i, T w) { y[o] += w * x[i]; });
+        for (int64_t i = 0; i < Ho; ++i) {
+          T* out = y + i * Wo;
+          if (mode == Mode::nearest) {  // a copy: no weights, so infinities stay infinities
+            const T* source = x + rows.lo[i] * W;
+            for (int64_t j = 0; j < Wo; ++j) out[j] = source[cols.lo[j]];
+            continue;
+          }
+          blend = rows.w_lo[i] * ConstRowMap(x + rows.lo[i] * W, W) +
+                  rows.w_hi[i] * ConstRowMap(x + rows.hi[i] * W, W);
+          for (int64_t j = 0; j < Wo; ++j)
+            out[j] = cols.w_lo[j] * blend[cols.lo[j]] + cols.w_hi[j] * blend[cols.hi[j]];
+        }
       } else {
         const T* g = from.data<T>() + p * Ho * Wo;
         T* dx = to.data<T>() + p * H * W;
-        map.for_each_term(W, [&](int64_t o, int64_t i, T w) { dx[i] += w * g[o]; });
+        for (int64_t i = 0; i < Ho; ++i) {
+          blend.setZero();
+          const T* in = g + i * Wo;
+          if (mode == Mode::nearest) {
+            for (int64_t j = 0; j < Wo; ++j) blend[cols.lo[j]] += in[j];
+            RowMap(dx + rows.lo[i] * W, W) += blend;
+            continue;
+          }
+          for (int64_t j = 0; j < Wo; ++j) {
+            blend[cols.lo[j]] += cols.w_lo[j] * in[j];
+            blend[cols.hi[j]] += cols.w_hi[j] * in[j];
+          }
+          RowMap(dx + rows.lo[i] * W, W) += rows.w_lo[i] * blend;
+          RowMap(dx + rows.hi[i] * W, W) += rows.w_hi[i] * blend;
+        }
       }
     }
   });
