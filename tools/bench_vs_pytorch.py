@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""deltagraph and PyTorch side by side on the shapes and training steps of issue 7.
+"""deltagraph and PyTorch side by side on the shapes and training steps of issue 7, the ops of
+the newer models and the Fashion-MNIST classifier's training step.
 
 Run through tools/bench-vs-pytorch, which installs PyTorch (Debian's python3-torch) and builds
 the benchmarks first. Needs /usr/bin/python3 with torch; the deltagraph side runs the Google
@@ -19,7 +20,8 @@ without a tape); forward+backward cases record the op and ask for the gradients 
 inputs (torch.autograd.grad; dg::grad) with a cotangent of ones made before the timing. Inputs
 are made outside the timing in both. Both use --threads threads (OMP_NUM_THREADS and
 torch.set_num_threads), bound to cores (OMP_PROC_BIND=true, unless --no-bind); the tiny training
-step uses 1 thread in both.
+step uses 1 thread in both. Batch norm runs in training mode (batch statistics, running buffers
+updated) in its op case and in the classifier's step, whose dropout drops too.
 """
 
 import argparse
@@ -73,8 +75,14 @@ def case_list():
     add("bias_case", "N8_C64_56", "bias_add", ())
     add("xent_case", "N256_C10", "softmax_xent", ([256, 10],))
     add("xent_case", "N8_C21_64x64", "softmax_xent", ([8, 21, 64, 64],))
+    add("batch_norm2d_case", "N32_C64_28", "batch_norm2d", ())
+    add("upsample_cat_case", "N16_C64_14_skip_C32_28", "upsample_cat", ())
+    add("pad2d_case", "N32_C64_28_reflect_p1", "pad2d_reflect", ())
+    add("adaptive_avg_pool2d_case", "N32_C128_7_1x1", "adaptive_avg_pool2d", ())
     cases.append({"bench": "bench_train", "name": "BM_LeNetStep", "builder": "lenet", "args": [],
                   "label": "train step LeNet-like, batch 64", "backward": True})
+    cases.append({"bench": "bench_train", "name": "BM_ClassifierStep", "builder": "classifier",
+                  "args": [], "label": "train step classifier, batch 128", "backward": True})
     cases.append({"bench": "bench_train", "name": "BM_TinyStep", "builder": "tiny", "args": [],
                   "label": "train step tiny, batch 32 (1 thread)", "backward": True})
     return cases
@@ -143,14 +151,39 @@ def torch_cases():
         labels = torch.zeros([shape[0]] + shape[2:], dtype=torch.int64)
         return op_case(lambda: F.cross_entropy(z, labels), [z], backward)
 
-    def train_step(model, batch):
+    def batch_norm2d(backward):
+        # Training mode: batch statistics; the running buffers are updated in place.
+        x, w, b = torch.randn(32, 64, 28, 28), torch.ones(64), torch.zeros(64)
+        rm, rv = torch.zeros(64), torch.ones(64)
+        return op_case(lambda: F.batch_norm(x, rm, rv, w, b, training=True), [x, w, b], backward)
+
+    def upsample_cat(backward):
+        # A U-Net decoder step: upsample the low-resolution map, join the skip connection.
+        low, skip = torch.randn(16, 64, 14, 14), torch.randn(16, 32, 28, 28)
+
+        def op():
+            up = F.interpolate(low, size=(28, 28), mode="bilinear", align_corners=False)
+            return torch.cat([up, skip], 1)
+        return op_case(op, [low, skip], backward)
+
+    def pad2d_reflect(backward):
+        x = torch.randn(32, 64, 28, 28)
+        return op_case(lambda: F.pad(x, (1, 1, 1, 1), mode="reflect"), [x], backward)
+
+    def adaptive_avg_pool2d(backward):
+        x = torch.randn(32, 128, 7, 7)
+        return op_case(lambda: F.adaptive_avg_pool2d(x, 1), [x], backward)
+
+    def train_step(model, batch, optimizer=None, label_smoothing=0.0):
         images = torch.rand(batch, 1, 28, 28)
         labels = torch.arange(batch) % 10
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        if optimizer is None:
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        model.train()
 
         def step():
             optimizer.zero_grad()
-            loss = F.cross_entropy(model(images), labels)
+            loss = F.cross_entropy(model(images), labels, label_smoothing=label_smoothing)
             loss.backward()
             optimizer.step()
         return step
@@ -163,6 +196,34 @@ def torch_cases():
             nn.Flatten(), nn.Linear(3136, 1024), nn.ReLU(), nn.Linear(1024, 10))
         return train_step(model, 64), True, None
 
+    def classifier(backward):
+        nn = torch.nn
+
+        class Classifier(nn.Module):
+            """examples/classifier.h (tests/pytorch/state_dict_roundtrip.py's Classifier)."""
+
+            def __init__(self):
+                super().__init__()
+                self.conv1 = nn.Conv2d(1, 32, 3, padding=1, bias=False)
+                self.conv2 = nn.Conv2d(32, 64, 3, padding=1, bias=False)
+                self.conv3 = nn.Conv2d(64, 128, 3, padding=1, bias=False)
+                self.bn1, self.bn2, self.bn3 = (nn.BatchNorm2d(32), nn.BatchNorm2d(64),
+                                                nn.BatchNorm2d(128))
+                self.fc1 = nn.Linear(128 * 3 * 3, 256)
+                self.fc2 = nn.Linear(256, 10)
+                self.drop1, self.drop2 = nn.Dropout(0.25), nn.Dropout(0.25)
+
+            def forward(self, x):
+                h = torch.relu(self.bn1(F.max_pool2d(self.conv1(x), 2)))
+                h = torch.relu(self.bn2(F.max_pool2d(self.conv2(h), 2)))
+                h = torch.relu(self.bn3(F.max_pool2d(self.conv3(h), 2)))
+                h = torch.relu(self.fc1(self.drop1(torch.flatten(h, 1))))
+                return self.fc2(self.drop2(h))
+
+        model = Classifier()
+        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)  # as examples/fashion_mnist
+        return train_step(model, 128, optimizer, label_smoothing=0.1), True, None
+
     def tiny(backward):
         nn = torch.nn
         model = nn.Sequential(
@@ -172,7 +233,9 @@ def torch_cases():
         return train_step(model, 32), True, 1
 
     return {f.__name__: f for f in (conv2d, conv_transpose2d, conv1x1, max_pool2d, max_unpool2d,
-                                    pool_unpool, bias_add, softmax_xent, lenet, tiny)}
+                                    pool_unpool, bias_add, softmax_xent, batch_norm2d,
+                                    upsample_cat, pad2d_reflect, adaptive_avg_pool2d, lenet,
+                                    classifier, tiny)}
 
 
 def time_per_iteration(step, min_time):
@@ -297,6 +360,8 @@ def rss_table(args):
     bench_train = os.path.join(args.build_dir, "bin", "bench_train")
     rows = []
     for label, ours, theirs in (("train step LeNet-like, batch 64", "BM_LeNetStep", "lenet"),
+                                ("train step classifier, batch 128", "BM_ClassifierStep",
+                                 "classifier"),
                                 ("train step tiny, batch 32", "BM_TinyStep", "tiny"),
                                 ("the process alone (no step)", None, "none")):
         dg_command = [bench_train, "--benchmark_format=json", "--benchmark_min_time=0.01",

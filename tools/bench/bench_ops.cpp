@@ -1,4 +1,6 @@
-// Forward and forward+backward of the convolutional ops on the shapes of issue 7, float32.
+// Forward and forward+backward of the convolutional ops on the shapes of issue 7, and of the
+// ops of the newer models (training-mode batch norm, a U-Net decoder's upsample + cat,
+// reflection padding, global average pooling), float32.
 // Forward cases run the op alone, with nothing recorded (no tape: inference, like PyTorch's
 // torch.no_grad); forward+backward cases record the op and ask dg::grad for the gradients of
 // every differentiable input, seeded with a cotangent of ones made once, before the timing.
@@ -147,6 +149,69 @@ void xent_case(benchmark::State& state, dg::Shape logits, bool backward) {
   report(state, static_cast<double>(z.numel()) * 4 * (backward ? 3 : 1), "GB/s");
 }
 
+// Training-mode batch norm: batch statistics, running buffers updated in place (constants, as
+// nn::BatchNorm2d passes them), gradients for x, weight and bias. Bytes: x read and y written
+// forward; g and x read, dx written backward.
+void batch_norm2d_case(benchmark::State& state, bool backward) {
+  Tensor x = Tensor::randn({32, 64, 28, 28}, 1);
+  dg::Param weight(Tensor::ones({64})), bias(Tensor::zeros({64}));
+  Tensor running_mean = Tensor::zeros({64}), running_var = Tensor::ones({64});
+  run(
+      state, backward, x,
+      [&](const Var& xv) {
+        return dg::batch_norm2d(xv, weight, bias, dg::constant(running_mean),
+                                dg::constant(running_var), {.training = true});
+      },
+      [&](const Var& xv) {
+        return std::vector<Var>{xv, weight, bias};
+      });
+  report(state, static_cast<double>(x.numel()) * 4 * (backward ? 5 : 2), "GB/s");
+}
+
+// A U-Net decoder step: the low-resolution map upsampled (bilinear, align_corners false) to the
+// skip connection's size and joined to it along the channels, [16,64,14,14] + [16,32,28,28] ->
+// [16,96,28,28]; the skip connection is a differentiated leaf too. Bytes: both inputs read and
+// the output written once (the same again backward).
+void upsample_cat_case(benchmark::State& state, bool backward) {
+  Tensor low = Tensor::randn({16, 64, 14, 14}, 1);
+  const Var skip = dg::variable(Tensor::randn({16, 32, 28, 28}, 2));
+  run(
+      state, backward, low,
+      [&](const Var& lv) {
+        return dg::cat({dg::upsample_bilinear2d(lv, {28, 28}), skip}, 1);
+      },
+      [&](const Var& lv) {
+        return std::vector<Var>{lv, skip};
+      });
+  const double bytes = (16.0 * 64 * 14 * 14 + 16.0 * 32 * 28 * 28 + 16.0 * 96 * 28 * 28) * 4;
+  report(state, bytes * (backward ? 2 : 1), "GB/s");
+}
+
+// Reflection padding by 1 on every side (left, right, top, bottom), [32,64,28,28] ->
+// [32,64,30,30]. Bytes: input read, output written (the reverse backward).
+void pad2d_case(benchmark::State& state, bool backward) {
+  Tensor x = Tensor::randn({32, 64, 28, 28}, 1);
+  run(
+      state, backward, x,
+      [&](const Var& xv) {
+        return dg::pad2d(xv, {.pads = {1, 1, 1, 1}, .mode = "reflect"});
+      },
+      [&](const Var& xv) { return std::vector<Var>{xv}; });
+  report(state, (32.0 * 64 * 28 * 28 + 32.0 * 64 * 30 * 30) * 4 * (backward ? 2 : 1), "GB/s");
+}
+
+// Global average pooling, [32,128,7,7] -> [32,128,1,1]. Bytes: input read, output written.
+void adaptive_avg_pool2d_case(benchmark::State& state, bool backward) {
+  Tensor x = Tensor::randn({32, 128, 7, 7}, 1);
+  run(
+      state, backward, x,
+      [&](const Var& xv) {
+        return dg::adaptive_avg_pool2d(xv, {1, 1});
+      },
+      [&](const Var& xv) { return std::vector<Var>{xv}; });
+  report(state, (32.0 * 128 * 7 * 7 + 32.0 * 128) * 4 * (backward ? 2 : 1), "GB/s");
+}
+
 #define CASE(fn, name, ...)                               \
   BENCHMARK_CAPTURE(fn, name##_fwd, __VA_ARGS__, false)   \
       ->Unit(benchmark::kMillisecond)                     \
@@ -174,6 +239,10 @@ NOARG_CASE(pool_unpool_case, N8_C64_56_k2)
 NOARG_CASE(bias_case, N8_C64_56)
 CASE(xent_case, N256_C10, dg::Shape{256, 10})
 CASE(xent_case, N8_C21_64x64, dg::Shape{8, 21, 64, 64})
+NOARG_CASE(batch_norm2d_case, N32_C64_28)
+NOARG_CASE(upsample_cat_case, N16_C64_14_skip_C32_28)
+NOARG_CASE(pad2d_case, N32_C64_28_reflect_p1)
+NOARG_CASE(adaptive_avg_pool2d_case, N32_C128_7_1x1)
 
 }  // namespace
 
