@@ -197,28 +197,10 @@ def torch_cases():
         return train_step(model, 64), True, None
 
     def classifier(backward):
-        nn = torch.nn
-
-        class Classifier(nn.Module):
-            """examples/classifier.h (tests/pytorch/state_dict_roundtrip.py's Classifier)."""
-
-            def __init__(self):
-                super().__init__()
-                self.conv1 = nn.Conv2d(1, 32, 3, padding=1, bias=False)
-                self.conv2 = nn.Conv2d(32, 64, 3, padding=1, bias=False)
-                self.conv3 = nn.Conv2d(64, 128, 3, padding=1, bias=False)
-                self.bn1, self.bn2, self.bn3 = (nn.BatchNorm2d(32), nn.BatchNorm2d(64),
-                                                nn.BatchNorm2d(128))
-                self.fc1 = nn.Linear(128 * 3 * 3, 256)
-                self.fc2 = nn.Linear(256, 10)
-                self.drop1, self.drop2 = nn.Dropout(0.25), nn.Dropout(0.25)
-
-            def forward(self, x):
-                h = torch.relu(self.bn1(F.max_pool2d(self.conv1(x), 2)))
-                h = torch.relu(self.bn2(F.max_pool2d(self.conv2(h), 2)))
-                h = torch.relu(self.bn3(F.max_pool2d(self.conv3(h), 2)))
-                h = torch.relu(self.fc1(self.drop1(torch.flatten(h, 1))))
-                return self.fc2(self.drop2(h))
+        # examples/classifier.h in PyTorch, shared with the state_dict round-trip test.
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                        "tests", "pytorch"))
+        from torch_classifier import Classifier
 
         model = Classifier()
         optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)  # as examples/fashion_mnist

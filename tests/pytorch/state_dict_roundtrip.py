@@ -15,10 +15,12 @@ import sys
 
 try:
     import torch
-    from torch import nn
 except ImportError:
     print("PyTorch is not installed (apt-get install python3-torch): skipped")
     sys.exit(77)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_classifier import Classifier  # noqa: E402  (examples/classifier.h in PyTorch)
 
 DTYPES = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64}
 NAMES = {v: k for k, v in DTYPES.items()}
@@ -54,28 +56,6 @@ def save_safetensors(path, tensors):
     text += b" " * ((8 - len(text) % 8) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(text)) + text + b"".join(chunks))
-
-
-class Classifier(nn.Module):
-    """examples/classifier.h in PyTorch, module for module under the same names."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3, padding=1, bias=False)
-        self.conv2 = nn.Conv2d(32, 64, 3, padding=1, bias=False)
-        self.conv3 = nn.Conv2d(64, 128, 3, padding=1, bias=False)
-        self.bn1, self.bn2, self.bn3 = nn.BatchNorm2d(32), nn.BatchNorm2d(64), nn.BatchNorm2d(128)
-        self.fc1 = nn.Linear(128 * 3 * 3, 256)
-        self.fc2 = nn.Linear(256, 10)
-        self.drop1, self.drop2 = nn.Dropout(0.25), nn.Dropout(0.25)
-
-    def forward(self, x):
-        relu, pool = torch.relu, nn.functional.max_pool2d
-        h = relu(self.bn1(pool(self.conv1(x), 2)))
-        h = relu(self.bn2(pool(self.conv2(h), 2)))
-        h = relu(self.bn3(pool(self.conv3(h), 2)))
-        h = relu(self.fc1(self.drop1(torch.flatten(h, 1))))
-        return self.fc2(self.drop2(h))
 
 
 def main():
