@@ -39,7 +39,7 @@ using ConstPlane = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 // value, so that var = E[(x-s)^2] - E[x-s]^2 does not cancel catastrophically when |mean| is
 // much larger than the spread (the shifted-data algorithm).
 struct ChannelSums {
-  std::vector<double> mean, var;   // of x; var biased
+  std::vector<double> mean, var;              // of x; var biased
   std::vector<double> sum_g, sum_gx_centred;  // sum g and sum g (x - mean), when g is given
 };
 

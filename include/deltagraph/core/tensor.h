@@ -9,8 +9,8 @@
 #include <memory>
 #include <span>
 #include <string>
-#include <utility>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "deltagraph/core/error.h"
