@@ -237,10 +237,9 @@ Tensor valid_mask(const Tensor& labels, int64_t ignore_index, DType dtype) {
 // (w = 1 without a weight). Then dz = s (softmax(z) sum_c T - T) and, for probabilities,
 // dt = -s (1-e) w_c log_softmax(z) / D, with s the seed of each element's loss.
 
-bool plain_xent(const OpCall& c) {
-  return !c.has_input(2) && c.attrs.real("label_smoothing") == 0.0;
-}
-bool plain_xent(const VjpContext& c) {
+// No weight and no smoothing: the fused class-label path (an OpCall or a VjpContext).
+template <class Call>
+bool plain_xent(const Call& c) {
   return !c.has_input(2) && c.attrs.real("label_smoothing") == 0.0;
 }
 
@@ -339,20 +338,19 @@ std::vector<Var> weighted_xent_vjp(const VjpContext& c) {
   Shape class_axis;  // [1, C, 1, ...]: the weights along the class axis
   for (int d = 0; d < z.dim(); ++d) class_axis.push_back(d == 1 ? C : 1);
   const Var w = c.has_input(2) ? reshape(Var(c.input(2).value()), class_axis) : Var();
+  const double divisor = probability_divisor(z.shape(), reduction);
   Var t;
   if (is_class_labels(labels.value())) {
     const Tensor* weight = c.has_input(2) ? &c.input(2).value() : nullptr;
     t = Var(class_label_coefficients(z.shape(), z.dtype(), labels.value(), weight, e,
                                      c.attrs.integer("ignore_index"), reduction));
   } else {
-    const double divisor = probability_divisor(z.shape(), reduction);
     t = mul_scalar(add_scalar(mul_scalar(labels, 1 - e), e / static_cast<double>(C)), 1 / divisor);
     if (w.defined()) t = mul(t, w);
   }
   Var dz, dt;
   if (c.needs(0)) dz = mul(sub(mul(softmax(z), sum(t, {.axes = {1}, .keepdims = true})), t), s);
   if (c.needs(1) && !is_class_labels(labels.value())) {
-    const double divisor = probability_divisor(z.shape(), reduction);
     dt = mul(mul_scalar(log_softmax(z), -(1 - e) / divisor), s);
     if (w.defined()) dt = mul(dt, w);
   }
