@@ -24,46 +24,68 @@ namespace {
 // ---- geometry -----------------------------------------------------------------------------
 
 struct ConvAttrs {
-  Pair stride, padding, dilation, output_padding{0, 0};
+  Pair stride;
+  Padding padding;  // resolved: four numbers, never "same"
+  Pair dilation, output_padding{0, 0};
   int64_t groups;
 };
 
-ConvAttrs conv_attrs(const Attrs& a, bool transposed) {
-  ConvAttrs c{a.pair("stride"), a.pair("padding"), a.pair("dilation"), {0, 0}, a.integer("groups")};
+// `kernel` is the weight's kH x kW (conv2d_weight_grad: its kernel_size).
+ConvAttrs conv_attrs(const Attrs& a, bool transposed, Pair kernel) {
+  ConvAttrs c{a.pair("stride"), {}, a.pair("dilation"), {0, 0}, a.integer("groups")};
+  c.padding = a.padding("padding").resolved(kernel, c.dilation);
   if (transposed) c.output_padding = a.pair("output_padding");
   return c;
 }
 
-// Output size of conv2d along one axis: (H + 2p - d(k-1) - 1)/s + 1, floored.
-int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
-  const int64_t span = in + 2 * p - d * (k - 1) - 1;
+Pair kernel_of(const Shape& w) { return w.size() == 4 ? Pair{w[2], w[3]} : Pair{1, 1}; }
+
+// Output size of conv2d along one axis, with `pads` rows (or columns) of padding in all:
+// (H + pads - d(k-1) - 1)/s + 1, floored.
+int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t pads, int64_t d) {
+  const int64_t span = in + pads - d * (k - 1) - 1;
   return span < 0 ? 0 : span / s + 1;
 }
-// Output size of conv_transpose2d along one axis: (H-1)s - 2p + d(k-1) + op + 1.
-int64_t conv_transpose_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, int64_t op) {
-  return (in - 1) * s - 2 * p + d * (k - 1) + op + 1;
+// Output size of conv_transpose2d along one axis: (H-1)s - pads + d(k-1) + op + 1.
+int64_t conv_transpose_out(int64_t in, int64_t k, int64_t s, int64_t pads, int64_t d, int64_t op) {
+  return (in - 1) * s - pads + d * (k - 1) + op + 1;
 }
 
-void check_conv_attrs(const OpCall& c, const ConvAttrs& a) {
+std::string padding_text(const Padding& p) {
+  return p.symmetric() ? fmt::format("[{},{}]", p.top, p.left) : p.to_string();
+}
+
+void check_conv_attrs(const OpCall& c, const ConvAttrs& a, bool transposed) {
   if (a.stride.h < 1 || a.stride.w < 1)
     shape_fail(c, "stride must be at least 1, got [{},{}]", a.stride.h, a.stride.w);
   if (a.dilation.h < 1 || a.dilation.w < 1)
     shape_fail(c, "dilation must be at least 1, got [{},{}]", a.dilation.h, a.dilation.w);
-  if (a.padding.h < 0 || a.padding.w < 0)
-    shape_fail(c, "padding must not be negative, got [{},{}]", a.padding.h, a.padding.w);
+  const Padding given = c.attrs.padding("padding");
+  if (given.same() && transposed)
+    shape_fail(c,
+               "padding \"same\" is for conv2d; a transposed convolution takes numbers "
+               "([top, bottom, left, right])");
+  if (given.same() && !(a.stride == Pair{1, 1}))
+    shape_fail(c,
+               "padding \"same\" needs stride 1, got stride [{},{}] (a strided convolution "
+               "takes explicit [top, bottom, left, right] padding)",
+               a.stride.h, a.stride.w);
+  const Padding& p = a.padding;
+  if (p.top < 0 || p.bottom < 0 || p.left < 0 || p.right < 0)
+    shape_fail(c, "padding must not be negative, got {}", padding_text(p));
   if (a.groups < 1) shape_fail(c, "groups must be at least 1, got {}", a.groups);
 }
 
 std::string attrs_text(const ConvAttrs& a) {
-  return fmt::format("stride [{},{}], padding [{},{}], dilation [{},{}]", a.stride.h, a.stride.w,
-                     a.padding.h, a.padding.w, a.dilation.h, a.dilation.w);
+  return fmt::format("stride [{},{}], padding {}, dilation [{},{}]", a.stride.h, a.stride.w,
+                     padding_text(a.padding), a.dilation.h, a.dilation.w);
 }
 
 // The output_padding that makes conv_transpose2d of a conv2d output of size `out` give back
 // the input size `in` (the rows the floor division of conv2d dropped).
-int64_t recovered_output_padding(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p,
+int64_t recovered_output_padding(int64_t in, int64_t out, int64_t k, int64_t s, int64_t pads,
                                  int64_t d) {
-  return in - conv_transpose_out(out, k, s, p, d, 0);
+  return in - conv_transpose_out(out, k, s, pads, d, 0);
 }
 
 void check_bias(const OpCall& c, int64_t channels) {
@@ -89,8 +111,10 @@ kernels::DnnlConvProblem dnnl_problem(const Shape& src, const Shape& dst, int64_
           .Wo = dst[3],
           .sh = a.stride.h,
           .sw = a.stride.w,
-          .ph = a.padding.h,
-          .pw = a.padding.w,
+          .pt = a.padding.top,
+          .pb = a.padding.bottom,
+          .pl = a.padding.left,
+          .pr = a.padding.right,
           .dh = a.dilation.h,
           .dw = a.dilation.w,
           .groups = a.groups};
@@ -106,8 +130,8 @@ kernels::ConvGeometry im2col_geometry(int64_t C, int64_t H, int64_t W, int64_t k
           .kW = kW,
           .sh = a.stride.h,
           .sw = a.stride.w,
-          .ph = a.padding.h,
-          .pw = a.padding.w,
+          .ph = a.padding.top,
+          .pw = a.padding.left,
           .dh = a.dilation.h,
           .dw = a.dilation.w,
           .Ho = Ho,
@@ -255,7 +279,10 @@ void conv2d_weight_grad_forward(const Tensor& x, const Tensor& g, const ConvAttr
 // ---- registration -------------------------------------------------------------------------
 
 std::vector<AttrSpec> conv_attr_specs(bool transposed) {
-  std::vector<AttrSpec> specs{pair_attr("stride", 1, "s"), pair_attr("padding", 0, "p")};
+  std::vector<AttrSpec> specs{
+      pair_attr("stride", 1, "s"),
+      padding_attr(transposed ? "rows/columns cropped: p, [h, w] or [top, bottom, left, right]"
+                              : "p, [h, w], [top, bottom, left, right], \"same\" or \"valid\"")};
   if (transposed)
     specs.push_back(pair_attr("output_padding", 0, "op", "extra rows/columns at the bottom/right"));
   specs.push_back(pair_attr("dilation", 1, "d"));
@@ -281,8 +308,8 @@ void check_image(const OpCall& c, int input) { expect_rank(c, input, 4, "[N,C,H,
 std::vector<TensorSpec> conv2d_shape(const OpCall& c) {
   check_image(c, 0);
   expect_rank(c, 1, 4, "[O,C/groups,kH,kW]");
-  const ConvAttrs a = conv_attrs(c.attrs, false);
-  check_conv_attrs(c, a);
+  const ConvAttrs a = conv_attrs(c.attrs, false, kernel_of(c.input(1).shape()));
+  check_conv_attrs(c, a, false);
   const Shape &x = c.input(0).shape(), &w = c.input(1).shape();
   if (x[1] != w[1] * a.groups)
     shape_fail(c, "x has {} channels but w {} with groups={} expects {} (w.shape[1]*groups)", x[1],
@@ -291,8 +318,8 @@ std::vector<TensorSpec> conv2d_shape(const OpCall& c) {
     shape_fail(c, "w {} has {} output channels, which groups={} does not divide", w, w[0],
                a.groups);
   check_bias(c, w[0]);
-  const int64_t Ho = conv_out(x[2], w[2], a.stride.h, a.padding.h, a.dilation.h);
-  const int64_t Wo = conv_out(x[3], w[3], a.stride.w, a.padding.w, a.dilation.w);
+  const int64_t Ho = conv_out(x[2], w[2], a.stride.h, a.padding.rows(), a.dilation.h);
+  const int64_t Wo = conv_out(x[3], w[3], a.stride.w, a.padding.columns(), a.dilation.w);
   if (Ho < 1 || Wo < 1)
     shape_fail(c, "kernel [{},{}] with {} does not fit in input {}x{} (output would be {}x{})",
                w[2], w[3], attrs_text(a), x[2], x[3], Ho, Wo);
@@ -302,8 +329,8 @@ std::vector<TensorSpec> conv2d_shape(const OpCall& c) {
 std::vector<TensorSpec> conv_transpose2d_shape(const OpCall& c) {
   check_image(c, 0);
   expect_rank(c, 1, 4, "[C,O/groups,kH,kW]");
-  const ConvAttrs a = conv_attrs(c.attrs, true);
-  check_conv_attrs(c, a);
+  const ConvAttrs a = conv_attrs(c.attrs, true, kernel_of(c.input(1).shape()));
+  check_conv_attrs(c, a, true);
   const Shape &x = c.input(0).shape(), &w = c.input(1).shape();
   if (x[1] != w[0])
     shape_fail(c,
@@ -321,8 +348,10 @@ std::vector<TensorSpec> conv_transpose2d_shape(const OpCall& c) {
                op.h, op.w, std::max(a.stride.h, a.dilation.h), std::max(a.stride.w, a.dilation.w));
   const int64_t O = w[1] * a.groups;
   check_bias(c, O);
-  const int64_t Ho = conv_transpose_out(x[2], w[2], a.stride.h, a.padding.h, a.dilation.h, op.h);
-  const int64_t Wo = conv_transpose_out(x[3], w[3], a.stride.w, a.padding.w, a.dilation.w, op.w);
+  const int64_t Ho =
+      conv_transpose_out(x[2], w[2], a.stride.h, a.padding.rows(), a.dilation.h, op.h);
+  const int64_t Wo =
+      conv_transpose_out(x[3], w[3], a.stride.w, a.padding.columns(), a.dilation.w, op.w);
   if (Ho < 1 || Wo < 1)
     shape_fail(c,
                "input {}x{} with kernel [{},{}], {} and output_padding [{},{}] gives an empty "
@@ -334,9 +363,9 @@ std::vector<TensorSpec> conv_transpose2d_shape(const OpCall& c) {
 std::vector<TensorSpec> weight_grad_shape(const OpCall& c) {
   check_image(c, 0);
   check_image(c, 1);
-  const ConvAttrs a = conv_attrs(c.attrs, false);
-  check_conv_attrs(c, a);
   const Pair k = c.attrs.pair("kernel_size");
+  const ConvAttrs a = conv_attrs(c.attrs, false, k);
+  check_conv_attrs(c, a, false);
   if (k.h < 1 || k.w < 1) shape_fail(c, "kernel_size must be at least 1, got [{},{}]", k.h, k.w);
   const Shape &x = c.input(0).shape(), &g = c.input(1).shape();
   if (x[0] != g[0]) shape_fail(c, "x {} and g {} have different batch sizes", x, g);
@@ -346,25 +375,22 @@ std::vector<TensorSpec> weight_grad_shape(const OpCall& c) {
   // g must be a conv2d output grid of x: at most the full size, and no more rows short than a
   // conv_transpose2d's output_padding can restore (that is what its VJP needs).
   const int64_t oph =
-      recovered_output_padding(x[2], g[2], k.h, a.stride.h, a.padding.h, a.dilation.h);
+      recovered_output_padding(x[2], g[2], k.h, a.stride.h, a.padding.rows(), a.dilation.h);
   const int64_t opw =
-      recovered_output_padding(x[3], g[3], k.w, a.stride.w, a.padding.w, a.dilation.w);
+      recovered_output_padding(x[3], g[3], k.w, a.stride.w, a.padding.columns(), a.dilation.w);
   if (g[2] < 1 || g[3] < 1 || oph < 0 || opw < 0 || oph >= std::max(a.stride.h, a.dilation.h) ||
       opw >= std::max(a.stride.w, a.dilation.w))
     shape_fail(c,
                "g's grid {}x{} is not a conv2d output of x {}x{} with kernel [{},{}] and {} "
                "(expected {}x{})",
                g[2], g[3], x[2], x[3], k.h, k.w, attrs_text(a),
-               conv_out(x[2], k.h, a.stride.h, a.padding.h, a.dilation.h),
-               conv_out(x[3], k.w, a.stride.w, a.padding.w, a.dilation.w));
+               conv_out(x[2], k.h, a.stride.h, a.padding.rows(), a.dilation.h),
+               conv_out(x[3], k.w, a.stride.w, a.padding.columns(), a.dilation.w));
   return {{{g[1], x[1] / a.groups, k.h, k.w}, c.input(0).dtype()}};
 }
 
 Conv2dOptions conv2d_options(const ConvAttrs& a) {
-  return {.stride = {a.stride.h, a.stride.w},
-          .padding = {a.padding.h, a.padding.w},
-          .dilation = {a.dilation.h, a.dilation.w},
-          .groups = a.groups};
+  return {.stride = a.stride, .padding = a.padding, .dilation = a.dilation, .groups = a.groups};
 }
 
 // Crops a gradient's H and W down to the input's (conv2d of a conv_transpose2d's gradient can
@@ -378,56 +404,55 @@ Var crop_to(const Var& g, const Shape& shape) {
 
 Var bias_grad(const Var& g) { return sum(g, {.axes = {0, 2, 3}}); }
 
+// The conv_transpose2d that maps a conv2d's output gradient (grid `out`) back onto its input
+// (size `in`): the same stride, padding, dilation and groups, and the output_padding that brings
+// back the rows and columns the conv2d's floor division dropped.
+ConvTranspose2dOptions adjoint_options(const ConvAttrs& a, const Shape& in, const Shape& out,
+                                       Pair k) {
+  return {.stride = a.stride,
+          .padding = a.padding,
+          .output_padding = {recovered_output_padding(in[2], out[2], k.h, a.stride.h,
+                                                      a.padding.rows(), a.dilation.h),
+                             recovered_output_padding(in[3], out[3], k.w, a.stride.w,
+                                                      a.padding.columns(), a.dilation.w)},
+          .dilation = a.dilation,
+          .groups = a.groups};
+}
+
+// y = conv2d(x, w) + b: dx = conv_transpose2d(g, w) (the adjoint of the input map, with the
+// same, resolved, padding), dw = conv2d_weight_grad(x, g), db = sum_{n,h,w} g.
 std::vector<Var> conv2d_vjp(const VjpContext& c) {
-  const ConvAttrs a = conv_attrs(c.attrs, false);
   const Var &x = c.input(0), &w = c.input(1), &g = c.grad_output(0);
+  const Pair k = kernel_of(w.shape());
+  const ConvAttrs a = conv_attrs(c.attrs, false, k);
   Var dx, dw, db;
-  if (c.needs(0)) {
-    const Shape &xs = x.shape(), &ws = w.shape(), &ys = g.shape();
-    ConvTranspose2dOptions t{
-        .stride = {a.stride.h, a.stride.w},
-        .padding = {a.padding.h, a.padding.w},
-        .output_padding = {recovered_output_padding(xs[2], ys[2], ws[2], a.stride.h, a.padding.h,
-                                                    a.dilation.h),
-                           recovered_output_padding(xs[3], ys[3], ws[3], a.stride.w, a.padding.w,
-                                                    a.dilation.w)},
-        .dilation = {a.dilation.h, a.dilation.w},
-        .groups = a.groups};
-    dx = conv_transpose2d(g, w, t);
-  }
-  if (c.needs(1)) dw = conv2d_weight_grad(x, g, {w.shape()[2], w.shape()[3]}, conv2d_options(a));
+  if (c.needs(0)) dx = conv_transpose2d(g, w, adjoint_options(a, x.shape(), g.shape(), k));
+  if (c.needs(1)) dw = conv2d_weight_grad(x, g, k, conv2d_options(a));
   if (c.needs(2)) db = bias_grad(g);
   return {dx, dw, db};
 }
 
+// y = conv_transpose2d(x, w) + b: dx = conv2d(g, w) (cropped when output_padding >= stride),
+// dw = conv2d_weight_grad(g, x), db = sum_{n,h,w} g.
 std::vector<Var> conv_transpose2d_vjp(const VjpContext& c) {
-  const ConvAttrs a = conv_attrs(c.attrs, true);
   const Var &x = c.input(0), &w = c.input(1), &g = c.grad_output(0);
+  const Pair k = kernel_of(w.shape());
+  const ConvAttrs a = conv_attrs(c.attrs, true, k);
   Var dx, dw, db;
   if (c.needs(0)) dx = crop_to(conv2d(g, w, conv2d_options(a)), x.shape());
-  if (c.needs(1)) dw = conv2d_weight_grad(g, x, {w.shape()[2], w.shape()[3]}, conv2d_options(a));
+  if (c.needs(1)) dw = conv2d_weight_grad(g, x, k, conv2d_options(a));
   if (c.needs(2)) db = bias_grad(g);
   return {dx, dw, db};
 }
 
-// conv2d_weight_grad(x, g) is bilinear: <gw_bar, gw(x, g)> = <g, conv2d(x, gw_bar)>.
+// conv2d_weight_grad(x, g) is bilinear: <gw_bar, gw(x, g)> = <g, conv2d(x, gw_bar)>, so
+// dx = conv_transpose2d(g, gw_bar) and dg = conv2d(x, gw_bar).
 std::vector<Var> weight_grad_vjp(const VjpContext& c) {
-  const ConvAttrs a = conv_attrs(c.attrs, false);
   const Pair k = c.attrs.pair("kernel_size");
+  const ConvAttrs a = conv_attrs(c.attrs, false, k);
   const Var &x = c.input(0), &g = c.input(1), &gw_bar = c.grad_output(0);
   Var dx, dg;
-  if (c.needs(0)) {
-    ConvTranspose2dOptions t{
-        .stride = {a.stride.h, a.stride.w},
-        .padding = {a.padding.h, a.padding.w},
-        .output_padding = {recovered_output_padding(x.shape()[2], g.shape()[2], k.h, a.stride.h,
-                                                    a.padding.h, a.dilation.h),
-                           recovered_output_padding(x.shape()[3], g.shape()[3], k.w, a.stride.w,
-                                                    a.padding.w, a.dilation.w)},
-        .dilation = {a.dilation.h, a.dilation.w},
-        .groups = a.groups};
-    dx = conv_transpose2d(g, gw_bar, t);
-  }
+  if (c.needs(0)) dx = conv_transpose2d(g, gw_bar, adjoint_options(a, x.shape(), g.shape(), k));
   if (c.needs(1)) dg = crop_to(conv2d(x, gw_bar, conv2d_options(a)), g.shape());
   return {dx, dg};
 }
@@ -455,33 +480,44 @@ SampledConv sample_conv_config(Sampler& s, bool transposed) {
   c.kH = s.integer(1, 3), c.kW = s.integer(1, 3);
   c.a.stride = {s.integer(1, 3), s.integer(1, 3)};
   c.a.dilation = {s.integer(1, 2), s.integer(1, 2)};
-  c.a.padding = {s.integer(0, 2), s.integer(0, 2)};
+  // Padding [h, w] half the time; else four different sides, or (conv2d) "same" at stride 1.
+  switch (s.integer(0, transposed ? 2 : 3)) {
+    case 0:
+    case 1:
+      c.a.padding = Padding(s.integer(0, 2), s.integer(0, 2));
+      break;
+    case 2:
+      c.a.padding = {s.integer(0, 2), s.integer(0, 2), s.integer(0, 2), s.integer(0, 2)};
+      break;
+    default:
+      c.a.padding = "same";
+      c.a.stride = 1;
+  }
   c.a.groups = c.G;
+  const Padding p = c.a.padding.resolved({c.kH, c.kW}, c.a.dilation);
   if (transposed) {
     c.a.output_padding = {s.integer(0, std::max(c.a.stride.h, c.a.dilation.h) - 1),
                           s.integer(0, std::max(c.a.stride.w, c.a.dilation.w) - 1)};
     // Smallest input whose transposed output is non-empty.
-    auto smallest = [](int64_t k, int64_t st, int64_t p, int64_t d, int64_t op) {
+    auto smallest = [](int64_t k, int64_t st, int64_t pads, int64_t d, int64_t op) {
       int64_t h = 1;
-      while (conv_transpose_out(h, k, st, p, d, op) < 1) ++h;
+      while (conv_transpose_out(h, k, st, pads, d, op) < 1) ++h;
       return h;
     };
-    c.H = smallest(c.kH, c.a.stride.h, c.a.padding.h, c.a.dilation.h, c.a.output_padding.h) +
+    c.H = smallest(c.kH, c.a.stride.h, p.rows(), c.a.dilation.h, c.a.output_padding.h) +
           s.integer(0, 3);
-    c.W = smallest(c.kW, c.a.stride.w, c.a.padding.w, c.a.dilation.w, c.a.output_padding.w) +
+    c.W = smallest(c.kW, c.a.stride.w, p.columns(), c.a.dilation.w, c.a.output_padding.w) +
           s.integer(0, 3);
   } else {
-    c.H =
-        std::max<int64_t>(1, c.a.dilation.h * (c.kH - 1) + 1 - 2 * c.a.padding.h) + s.integer(0, 4);
-    c.W =
-        std::max<int64_t>(1, c.a.dilation.w * (c.kW - 1) + 1 - 2 * c.a.padding.w) + s.integer(0, 4);
+    c.H = std::max<int64_t>(1, c.a.dilation.h * (c.kH - 1) + 1 - p.rows()) + s.integer(0, 4);
+    c.W = std::max<int64_t>(1, c.a.dilation.w * (c.kW - 1) + 1 - p.columns()) + s.integer(0, 4);
   }
   return c;
 }
 
 AttrMap conv_attr_map(const ConvAttrs& a, bool transposed) {
   AttrMap m{{"stride", Ints{a.stride.h, a.stride.w}},
-            {"padding", Ints{a.padding.h, a.padding.w}},
+            {"padding", a.padding},
             {"dilation", Ints{a.dilation.h, a.dilation.w}},
             {"groups", a.groups}};
   if (transposed) m.push_back({"output_padding", Ints{a.output_padding.h, a.output_padding.w}});
@@ -507,7 +543,7 @@ std::vector<Tensor> conv2d_kernel(const OpCall& c, std::span<const TensorSpec> s
   Tensor y(specs[0].shape, specs[0].dtype);
   dispatch_float(y.dtype(), [&](auto t) {
     conv2d_forward<decltype(t)>(c.input(0), c.input(1), optional_input(c, 2),
-                                conv_attrs(c.attrs, false), y);
+                                conv_attrs(c.attrs, false, kernel_of(c.input(1).shape())), y);
   });
   return std::vector<Tensor>{y};
 }
@@ -536,7 +572,8 @@ std::vector<Tensor> conv_transpose2d_kernel(const OpCall& c, std::span<const Ten
   Tensor y(specs[0].shape, specs[0].dtype);
   dispatch_float(y.dtype(), [&](auto t) {
     conv_transpose2d_forward<decltype(t)>(c.input(0), c.input(1), optional_input(c, 2),
-                                          conv_attrs(c.attrs, true), y);
+                                          conv_attrs(c.attrs, true, kernel_of(c.input(1).shape())),
+                                          y);
   });
   return std::vector<Tensor>{y};
 }
@@ -563,15 +600,17 @@ OpDef conv_transpose2d_def() {
 std::vector<Tensor> conv2d_weight_grad_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
   Tensor gw(specs[0].shape, specs[0].dtype);
   dispatch_float(gw.dtype(), [&](auto t) {
-    conv2d_weight_grad_forward<decltype(t)>(c.input(0), c.input(1), conv_attrs(c.attrs, false), gw);
+    conv2d_weight_grad_forward<decltype(t)>(
+        c.input(0), c.input(1), conv_attrs(c.attrs, false, c.attrs.pair("kernel_size")), gw);
   });
   return std::vector<Tensor>{gw};
 }
 
 OpSample conv2d_weight_grad_sample(Sampler& s) {
   const SampledConv c = sample_conv_config(s, false);
-  const int64_t Ho = conv_out(c.H, c.kH, c.a.stride.h, c.a.padding.h, c.a.dilation.h);
-  const int64_t Wo = conv_out(c.W, c.kW, c.a.stride.w, c.a.padding.w, c.a.dilation.w);
+  const Padding p = c.a.padding.resolved({c.kH, c.kW}, c.a.dilation);
+  const int64_t Ho = conv_out(c.H, c.kH, c.a.stride.h, p.rows(), c.a.dilation.h);
+  const int64_t Wo = conv_out(c.W, c.kW, c.a.stride.w, p.columns(), c.a.dilation.w);
   AttrMap attrs = conv_attr_map(c.a, false);
   attrs.push_back({"kernel_size", Ints{c.kH, c.kW}});
   return OpSample{{s.smooth({c.N, c.C, c.H, c.W}), s.smooth({c.N, c.O, Ho, Wo})}, attrs};

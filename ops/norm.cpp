@@ -301,7 +301,6 @@ std::vector<Tensor> batch_norm2d_backward_kernel(const OpCall& c,
   const double eps = c.attrs.real("eps");
   dispatch_float(dx.dtype(), [&](auto t) {
     using T = decltype(t);
-    using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
     const ChannelSums sums = channel_sums<T>(x, &g);
     const std::vector<double> w = values_of<T>(c.input(2));
     const int64_t N = x.size(0), C = x.size(1), plane = x.size(2) * x.size(3);

@@ -59,6 +59,11 @@ inline AttrSpec pair_attr(std::string name, int64_t default_value, std::string l
           std::move(doc), std::move(label)};
 }
 
+// A `padding` attribute (AttrType::padding), 0 by default.
+inline AttrSpec padding_attr(std::string doc = "") {
+  return {"padding", AttrType::padding, AttrValue(Padding(0)), std::move(doc), "p"};
+}
+
 }  // namespace dg
 
 namespace dg {

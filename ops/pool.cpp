@@ -23,15 +23,17 @@ namespace dg {
 
 namespace {
 
-// Window geometry of one pooling op, per axis.
+// Window geometry of one pooling op, per axis: p padding cells before the input (top or left),
+// p_after after it (bottom or right).
 struct PoolAxis {
-  int64_t in, k, s, p, d, out;
+  int64_t in, k, s, p, p_after, d, out;
 };
 
 // Output size of a pooling window along one axis (FORMAT.md 5.5): floor or ceil division, and in
 // ceil mode the last window must start inside the input or its left/top padding.
-int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
-  const int64_t span = in + 2 * p - d * (k - 1) - 1;
+int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t p_after, int64_t d,
+                 bool ceil_mode) {
+  const int64_t span = in + p + p_after - d * (k - 1) - 1;
   if (span < 0) return 0;
   int64_t out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
   if (ceil_mode && (out - 1) * s >= in + p) --out;
@@ -48,21 +50,40 @@ Pair stride_or_kernel(const Attrs& a) {
   return {s.h == 0 ? k.h : s.h, s.w == 0 ? k.w : s.w};
 }
 
+// "[1,1]" for a symmetric padding (as PyTorch writes it), else "[top,bottom,left,right]".
+std::string padding_text(const Padding& p) {
+  return p.symmetric() ? fmt::format("[{},{}]", p.top, p.left) : p.to_string();
+}
+
+// A pool's padding: numbers only, none negative, none more than half its window (PyTorch's rule,
+// per side).
+Padding pool_padding(const OpCall& c, Pair k) {
+  const Padding p = c.attrs.padding("padding");
+  if (p.same())
+    shape_fail(c,
+               "padding \"same\" is for conv2d; a pool takes p, [h, w] or [top, bottom, left, "
+               "right]");
+  if (std::min({p.top, p.bottom, p.left, p.right}) < 0 || 2 * std::max(p.top, p.bottom) > k.h ||
+      2 * std::max(p.left, p.right) > k.w)
+    shape_fail(c, "padding {} must be between 0 and half the kernel [{},{}]", padding_text(p), k.h,
+               k.w);
+  return p;
+}
+
 // Validates a pooling op's attributes against the input (x [N,C,H,W]); dilation 1 for ops
 // without one.
 PoolGeometry pool_geometry(const OpCall& c, const Shape& x, bool has_dilation, bool ceil_mode) {
-  const Pair k = c.attrs.pair("kernel_size"), s = stride_or_kernel(c.attrs),
-             p = c.attrs.pair("padding");
+  const Pair k = c.attrs.pair("kernel_size"), s = stride_or_kernel(c.attrs);
   const Pair d = has_dilation ? c.attrs.pair("dilation") : Pair{1, 1};
   if (k.h < 1 || k.w < 1) shape_fail(c, "kernel_size must be at least 1, got [{},{}]", k.h, k.w);
   if (s.h < 1 || s.w < 1)
     shape_fail(c, "stride must be at least 1 (or 0 for kernel_size), got [{},{}]", s.h, s.w);
   if (d.h < 1 || d.w < 1) shape_fail(c, "dilation must be at least 1, got [{},{}]", d.h, d.w);
-  if (p.h < 0 || p.w < 0 || 2 * p.h > k.h || 2 * p.w > k.w)
-    shape_fail(c, "padding [{},{}] must be between 0 and half the kernel [{},{}]", p.h, p.w, k.h,
-               k.w);
-  PoolGeometry g{{x[2], k.h, s.h, p.h, d.h, pool_out(x[2], k.h, s.h, p.h, d.h, ceil_mode)},
-                 {x[3], k.w, s.w, p.w, d.w, pool_out(x[3], k.w, s.w, p.w, d.w, ceil_mode)},
+  const Padding p = pool_padding(c, k);
+  PoolGeometry g{{x[2], k.h, s.h, p.top, p.bottom, d.h,
+                  pool_out(x[2], k.h, s.h, p.top, p.bottom, d.h, ceil_mode)},
+                 {x[3], k.w, s.w, p.left, p.right, d.w,
+                  pool_out(x[3], k.w, s.w, p.left, p.right, d.w, ceil_mode)},
                  x[0],
                  x[1]};
   // With dilation, a window can straddle the whole input and hold padding only; PyTorch would
@@ -79,16 +100,15 @@ PoolGeometry pool_geometry(const OpCall& c, const Shape& x, bool has_dilation, b
       if (!window_hits_input(*axis, i))
         shape_fail(
             c,
-            "output {} {} of input {}x{} with kernel [{},{}], stride [{},{}], padding [{},{}] and "
+            "output {} {} of input {}x{} with kernel [{},{}], stride [{},{}], padding {} and "
             "dilation [{},{}] covers only padding",
-            name, i, x[2], x[3], k.h, k.w, s.h, s.w, p.h, p.w, d.h, d.w);
+            name, i, x[2], x[3], k.h, k.w, s.h, s.w, padding_text(p), d.h, d.w);
   if (g.h.out < 1 || g.w.out < 1) {
     std::string dilation =
         d.h == 1 && d.w == 1 ? "" : fmt::format(" and dilation [{},{}]", d.h, d.w);
     shape_fail(
-        c,
-        "kernel [{},{}] with padding [{},{}]{} does not fit in input {}x{} (output would be {}x{})",
-        k.h, k.w, p.h, p.w, dilation, x[2], x[3], std::max<int64_t>(g.h.out, 0),
+        c, "kernel [{},{}] with padding {}{} does not fit in input {}x{} (output would be {}x{})",
+        k.h, k.w, padding_text(p), dilation, x[2], x[3], std::max<int64_t>(g.h.out, 0),
         std::max<int64_t>(g.w.out, 0));
   }
   return g;
@@ -312,7 +332,7 @@ struct AvgSpan {
 };
 AvgSpan avg_span(const PoolAxis& a, int64_t i) {
   int64_t lo = i * a.s - a.p;
-  int64_t hi = std::min(lo + a.k, a.in + a.p);
+  int64_t hi = std::min(lo + a.k, a.in + a.p_after);
   const int64_t padded = hi - lo;
   return {std::max<int64_t>(lo, 0), std::min(hi, a.in), padded};
 }
@@ -386,7 +406,7 @@ std::string pool_label(const Attrs& attrs, std::span<const Shape>) {
 std::vector<AttrSpec> avg_attrs() {
   return {kernel_attr(),
           stride_attr(),
-          pair_attr("padding", 0, "p"),
+          padding_attr("p, [h, w] or [top, bottom, left, right]"),
           {"ceil_mode", AttrType::boolean, AttrValue(false),
            "ceil instead of floor for the output size", "ceil"},
           {"count_include_pad", AttrType::boolean, AttrValue(true), "padding counts in the divisor",
@@ -394,17 +414,16 @@ std::vector<AttrSpec> avg_attrs() {
 }
 
 AvgPool2dOptions avg_options(const Attrs& a) {
-  const Pair k = a.pair("kernel_size"), s = a.pair("stride"), p = a.pair("padding");
-  return {.kernel_size = {k.h, k.w},
-          .stride = {s.h, s.w},
-          .padding = {p.h, p.w},
+  return {.kernel_size = a.pair("kernel_size"),
+          .stride = a.pair("stride"),
+          .padding = a.padding("padding"),
           .ceil_mode = a.boolean("ceil_mode"),
           .count_include_pad = a.boolean("count_include_pad")};
 }
 
-// Default unpooled size along one axis: (h-1)*s - 2p + k.
-int64_t unpool_default(int64_t in, int64_t k, int64_t s, int64_t p) {
-  return (in - 1) * s - 2 * p + k;
+// Default unpooled size along one axis: (h-1)*s - pads + k, with `pads` cells of padding in all.
+int64_t unpool_default(int64_t in, int64_t k, int64_t s, int64_t pads) {
+  return (in - 1) * s - pads + k;
 }
 
 struct UnpoolSize {
@@ -412,13 +431,14 @@ struct UnpoolSize {
 };
 UnpoolSize unpool_size(const OpCall& c) {
   const Shape& x = c.input(0).shape();
-  const Pair k = c.attrs.pair("kernel_size"), s = stride_or_kernel(c.attrs),
-             p = c.attrs.pair("padding");
+  const Pair k = c.attrs.pair("kernel_size"), s = stride_or_kernel(c.attrs);
   const Pair out = c.attrs.pair("output_size");
   if (k.h < 1 || k.w < 1) shape_fail(c, "kernel_size must be at least 1, got [{},{}]", k.h, k.w);
   if (s.h < 1 || s.w < 1)
     shape_fail(c, "stride must be at least 1 (or 0 for kernel_size), got [{},{}]", s.h, s.w);
-  const int64_t dh = unpool_default(x[2], k.h, s.h, p.h), dw = unpool_default(x[3], k.w, s.w, p.w);
+  const Padding p = pool_padding(c, k);
+  const int64_t dh = unpool_default(x[2], k.h, s.h, p.rows()),
+                dw = unpool_default(x[3], k.w, s.w, p.columns());
   if (out.h == 0 && out.w == 0) {
     // Indices from max_pool2d know their plane: an odd-sized map comes back at its own size
     // (9x7 pooled by 2 is 4x3, whose formula size is 8x6). It must be a size that the pool's
@@ -442,7 +462,7 @@ UnpoolSize unpool_size(const OpCall& c) {
         c,
         "output_size [{},{}] does not fit input {}x{} with kernel {}, stride {}, padding {} ({})",
         out.h, out.w, x[2], x[3], pair_label(Ints{k.h, k.w}), pair_label(Ints{s.h, s.w}),
-        pair_label(Ints{p.h, p.w}), bounds);
+        p.symmetric() ? pair_label(Ints{p.top, p.left}) : padding_text(p), bounds);
   }
   return {out.h, out.w};
 }
@@ -451,7 +471,8 @@ UnpoolSize unpool_size(const OpCall& c) {
 
 struct SampledPool {
   Shape x;
-  Ints kernel, stride, padding, dilation;
+  Ints kernel, stride, dilation;
+  Padding padding;
   bool ceil_mode;
 };
 
@@ -460,13 +481,18 @@ SampledPool sample_pool_config(Sampler& s, bool dilation) {
   const int64_t kH = s.integer(1, 3), kW = s.integer(1, 3);
   p.kernel = {kH, kW};
   p.stride = {s.integer(1, 3), s.integer(1, 3)};
-  p.padding = {s.integer(0, kH / 2), s.integer(0, kW / 2)};
+  // [h, w] two times in three, else four sides of their own.
+  if (s.integer(0, 2) < 2)
+    p.padding = Padding(s.integer(0, kH / 2), s.integer(0, kW / 2));
+  else
+    p.padding = {s.integer(0, kH / 2), s.integer(0, kH / 2), s.integer(0, kW / 2),
+                 s.integer(0, kW / 2)};
   p.dilation = dilation ? Ints{s.integer(1, 2), s.integer(1, 2)} : Ints{1, 1};
   p.ceil_mode = s.boolean();
   const int64_t H =
-      std::max<int64_t>(1, p.dilation[0] * (kH - 1) + 1 - 2 * p.padding[0]) + s.integer(0, 4);
+      std::max<int64_t>(1, p.dilation[0] * (kH - 1) + 1 - p.padding.rows()) + s.integer(0, 4);
   const int64_t W =
-      std::max<int64_t>(1, p.dilation[1] * (kW - 1) + 1 - 2 * p.padding[1]) + s.integer(0, 4);
+      std::max<int64_t>(1, p.dilation[1] * (kW - 1) + 1 - p.padding.columns()) + s.integer(0, 4);
   p.x = {s.integer(1, 2), s.integer(1, 3), H, W};
   return p;
 }
@@ -530,7 +556,8 @@ OpDef max_pool2d_def() {
       .outputs = {{"y"}, {"indices", false}},
       .attrs = {kernel_attr(),
                 stride_attr(),
-                pair_attr("padding", 0, "p"),
+                padding_attr("p, [h, w] or [top, bottom, left, right]; indices stay positions "
+                             "h*W + w of the unpadded plane"),
                 pair_attr("dilation", 1, "d"),
                 {"ceil_mode", AttrType::boolean, AttrValue(false),
                  "ceil instead of floor for the output size", "ceil"}},
@@ -587,10 +614,10 @@ OpDef max_unpool2d_def() {
       .name = "max_unpool2d",
       .summary = "places x at the flat indices of a zero [N,C,Ho,Wo] output (undoes max_pool2d)",
       .inputs = {{"x"}, {"indices", InputKind::int64}},
-      .attrs = {kernel_attr(), stride_attr(), pair_attr("padding", 0, "p"),
+      .attrs = {kernel_attr(), stride_attr(), padding_attr("the pool's"),
                 pair_attr("output_size", 0, "out",
                           "[0,0]: the pool's input size when the indices come from max_pool2d, "
-                          "else (h-1)*stride - 2*padding + kernel")},
+                          "else (h-1)*stride - top - bottom + kernel")},
       .shape = max_unpool2d_shape,
       .forward = max_unpool2d_kernel,
       .vjp = max_unpool2d_vjp,
@@ -764,8 +791,10 @@ std::vector<Var> avg_pool2d_backward_vjp(const VjpContext& c) {
 
 OpSample avg_pool2d_backward_sample(Sampler& s) {
   const SampledPool p = sample_pool_config(s, false);
-  const int64_t Ho = pool_out(p.x[2], p.kernel[0], p.stride[0], p.padding[0], 1, p.ceil_mode);
-  const int64_t Wo = pool_out(p.x[3], p.kernel[1], p.stride[1], p.padding[1], 1, p.ceil_mode);
+  const int64_t Ho =
+      pool_out(p.x[2], p.kernel[0], p.stride[0], p.padding.top, p.padding.bottom, 1, p.ceil_mode);
+  const int64_t Wo =
+      pool_out(p.x[3], p.kernel[1], p.stride[1], p.padding.left, p.padding.right, 1, p.ceil_mode);
   return OpSample{{s.smooth({p.x[0], p.x[1], Ho, Wo})},
                   {{"input_size", Ints{p.x[2], p.x[3]}},
                    {"kernel_size", p.kernel},

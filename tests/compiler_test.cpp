@@ -11,11 +11,11 @@ __attribute__((noinline)) dg::Conv2dOptions pass_through(dg::Conv2dOptions o) { 
 TEST(Compiler, DefaultOptionStructsKeepTheirDefaults) {
   dg::Conv2dOptions o = pass_through({});
   EXPECT_EQ(o.stride, dg::Pair(1, 1));
-  EXPECT_EQ(o.padding, dg::Pair(0, 0));
+  EXPECT_EQ(o.padding, dg::Padding(0));
   EXPECT_EQ(o.dilation, dg::Pair(1, 1));
   EXPECT_EQ(o.groups, 1);
   dg::ConvTranspose2dOptions t = {};
-  EXPECT_EQ(t.padding, dg::Pair(0, 0));
+  EXPECT_EQ(t.padding, dg::Padding(0));
   EXPECT_EQ(t.output_padding, dg::Pair(0, 0));
 }
 

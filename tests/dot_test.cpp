@@ -159,6 +159,16 @@ TEST(Dot, ConvLabelsShowKernelAndNonDefaultAttributes) {
   dg::Var x = dg::input(dg::Tensor::randn({1, 4, 12, 12}, 2));
   dg::Var y = dg::conv2d(x, w, {.stride = 2, .padding = 1, .groups = 2});
   EXPECT_NE(dg::to_dot({y}).find("op0 [label=\"conv2d k5 s2 p1 g2\"];"), std::string::npos);
+  // Padding [h, w] shows as a pair; four different sides as top,bottom,left,right; a mode by name.
+  const dg::OpDef& conv = dg::find_op("conv2d");
+  const std::vector<dg::Shape> shapes{{1, 4, 12, 12}, {4, 4, 3, 3}};
+  const auto label = [&](dg::AttrValue padding) {
+    return dg::op_label(conv, dg::make_attrs(conv, {{"padding", padding}}), shapes);
+  };
+  EXPECT_EQ(label(dg::Ints{1, 2}), "conv2d k3 p1x2");
+  EXPECT_EQ(label(dg::Ints{0, 1, 0, 1}), "conv2d k3 p0,1,0,1");
+  EXPECT_EQ(label("same"), "conv2d k3 p=same");
+  EXPECT_EQ(label("valid"), "conv2d k3");
 }
 
 TEST(Dot, PoolLabelsLeaveOutAStrideEqualToTheKernel) {

@@ -69,21 +69,24 @@ INSTANTIATE_TEST_SUITE_P(EveryBuiltinOp, OpProperties, ::testing::ValuesIn(built
 double dot(const Var& a, const Var& b) { return sum(mul(a, b)).item(); }
 
 // <conv2d(x, w), y> = <x, conv_transpose2d(y, w)>, with the output_padding that gives back x's
-// size: over random strides, paddings, dilations and groups.
+// size: over random strides, paddings (asymmetric and "same" too), dilations and groups.
 RC_GTEST_PROP(Identities, ConvTransposeIsTheAdjointOfConv2d, ()) {
   OpSample s = *gen::op_sample(find_op("conv2d"));
   const Attrs a = make_attrs(find_op("conv2d"), s.attrs);
   Var x = s.inputs[0], w = s.inputs[1];
   Var y = call(find_op("conv2d"), std::vector<Var>{x, w}, a)[0];
   Tensor g = *gen::smooth(y.shape());
-  const Ints st = a.ints("stride"), p = a.ints("padding"), d = a.ints("dilation");
+  const Ints st = a.ints("stride"), d = a.ints("dilation");
+  // "same" resolved: the transposed convolution takes the four numbers.
+  const Padding p = a.padding("padding").resolved({w.shape()[2], w.shape()[3]}, {d[0], d[1]});
   auto op = [&](int axis) {
     const int64_t in = x.shape()[2 + axis], out = y.shape()[2 + axis], k = w.shape()[2 + axis];
-    return in - ((out - 1) * st[axis] - 2 * p[axis] + d[axis] * (k - 1) + 1);
+    const int64_t pads = axis == 0 ? p.rows() : p.columns();
+    return in - ((out - 1) * st[axis] - pads + d[axis] * (k - 1) + 1);
   };
   Var back = conv_transpose2d(g, w,
                               {.stride = {st[0], st[1]},
-                               .padding = {p[0], p[1]},
+                               .padding = p,
                                .output_padding = {op(0), op(1)},
                                .dilation = {d[0], d[1]},
                                .groups = a.integer("groups")});
@@ -99,10 +102,10 @@ RC_GTEST_PROP(Identities, Conv2dIsTheAdjointOfConvTranspose, ()) {
   Var x = s.inputs[0], w = s.inputs[1];
   Var y = call(find_op("conv_transpose2d"), std::vector<Var>{x, w}, a)[0];
   Tensor g = *gen::smooth(y.shape());
-  const Ints st = a.ints("stride"), p = a.ints("padding"), d = a.ints("dilation");
+  const Ints st = a.ints("stride"), d = a.ints("dilation");
   Var back = conv2d(g, w,
                     {.stride = {st[0], st[1]},
-                     .padding = {p[0], p[1]},
+                     .padding = a.padding("padding"),
                      .dilation = {d[0], d[1]},
                      .groups = a.integer("groups")});
   back = narrow(narrow(back, 2, 0, x.shape()[2]), 3, 0, x.shape()[3]);
@@ -137,16 +140,16 @@ RC_GTEST_PROP(Identities, MaxPoolVjpIsUnpoolWithoutOverlapAndScatterAddWithIt, (
   Tensor dx = grad({out[0]}, {x}, {Var(g)})[0].value();
   const Shape& xs = x.shape();
   RC_ASSERT(allclose(dx, scatter_add_at(g, out[1], {xs[2], xs[3]}).value(), 0, 1e-15));
-  const Ints k = a.ints("kernel_size"), st = a.ints("stride"), p = a.ints("padding"),
-             d = a.ints("dilation");
-  const bool tiling = st[0] == k[0] && st[1] == k[1] && d[0] == 1 && d[1] == 1 && p[0] == 0 &&
-                      p[1] == 0 && !a.boolean("ceil_mode");
+  const Ints k = a.ints("kernel_size"), st = a.ints("stride"), d = a.ints("dilation");
+  const Padding p = a.padding("padding");
+  const bool tiling = st[0] == k[0] && st[1] == k[1] && d[0] == 1 && d[1] == 1 && p == Padding(0) &&
+                      !a.boolean("ceil_mode");
   if (tiling) {
     // Windows that tile the input select distinct positions, so assignment and addition agree.
     Var unpooled = max_unpool2d(g, out[1],
                                 {.kernel_size = {k[0], k[1]},
                                  .stride = {st[0], st[1]},
-                                 .padding = {p[0], p[1]},
+                                 .padding = p,
                                  .output_size = {xs[2], xs[3]}});
     RC_ASSERT(allclose(dx, unpooled.value(), 0, 0));
   }

@@ -32,8 +32,21 @@ const char* attr_type_name(AttrType type) {
       return "list of integers";
     case AttrType::pair:
       return "pair [h, w]";
+    case AttrType::padding:
+      return "padding";
   }
   return "?";
+}
+
+Padding Padding::resolved(Pair kernel, Pair dilation) const {
+  if (!same()) return *this;
+  const int64_t rows = dilation.h * (kernel.h - 1), columns = dilation.w * (kernel.w - 1);
+  return {rows / 2, rows - rows / 2, columns / 2, columns - columns / 2};
+}
+
+std::string Padding::to_string() const {
+  if (!mode.empty()) return fmt::format("\"{}\"", mode);
+  return fmt::format("[{},{},{},{}]", top, bottom, left, right);
 }
 
 std::string AttrValue::to_string() const {
@@ -84,6 +97,13 @@ std::string attr_names(const OpDef& op) {
 }
 
 }  // namespace
+
+Padding Attrs::padding(std::string_view name) const {
+  const AttrValue& v = get(name);
+  if (v.holds<std::string>()) return Padding(v.as<std::string>());
+  const Ints& p = v.as<Ints>();
+  return {p[0], p[1], p[2], p[3]};
+}
 
 const AttrValue& Attrs::get(std::string_view attr) const {
   if (!op_) fail("Attrs::get(\"{}\"): no op (empty attributes)", attr);
@@ -144,6 +164,19 @@ std::optional<AttrValue> coerce(const AttrSpec& spec, const AttrValue& v) {
     case AttrType::pair:
       if (v.holds<Ints>() && v.as<Ints>().size() == 2) return v;
       if (v.holds<int64_t>()) return AttrValue(Ints{v.as<int64_t>(), v.as<int64_t>()});
+      break;
+    case AttrType::padding:
+      if (v.holds<int64_t>()) return AttrValue(Padding(v.as<int64_t>()));
+      if (v.holds<Ints>()) {
+        const Ints& p = v.as<Ints>();
+        if (p.size() == 1) return AttrValue(Padding(p[0]));
+        if (p.size() == 2) return AttrValue(Padding(p[0], p[1]));
+        if (p.size() == 4) return v;
+      }
+      if (v.holds<std::string>()) {
+        if (v.as<std::string>() == "valid") return AttrValue(Padding(0));
+        if (v.as<std::string>() == "same") return v;
+      }
       break;
   }
   return std::nullopt;
@@ -288,9 +321,9 @@ Attrs make_attrs(const OpDef& op, const AttrMap& given) {
     const AttrSpec& spec = op.attrs[i];
     auto converted = coerce(spec, value);
     if (!converted)
-      fail("{}: attribute '{}' must be {} {}, got {} ({})", op.name, name,
-           spec.type == AttrType::integer ? "an" : "a", attr_type_name(spec.type), held_type(value),
-           value.to_string());
+      fail("{}: attribute '{}' must be {} {}{}, got {} ({})", op.name, name,
+           spec.type == AttrType::integer ? "an" : "a", attr_type_name(spec.type),
+           spec.doc.empty() ? "" : " (" + spec.doc + ")", held_type(value), value.to_string());
     slots[i] = std::move(*converted);
   }
   std::vector<AttrValue> values;
@@ -489,6 +522,17 @@ std::string pair_label(const Ints& pair) {
   return s;
 }
 
+// [1,1,2,2] is "1x2" (as a pair), [0,1,0,1] is "0,1,0,1" (top, bottom, left, right).
+std::string padding_label(const Ints& p) {
+  if (p.size() == 4 && p[0] == p[1] && p[2] == p[3]) return pair_label(Ints{p[0], p[2]});
+  std::string s;
+  for (int64_t v : p) {
+    if (!s.empty()) s += ',';
+    s += std::to_string(v);
+  }
+  return s;
+}
+
 std::string default_label(const OpDef& op, const Attrs& attrs) {
   std::string s = op.name;
   for (size_t i = 0; i < op.attrs.size() && i < attrs.values().size(); ++i) {
@@ -496,11 +540,13 @@ std::string default_label(const OpDef& op, const Attrs& attrs) {
     const AttrValue& v = attrs.values()[i];
     if (spec.default_value && *spec.default_value == v) continue;
     std::string text;
-    if (v.holds<Ints>())
+    if (v.holds<Ints>() && spec.type == AttrType::padding)
+      text = padding_label(v.as<Ints>());
+    else if (v.holds<Ints>())
       text =
           spec.type == AttrType::pair ? pair_label(v.as<Ints>()) : fmt::format("{}", v.as<Ints>());
     else if (v.holds<std::string>())
-      text = v.as<std::string>();
+      text = (spec.label.empty() ? "" : "=") + v.as<std::string>();
     else
       text = v.to_string();
     if (v.holds<bool>())

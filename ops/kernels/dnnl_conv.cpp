@@ -111,8 +111,8 @@ Geometry geometry(const DnnlConvProblem& p) {
   }
   g.strides = {p.sh, p.sw};
   g.dilates = {p.dh - 1, p.dw - 1};  // oneDNN counts the gaps, not the step
-  g.padding_l = {p.ph, p.pw};
-  g.padding_r = {p.ph, p.pw};
+  g.padding_l = {p.pt, p.pl};
+  g.padding_r = {p.pb, p.pr};
   return g;
 }
 
@@ -198,9 +198,9 @@ std::unique_ptr<Plan> make_plan(Pass pass, const DnnlConvProblem& p, bool bias,
   return plan;
 }
 
-using Key =
-    std::tuple<int, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-               int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
+using Key = std::tuple<int, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                       int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                       int64_t, int64_t, int64_t>;
 
 struct KeyHash {
   size_t operator()(const Key& k) const {
@@ -226,7 +226,9 @@ Plan* plan_for(Pass pass, const DnnlConvProblem& p, bool bias) {
   // A pointwise convolution on NCHW is a plain GEMM per image: no layout to gain, while the
   // reorders into and out of the blocked layout cost more than the product (N8 C256 28x28:
   // 0.44 ms per 6 MB reorder, three per step).
-  if (p.kH == 1 && p.kW == 1 && p.sh == 1 && p.sw == 1 && p.ph == 0 && p.pw == 0) return nullptr;
+  if (p.kH == 1 && p.kW == 1 && p.sh == 1 && p.sw == 1 && p.pt == 0 && p.pb == 0 && p.pl == 0 &&
+      p.pr == 0)
+    return nullptr;
   thread_local std::unordered_map<Key, std::unique_ptr<Plan>, KeyHash> plans;
   const bool winograd = winograd_enabled() && winograd_pays(p);
   const Key key{static_cast<int>(pass) + (winograd ? 8 : 0),
@@ -242,8 +244,10 @@ Plan* plan_for(Pass pass, const DnnlConvProblem& p, bool bias) {
                 p.Wo,
                 p.sh,
                 p.sw,
-                p.ph,
-                p.pw,
+                p.pt,
+                p.pb,
+                p.pl,
+                p.pr,
                 p.dh,
                 p.dw,
                 p.groups};
@@ -312,8 +316,10 @@ bool winograd_supported() {
                                      .Wo = 8,
                                      .sh = 1,
                                      .sw = 1,
-                                     .ph = 1,
-                                     .pw = 1,
+                                     .pt = 1,
+                                     .pb = 1,
+                                     .pl = 1,
+                                     .pr = 1,
                                      .dh = 1,
                                      .dw = 1,
                                      .groups = 1};

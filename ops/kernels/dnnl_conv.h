@@ -17,11 +17,12 @@
 namespace dg::kernels {
 
 // The geometry of one conv2d seen forwards: src [N, C, H, W], weights [O, C/G, kH, kW] (as
-// [G, O/G, C/G, kH, kW]), dst [N, O, Ho, Wo]. Padding is symmetric; the bottom/right rows that
-// the floor in Ho = (H + 2p - d(k-1) - 1)/s + 1 skips are allowed.
+// [G, O/G, C/G, kH, kW]), dst [N, O, Ho, Wo]. Padding pt rows at the top, pb at the bottom, pl
+// columns at the left and pr at the right; the bottom/right rows that the floor in
+// Ho = (H + pt + pb - d(k-1) - 1)/s + 1 skips are allowed.
 struct DnnlConvProblem {
   int64_t N, C, H, W, O, kH, kW, Ho, Wo;
-  int64_t sh, sw, ph, pw, dh, dw, groups;
+  int64_t sh, sw, pt, pb, pl, pr, dh, dw, groups;
 };
 
 // dst = conv2d(src, weights) + bias (bias may be null).

@@ -16,7 +16,7 @@ struct ConvGeometry {
   int64_t C, H, W;  // input channels and size
   int64_t kH, kW;   // kernel
   int64_t sh, sw;   // stride
-  int64_t ph, pw;   // padding
+  int64_t ph, pw;   // padding at the top and at the left (the bottom/right follows from Ho, Wo)
   int64_t dh, dw;   // dilation
   int64_t Ho, Wo;   // output grid
 

@@ -109,13 +109,13 @@ TEST(ConvTranspose2d, ScattersEachInputThroughTheKernel) {
 // The typed front's options from a sample's attributes.
 Conv2dOptions conv2d_options(const Attrs& a) {
   return {.stride = a.pair("stride"),
-          .padding = a.pair("padding"),
+          .padding = a.padding("padding"),
           .dilation = a.pair("dilation"),
           .groups = a.integer("groups")};
 }
 ConvTranspose2dOptions conv_transpose2d_options(const Attrs& a) {
   return {.stride = a.pair("stride"),
-          .padding = a.pair("padding"),
+          .padding = a.padding("padding"),
           .output_padding = a.pair("output_padding"),
           .dilation = a.pair("dilation"),
           .groups = a.integer("groups")};
@@ -195,6 +195,125 @@ TEST(BiasAdd, AddsPerChannelAndItsGradientIsTheChannelSum) {
   expect_gradients_ok(
       [](const std::vector<Var>& v) { return std::vector<Var>{bias_add(v[0], v[1])}; },
       {Tensor::randn({4, 3}, 3, DType::f64), b});
+}
+
+// ---- asymmetric padding and "same" ---------------------------------------------------------
+
+// padding [top, bottom, left, right] is conv2d of the zero-padded input (pad2d takes F.pad's
+// [left, right, top, bottom]) with no padding: forward, gradients and second derivatives, in
+// float64 (the GEMM path) and float32 (oneDNN's, with its own left/right padding).
+TEST(Conv2d, FourSidedPaddingIsConv2dOfTheZeroPaddedInput) {
+  const Tensor x = test::rand64({2, 4, 7, 6}, 41), w = test::rand64({6, 2, 3, 2}, 42);
+  const Tensor b = test::rand64({6}, 43);
+  for (const Conv2dOptions& o :
+       {Conv2dOptions{.padding = {0, 2, 1, 0}, .groups = 2},
+        Conv2dOptions{
+            .stride = {2, 3}, .padding = {2, 1, 0, 1}, .dilation = {1, 2}, .groups = 2}}) {
+    Conv2dOptions unpadded = o;
+    unpadded.padding = 0;
+    const Padding& p = o.padding;
+    for (DType dtype : {DType::f64, DType::f32}) {
+      const Tensor xd = x.to(dtype), wd = w.to(dtype), bd = b.to(dtype);
+      const Var direct = conv2d(xd, wd, bd, o);
+      const Var padded =
+          conv2d(pad2d(xd, {.pads = {p.left, p.right, p.top, p.bottom}}), wd, bd, unpadded);
+      ASSERT_EQ(direct.shape(), padded.shape());
+      EXPECT_TRUE(allclose(direct.value(), padded.value(), 1e-5, 1e-5)) << dtype_name(dtype);
+    }
+    expect_gradients_ok(
+        [&](const std::vector<Var>& v) { return std::vector<Var>{conv2d(v[0], v[1], v[2], o)}; },
+        {x, w, b}, true);
+  }
+  // Padding on one side only: the windows at that side see fewer ones.
+  const Tensor ones = Tensor::ones({1, 1, 5, 5}, DType::f64);
+  const Tensor k = Tensor::ones({1, 1, 3, 3}, DType::f64);
+  EXPECT_EQ(conv2d(ones, k, {.stride = 2, .padding = {0, 1, 0, 1}}).shape(), (Shape{1, 1, 2, 2}));
+  EXPECT_TRUE(ValuesNear(conv2d(ones, k, {.stride = 2, .padding = {0, 1, 0, 1}}), {1, 1, 2, 2},
+                         {9, 9, 9, 9}));
+  EXPECT_TRUE(ValuesNear(conv2d(ones, k, {.padding = {1, 0, 0, 0}}), {1, 1, 4, 3},
+                         {6, 6, 6, 9, 9, 9, 9, 9, 9, 9, 9, 9}));
+}
+
+// "same" keeps H x W at stride 1 for odd and even kernels, with and without dilation; the odd
+// extra row/column goes to the bottom/right (TensorFlow, ONNX SAME_UPPER, PyTorch 'same').
+TEST(Conv2d, SamePaddingKeepsTheSizeWithTheExtraRowAtTheBottom) {
+  const Tensor x = test::rand64({1, 2, 6, 5}, 44);
+  for (Pair kernel : {Pair{3, 3}, Pair{2, 4}, Pair{1, 5}})
+    for (Pair dilation : {Pair{1, 1}, Pair{2, 1}}) {
+      const Tensor w = test::rand64({3, 2, kernel.h, kernel.w}, 45);
+      const Var same = conv2d(x, w, {.padding = "same", .dilation = dilation});
+      EXPECT_EQ(same.shape(), (Shape{1, 3, 6, 5}));
+      const int64_t rows = dilation.h * (kernel.h - 1), columns = dilation.w * (kernel.w - 1);
+      const Var explicit_ =
+          conv2d(x, w,
+                 {.padding = {rows / 2, rows - rows / 2, columns / 2, columns - columns / 2},
+                  .dilation = dilation});
+      EXPECT_TRUE(allclose(same.value(), explicit_.value(), 0, 0));
+      EXPECT_EQ(Padding("same").resolved(kernel, dilation),
+                Padding(rows / 2, rows - rows / 2, columns / 2, columns - columns / 2));
+    }
+  // A 2x2 kernel of ones: the extra row and column are at the bottom/right, so the last output
+  // row and column see fewer ones.
+  EXPECT_TRUE(ValuesNear(conv2d(Tensor::ones({1, 1, 2, 2}, DType::f64),
+                                Tensor::ones({1, 1, 2, 2}, DType::f64), {.padding = "same"}),
+                         {1, 1, 2, 2}, {4, 2, 2, 1}));
+  // "valid" is no padding.
+  EXPECT_EQ(conv2d(x, test::rand64({3, 2, 3, 3}, 46), {.padding = "valid"}).shape(),
+            (Shape{1, 3, 4, 3}));
+  expect_gradients_ok(
+      [](const std::vector<Var>& v) {
+        return std::vector<Var>{conv2d(v[0], v[1], {.padding = "same", .dilation = {1, 2}})};
+      },
+      {x, test::rand64({3, 2, 2, 3}, 47)}, true);
+}
+
+// conv_transpose2d crops [top, bottom, left, right]: it stays the adjoint of conv2d with that
+// padding, and narrowing its symmetric-zero output by the four crops gives it.
+TEST(ConvTranspose2d, FourSidedPaddingCropsTheFullOutput) {
+  const Tensor x = test::rand64({1, 2, 3, 4}, 48), w = test::rand64({2, 3, 3, 2}, 49);
+  const Var full = conv_transpose2d(x, w, {.stride = 2});
+  const Var cropped = conv_transpose2d(x, w, {.stride = 2, .padding = {1, 0, 0, 2}});
+  const int64_t H = full.shape()[2], W = full.shape()[3];
+  EXPECT_TRUE(
+      allclose(cropped.value(), narrow(narrow(full, 2, 1, H - 1), 3, 0, W - 2).value(), 0, 0));
+  expect_gradients_ok(
+      [](const std::vector<Var>& v) {
+        return std::vector<Var>{
+            conv_transpose2d(v[0], v[1], {.stride = 2, .padding = {1, 0, 0, 2}})};
+      },
+      {x, w}, true);
+}
+
+TEST(ConvErrors, PaddingValuesAndModesAreChecked) {
+  const Tensor x = Tensor::zeros({1, 2, 6, 6}), w = Tensor::zeros({3, 2, 3, 3});
+  EXPECT_TRUE(ThrowsError([&] { conv2d(x, w, {.stride = 2, .padding = "same"}); },
+                          {"conv2d at ", ": padding \"same\" needs stride 1, got stride [2,2]"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        conv_transpose2d(x, Tensor::zeros({2, 3, 3, 3}), {.padding = "same"});
+      },
+      {"conv_transpose2d at ", ": padding \"same\" is for conv2d"}));
+  EXPECT_TRUE(
+      ThrowsError([&] { conv2d(x, w, {.padding = "full"}); },
+                  {"conv2d: the typed call gives attribute 'padding' a string, not a padding"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        conv2d(x, w, {.padding = {1, -1, 0, 0}});
+      },
+      {"conv2d at ", ": padding must not be negative, got [1,-1,0,0]"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        call("conv2d", {x, w}, {{"padding", Ints{1, 2, 3}}});
+      },
+      {"conv2d: attribute 'padding' must be a padding (p, [h, w], [top, bottom, left, right], "
+       "\"same\" or \"valid\"), got a list ([1,2,3])"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        conv2d(Tensor::zeros({1, 2, 2, 2}), w, {.padding = {0, 0, 1, 0}});
+      },
+      {"conv2d at ",
+       ": kernel [3,3] with stride [1,1], padding [0,0,1,0], dilation [1,1] does not fit in "
+       "input 2x2 (output would be 0x1)"}));
 }
 
 TEST(ConvErrors, NameTheOpTheArgumentTheShapesAndTheRule) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "deltagraph/testing/properties.h"
@@ -103,7 +104,7 @@ RC_GTEST_PROP(MaxPool2d, GradientsMatchFiniteDifferencesOverRandomConfigurations
   const Attrs a = make_attrs(op, s.attrs);
   const MaxPool2dOptions o{.kernel_size = a.pair("kernel_size"),
                            .stride = a.pair("stride"),
-                           .padding = a.pair("padding"),
+                           .padding = a.padding("padding"),
                            .dilation = a.pair("dilation"),
                            .ceil_mode = a.boolean("ceil_mode")};
   const CheckResult r = test::gradient_checks(
@@ -208,7 +209,7 @@ RC_GTEST_PROP(AvgPool2d, GradientsMatchFiniteDifferencesOverRandomConfigurations
   const Attrs a = make_attrs(op, s.attrs);
   const AvgPool2dOptions o{.kernel_size = a.pair("kernel_size"),
                            .stride = a.pair("stride"),
-                           .padding = a.pair("padding"),
+                           .padding = a.padding("padding"),
                            .ceil_mode = a.boolean("ceil_mode"),
                            .count_include_pad = a.boolean("count_include_pad")};
   const CheckResult r = test::gradient_checks(
@@ -247,6 +248,100 @@ TEST(AdaptiveAvgPool2d, CellsFollowPyTorch) {
         (void)adaptive_avg_pool2d(f64({1, 2}, {2}), {1, 1});
       },
       {"adaptive_avg_pool2d at ", "x must be 4-D [N,C,H,W], got [2]"}));
+}
+
+// ---- asymmetric padding ------------------------------------------------------------------
+
+// max_pool2d with padding [top, bottom, left, right] is the pool of the -inf-padded input with
+// no padding; its indices stay flat h*W + w positions of the unpadded plane (the padded pool's
+// index, shifted back by the top rows and left columns), and max_unpool2d puts the maxima back
+// where they came from.
+TEST(MaxPool2d, FourSidedPaddingIsThePoolOfTheMinusInfinityPaddedInput) {
+  const Tensor x = distinct({2, 3, 7, 6}, 11);
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const MaxPool2dOptions& o :
+       {MaxPool2dOptions{.kernel_size = 3, .stride = 2, .padding = {0, 1, 1, 0}},
+        MaxPool2dOptions{.kernel_size = {2, 3}, .stride = 1, .padding = {1, 0, 0, 1}},
+        MaxPool2dOptions{.kernel_size = 3, .stride = 2, .padding = {1, 0, 1, 1}, .ceil_mode = true},
+        MaxPool2dOptions{.kernel_size = 3, .padding = {0, 1, 1, 0}, .dilation = {1, 2}}}) {
+    const Padding& p = o.padding;
+    for (DType dtype : {DType::f64, DType::f32}) {
+      auto [y, idx] = max_pool2d(x.to(dtype), o);
+      MaxPool2dOptions unpadded = o;
+      unpadded.padding = 0;
+      const Var padded_x =
+          pad2d(x.to(dtype), {.pads = {p.left, p.right, p.top, p.bottom}, .value = -inf});
+      auto [ref, ref_idx] = max_pool2d(padded_x, unpadded);
+      ASSERT_EQ(y.shape(), ref.shape());
+      EXPECT_TRUE(allclose(y.value(), ref.value(), 0, 0));
+      const int64_t W = x.shape()[3], padded_W = padded_x.shape()[3];
+      for (int64_t i = 0; i < idx.value().numel(); ++i) {
+        const auto at = static_cast<int64_t>(ref_idx.value().at(i));
+        const int64_t h = at / padded_W - p.top, w = at % padded_W - p.left;
+        ASSERT_EQ(static_cast<int64_t>(idx.value().at(i)), h * W + w) << "at " << i;
+      }
+    }
+    // Unpooled with the same window (max_unpool2d has no dilation) at the pool's input size, the
+    // default, each maximum is back at its own position.
+    if (o.dilation == Pair{1, 1}) {
+      auto [y, idx] = max_pool2d(x, o);
+      const Var back = max_unpool2d(
+          y, idx, {.kernel_size = o.kernel_size, .stride = o.stride, .padding = o.padding});
+      ASSERT_EQ(back.shape(), x.shape());
+      for (int64_t i = 0; i < idx.value().numel(); ++i) {
+        const int64_t plane = i / (y.shape()[2] * y.shape()[3]);
+        const auto at = plane * 42 + static_cast<int64_t>(idx.value().at(i));
+        EXPECT_EQ(back.value().at(at), x.at(at));
+      }
+    }
+    expect_gradients_ok(
+        [&](const std::vector<Var>& v) { return std::vector<Var>{max_pool2d(v[0], o).values}; },
+        {x});
+  }
+}
+
+// avg_pool2d with four sides: counting the padding, it is the pool of the zero-padded input (the
+// divisor is the whole window); not counting it, the window sum over the real cells it covers.
+TEST(AvgPool2d, FourSidedPaddingFollowsPyTorchsDivisorRules) {
+  const Tensor x = test::rand64({2, 2, 5, 6}, 12);
+  for (const Padding& p : {Padding(0, 1, 1, 0), Padding(1, 0, 1, 1), Padding(1, 1, 0, 1)}) {
+    const AvgPool2dOptions counted{.kernel_size = {3, 2}, .stride = {2, 1}, .padding = p};
+    const Var padded = pad2d(x, {.pads = {p.left, p.right, p.top, p.bottom}});
+    const Var reference = avg_pool2d(padded, {.kernel_size = {3, 2}, .stride = {2, 1}});
+    EXPECT_TRUE(allclose(avg_pool2d(x, counted).value(), reference.value(), 1e-12, 1e-12));
+    AvgPool2dOptions real_only = counted;
+    real_only.count_include_pad = false;
+    const Var cells = avg_pool2d(
+        pad2d(Tensor::ones(x.shape(), DType::f64), {.pads = {p.left, p.right, p.top, p.bottom}}),
+        {.kernel_size = {3, 2}, .stride = {2, 1}});
+    EXPECT_TRUE(
+        allclose(avg_pool2d(x, real_only).value(), div(reference, cells).value(), 1e-12, 1e-12));
+    for (const AvgPool2dOptions& o : {counted, real_only})
+      expect_gradients_ok(
+          [&](const std::vector<Var>& v) { return std::vector<Var>{avg_pool2d(v[0], o)}; }, {x},
+          true);
+  }
+  // Right padding only: 3 wide, k2 s2, padding [0,0,0,1] gives windows [0,2) and [2,4), the
+  // second holding one real column and one padding column (which counts in the divisor).
+  const Var overhang = avg_pool2d(Tensor::arange(3, DType::f64).reshape({1, 1, 1, 3}),
+                                  {.kernel_size = {1, 2}, .padding = {0, 0, 0, 1}});
+  EXPECT_TRUE(ValuesNear(overhang, {1, 1, 1, 2}, {0.5, 1.0}));
+}
+
+TEST(PoolErrors, PaddingIsCheckedPerSide) {
+  const Tensor x = Tensor::zeros({1, 1, 4, 4});
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        max_pool2d(x, {.kernel_size = 2, .padding = {0, 2, 0, 0}});
+      },
+      {"max_pool2d at ", ": padding [0,2,0,0] must be between 0 and half the kernel [2,2]"}));
+  EXPECT_TRUE(ThrowsError([&] { avg_pool2d(x, {.kernel_size = 2, .padding = "same"}); },
+                          {"avg_pool2d at ", ": padding \"same\" is for conv2d"}));
+  EXPECT_TRUE(ThrowsError(
+      [&] {
+        max_pool2d(x, {.kernel_size = 3, .stride = 1, .padding = {0, 1, -1, 0}});
+      },
+      {"max_pool2d at ", ": padding [0,1,-1,0] must be between 0"}));
 }
 
 TEST(PoolErrors, NameTheOpTheArgumentTheShapesAndTheRule) {
@@ -297,7 +392,7 @@ using Vars = std::vector<dg::Var>;
 AvgPool2dOptions avg_pool2d_options(const Attrs& a) {
   return {.kernel_size = a.pair("kernel_size"),
           .stride = a.pair("stride"),
-          .padding = a.pair("padding"),
+          .padding = a.padding("padding"),
           .ceil_mode = a.boolean("ceil_mode"),
           .count_include_pad = a.boolean("count_include_pad")};
 }
@@ -307,7 +402,7 @@ const bool listed = dg::test::list_typed_calls({
      [](const Vars& in, const Attrs& a) {
        PoolResult r = max_pool2d(in[0], {.kernel_size = a.pair("kernel_size"),
                                          .stride = a.pair("stride"),
-                                         .padding = a.pair("padding"),
+                                         .padding = a.padding("padding"),
                                          .dilation = a.pair("dilation"),
                                          .ceil_mode = a.boolean("ceil_mode")});
        return Vars{r.values, r.indices};
@@ -317,7 +412,7 @@ const bool listed = dg::test::list_typed_calls({
        return Vars{max_unpool2d(in[0], in[1],
                                 {.kernel_size = a.pair("kernel_size"),
                                  .stride = a.pair("stride"),
-                                 .padding = a.pair("padding"),
+                                 .padding = a.padding("padding"),
                                  .output_size = a.pair("output_size")})};
      }},
     {"gather_at", [](const Vars& in, const Attrs&) { return Vars{gather_at(in[0], in[1])}; }},

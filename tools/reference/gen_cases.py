@@ -29,8 +29,7 @@ SOURCE = "PyTorch 1.13.1, float64"
 OPS = {
     "relu": lambda x, a: [F.relu(x[0])],
     "leaky_relu": lambda x, a: [F.leaky_relu(x[0], a["negative_slope"])],
-    "conv2d": lambda x, a: [F.conv2d(x[0], x[1], x[2] if len(x) > 2 else None, a["stride"],
-                                     a["padding"], a["dilation"], a["groups"])],
+    "conv2d": lambda x, a: [conv2d(x, a)],
     "argmax": lambda x, a: [torch.argmax(x[0], dim=a["axis"], keepdim=a["keepdims"])],
     "softmax_xent": lambda x, a: [F.cross_entropy(x[0], x[1], x[2] if len(x) > 2 else None,
                                                   reduction=a["reduction"],
@@ -45,7 +44,8 @@ OPS = {
                                  **({"value": a["value"]} if a["mode"] == "constant" else {}))],
     "max_pool2d": lambda x, a: max_pool2d(x[0], a),
     "max_unpool2d": lambda x, a: [F.max_unpool2d(x[0], x[1], a["kernel_size"], a["stride"] or None,
-                                                 a["padding"], unpool_size(x[1], a))],
+                                                 0, unpool_size(x[1], a))],
+    "avg_pool2d": lambda x, a: [avg_pool2d(x[0], a)],
     "sum": lambda x, a: [x[0].sum(dim=a["axes"] or None, keepdim=a["keepdims"])
                          if a["axes"] else x[0].sum()],
     "cat": lambda x, a: [torch.cat(x, dim=a["axis"])],
@@ -61,28 +61,113 @@ OPS = {
 }
 
 
+def four_sides(padding):
+    """deltagraph's padding attribute as [top, bottom, left, right] (p, [h, w] or four values)."""
+    if isinstance(padding, int):
+        return [padding] * 4
+    if len(padding) == 2:
+        return [padding[0], padding[0], padding[1], padding[1]]
+    return list(padding)
+
+
+def symmetric(sides):
+    """[h, w] for PyTorch when the four sides pair up, else None."""
+    t, b, l, r = sides
+    return [t, l] if t == b and l == r else None
+
+
+def conv2d(x, a):
+    """F.conv2d; four different sides (which PyTorch lacks) pad with F.pad first. "same" and
+    "valid" are PyTorch's own (stride 1; the odd extra row/column at the bottom/right)."""
+    w, b = x[1], x[2] if len(x) > 2 else None
+    p = a["padding"]
+    if isinstance(p, str):
+        return F.conv2d(x[0], w, b, a["stride"], p, a["dilation"], a["groups"])
+    sides = four_sides(p)
+    if symmetric(sides):
+        return F.conv2d(x[0], w, b, a["stride"], symmetric(sides), a["dilation"], a["groups"])
+    t, bottom, l, r = sides
+    return F.conv2d(F.pad(x[0], (l, r, t, bottom)), w, b, a["stride"], 0, a["dilation"],
+                    a["groups"])
+
+
+def pool_out(size, k, s, before, after, d, ceil_mode):
+    """deltagraph's pooled size along one axis (FORMAT.md 5.5, per side): in ceil mode the last
+    window must start inside the input or its top/left padding."""
+    span = size + before + after - d * (k - 1) - 1
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= size + before:
+        out -= 1
+    return out
+
+
+def padded_pool(x, a, pool):
+    """A pool with four-sided padding: pool(x padded by F.pad, padding 0), cut to deltagraph's
+    output size (PyTorch's ceil rule on the padded input would keep a last window that starts in
+    the bottom/right padding)."""
+    t, b, l, r = four_sides(a["padding"])
+    k, s = a["kernel_size"], a["stride"] if a["stride"] != [0, 0] else a["kernel_size"]
+    d = a.get("dilation", [1, 1])
+    H, W = x.shape[-2:]
+    Ho = pool_out(H, k[0], s[0], t, b, d[0], a["ceil_mode"])
+    Wo = pool_out(W, k[1], s[1], l, r, d[1], a["ceil_mode"])
+    outs = pool((t, b, l, r), k, s, d)
+    return [o[..., :Ho, :Wo] for o in outs]
+
+
 def max_pool2d(x, a):
-    y, indices = F.max_pool2d(x, a["kernel_size"], a["stride"] or None, a["padding"],
-                              a["dilation"], ceil_mode=a["ceil_mode"], return_indices=True)
+    sides = four_sides(a["padding"])
+    if symmetric(sides):
+        y, indices = F.max_pool2d(x, a["kernel_size"], a["stride"] or None, symmetric(sides),
+                                  a["dilation"], ceil_mode=a["ceil_mode"], return_indices=True)
+    else:
+        def pool(pads, k, s, d):
+            t, b, l, r = pads
+            padded = F.pad(x, (l, r, t, b), value=-math.inf)
+            y, i = F.max_pool2d(padded, k, s, 0, d, ceil_mode=a["ceil_mode"], return_indices=True)
+            # Flat positions of the padded plane back to h*W + w of the input's.
+            Wp = padded.shape[-1]
+            return [y, (i // Wp - t) * x.shape[-1] + (i % Wp - l)]
+        y, indices = padded_pool(x, a, pool)
     indices.plane = tuple(x.shape[-2:])  # deltagraph's indices carry the plane they index
     return [y, indices]
+
+
+def avg_pool2d(x, a):
+    sides = four_sides(a["padding"])
+    if symmetric(sides):
+        return F.avg_pool2d(x, a["kernel_size"], a["stride"] or None, symmetric(sides),
+                            a["ceil_mode"], a["count_include_pad"])
+
+    def pool(pads, k, s, d):
+        t, b, l, r = pads
+        padded = F.pad(x, (l, r, t, b))
+        if a["count_include_pad"]:  # the padding counts: the padded input's own divisor
+            return [F.avg_pool2d(padded, k, s, 0, a["ceil_mode"], True)]
+        # Only real cells count: window sums over the number of real cells in each window.
+        sums = F.avg_pool2d(padded, k, s, 0, a["ceil_mode"], True, divisor_override=1)
+        cells = F.avg_pool2d(F.pad(torch.ones_like(x), (l, r, t, b)), k, s, 0, a["ceil_mode"],
+                             True, divisor_override=1)
+        return [sums / cells]
+    return padded_pool(x, a, pool)[0]
 
 
 def unpool_size(indices, a):
     """deltagraph's max_unpool2d output size: output_size when given; with [0, 0], the pool's
     input size for indices from a max_pool2d (if PyTorch would accept it as an explicit size),
-    else PyTorch's default (None)."""
+    else PyTorch's default formula, (h-1)*stride - top - bottom + kernel (which PyTorch is
+    given explicitly: its own padding argument has two sides only)."""
     if a["output_size"] != [0, 0]:
         return tuple(a["output_size"])
-    plane = getattr(indices, "plane", None)
-    if plane is None:
-        return None
     h, w = indices.shape[-2:]
-    k, s, p = a["kernel_size"], a["stride"] if a["stride"] != [0, 0] else a["kernel_size"], a["padding"]
-    default = [(h - 1) * s[0] - 2 * p[0] + k[0], (w - 1) * s[1] - 2 * p[1] + k[1]]
-    if all(default[d] - s[d] < plane[d] < default[d] + s[d] for d in range(2)):
+    k, s = a["kernel_size"], a["stride"] if a["stride"] != [0, 0] else a["kernel_size"]
+    t, b, l, r = four_sides(a["padding"])
+    default = [(h - 1) * s[0] - t - b + k[0], (w - 1) * s[1] - l - r + k[1]]
+    plane = getattr(indices, "plane", None)
+    if plane is not None and all(default[d] - s[d] < plane[d] < default[d] + s[d]
+                                 for d in range(2)):
         return plane
-    return None
+    return tuple(default)
 
 
 def nearest_source(o, size_in, size_out):
@@ -405,6 +490,111 @@ CASES = [
                     "output_size": [0, 0]},
           "outputs": ["u"]}],
      "cotangents": ["u"]},
+    # ---- padding: four sides and "same" --------------------------------------------------
+    {"name": "conv2d_padding_four_sided_nonsquare",
+     "inputs": {"x": x([2, 3, 7, 6]), "w": x([4, 3, 3, 2], 1 / 18 ** 0.5), "b": x([4])},
+     "nodes": [{"op": "conv2d", "inputs": ["x", "w", "b"],
+                "attrs": {"stride": [1, 1], "padding": [0, 2, 1, 0], "dilation": [1, 1],
+                          "groups": 1},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "conv2d_padding_four_sided_stride_dilation_groups",
+     "inputs": {"x": x([2, 4, 9, 8]), "w": x([6, 2, 3, 3], 1 / 18 ** 0.5)},
+     "nodes": [{"op": "conv2d", "inputs": ["x", "w"],
+                "attrs": {"stride": [2, 3], "padding": [2, 1, 0, 1], "dilation": [1, 2],
+                          "groups": 2},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "conv2d_padding_same_even_kernel",
+     # A 2x4 kernel: one row below, one column left and two right (the odd one on the right).
+     "inputs": {"x": x([2, 3, 6, 5]), "w": x([4, 3, 2, 4], 1 / 24 ** 0.5), "b": x([4])},
+     "nodes": [{"op": "conv2d", "inputs": ["x", "w", "b"],
+                "attrs": {"stride": [1, 1], "padding": "same", "dilation": [1, 1], "groups": 1},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "conv2d_padding_same_dilated_groups",
+     "inputs": {"x": x([1, 4, 7, 6]), "w": x([4, 2, 3, 2], 1 / 12 ** 0.5)},
+     "nodes": [{"op": "conv2d", "inputs": ["x", "w"],
+                "attrs": {"stride": [1, 1], "padding": "same", "dilation": [2, 3], "groups": 2},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "conv2d_padding_valid",
+     "inputs": {"x": x([2, 2, 5, 6]), "w": x([3, 2, 3, 2], 1 / 12 ** 0.5)},
+     "nodes": [{"op": "conv2d", "inputs": ["x", "w"],
+                "attrs": {"stride": [1, 1], "padding": "valid", "dilation": [1, 1], "groups": 1},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "max_pool2d_padding_four_sided",
+     "inputs": {"x": x([2, 3, 7, 6])},
+     "nodes": [{"op": "max_pool2d", "inputs": ["x"],
+                "attrs": {"kernel_size": [3, 3], "stride": [2, 2], "padding": [0, 1, 1, 0],
+                          "dilation": [1, 1], "ceil_mode": False},
+                "outputs": ["y", "i"]}],
+     "cotangents": ["y"]},
+    {"name": "max_pool2d_padding_four_sided_ceil_dilation",
+     # Ceil mode with bottom/right padding: a last window that would start in the bottom
+     # padding is dropped (it must start in the input or the top padding).
+     "inputs": {"x": x([1, 2, 8, 7])},
+     "nodes": [{"op": "max_pool2d", "inputs": ["x"],
+                "attrs": {"kernel_size": [2, 3], "stride": [2, 2], "padding": [0, 1, 1, 1],
+                          "dilation": [1, 2], "ceil_mode": True},
+                "outputs": ["y", "i"]}],
+     "cotangents": ["y"]},
+    {"name": "max_pool_unpool_padding_four_sided",
+     # TensorFlow's SAME pooling of an odd map: one row below and one column right; unpooled
+     # with the same padding and output_size [0, 0], back to 7x5.
+     "inputs": {"x": x([2, 2, 7, 5])},
+     "nodes": [
+         {"op": "max_pool2d", "inputs": ["x"],
+          "attrs": {"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 1, 0, 1],
+                    "dilation": [1, 1], "ceil_mode": False},
+          "outputs": ["m", "i"]},
+         {"op": "max_unpool2d", "inputs": ["m", "i"],
+          "attrs": {"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 1, 0, 1],
+                    "output_size": [0, 0]},
+          "outputs": ["u"]}],
+     "cotangents": ["u"]},
+    {"name": "avg_pool2d_padding_four_sided_count_pad",
+     "inputs": {"x": x([2, 3, 7, 6])},
+     "nodes": [{"op": "avg_pool2d", "inputs": ["x"],
+                "attrs": {"kernel_size": [3, 2], "stride": [2, 1], "padding": [1, 0, 0, 1],
+                          "ceil_mode": False, "count_include_pad": True},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "avg_pool2d_padding_four_sided_real_cells_ceil",
+     "inputs": {"x": x([2, 2, 6, 7])},
+     "nodes": [{"op": "avg_pool2d", "inputs": ["x"],
+                "attrs": {"kernel_size": [3, 3], "stride": [2, 2], "padding": [0, 1, 1, 0],
+                          "ceil_mode": True, "count_include_pad": False},
+                "outputs": ["y"]}],
+     "cotangents": ["y"]},
+    {"name": "net_tf_same_conv_pool_strided_conv",
+     # A network as TensorFlow exports it: "same" conv, SAME max-pool of an odd map ([0,1,0,1]),
+     # a stride-2 conv with TensorFlow's SAME padding written out ([0,1,0,1] for k3 on 4x3),
+     # SAME average pooling (real cells only) and a class-weighted loss.
+     "inputs": {"x": x([2, 3, 7, 5]), "w1": x([4, 3, 3, 3], 1 / 27 ** 0.5), "b1": x([4]),
+                "w2": x([3, 4, 3, 3], 1 / 36 ** 0.5),
+                "labels": {"draw": ("categorical", [2, 1, 1], [0.4, 0.3, 0.3])}},
+     "nodes": [
+         {"op": "conv2d", "inputs": ["x", "w1", "b1"],
+          "attrs": {"stride": [1, 1], "padding": "same", "dilation": [1, 1], "groups": 1},
+          "outputs": ["f"]},
+         {"op": "relu", "inputs": ["f"], "attrs": {}, "outputs": ["r"]},
+         {"op": "max_pool2d", "inputs": ["r"],
+          "attrs": {"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 1, 0, 1],
+                    "dilation": [1, 1], "ceil_mode": False},
+          "outputs": ["m", "i"]},
+         {"op": "conv2d", "inputs": ["m", "w2"],
+          "attrs": {"stride": [2, 2], "padding": [0, 1, 0, 1], "dilation": [1, 1], "groups": 1},
+          "outputs": ["g"]},
+         {"op": "avg_pool2d", "inputs": ["g"],
+          "attrs": {"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0, 0, 1],
+                    "ceil_mode": False, "count_include_pad": False},
+          "outputs": ["logits"]},
+         {"op": "softmax_xent", "inputs": ["logits", "labels"],
+          "attrs": {"reduction": "mean", "ignore_index": -100, "label_smoothing": 0.0},
+          "outputs": ["loss"]}],
+     "cotangents": ["loss"]},
     {"name": "net_reflect_pad_conv_relu_maxpool",
      # "Same" convolution by explicit reflection padding, as style-transfer networks do.
      "inputs": {"x": x([2, 2, 6, 5]), "w": x([3, 2, 3, 3], 1 / 18 ** 0.5)},

@@ -54,6 +54,35 @@ struct Pair {
   friend bool operator==(const Pair&, const Pair&) = default;
 };
 
+// The padding of a 2-D window op, as its `padding` attribute takes it: one number for every
+// side, [h, w] (h rows at the top and at the bottom, w columns at the left and at the right),
+// or [top, bottom, left, right]; or a mode: "valid" (no padding) or "same" (conv2d only: the
+// output keeps the input's size at stride 1, the odd extra row/column at the bottom/right as
+// TensorFlow and ONNX's SAME_UPPER). Resolved, it is always four numbers.
+struct Padding {
+  int64_t top = 0, bottom = 0, left = 0, right = 0;
+  std::string mode;  // empty: the four numbers; "same" or "valid"
+  Padding() = default;
+  Padding(int64_t all) : top(all), bottom(all), left(all), right(all) {}  // NOLINT
+  Padding(int all) : Padding(int64_t{all}) {}  // NOLINT (0 is not a null const char*)
+  Padding(int64_t h, int64_t w) : top(h), bottom(h), left(w), right(w) {}
+  Padding(int64_t top_, int64_t bottom_, int64_t left_, int64_t right_)
+      : top(top_), bottom(bottom_), left(left_), right(right_) {}
+  Padding(const char* mode_) : mode(mode_) {}             // NOLINT
+  Padding(std::string mode_) : mode(std::move(mode_)) {}  // NOLINT
+  bool same() const { return mode == "same"; }
+  // The four numbers: "same" for a kernel with dilation (at stride 1) pads d(k-1) rows and
+  // columns in all, the odd one at the bottom/right; numbers stay as they are.
+  Padding resolved(Pair kernel, Pair dilation = 1) const;
+  bool symmetric() const { return mode.empty() && top == bottom && left == right; }
+  // Rows added above and below, columns left and right.
+  int64_t rows() const { return top + bottom; }
+  int64_t columns() const { return left + right; }
+  // [top, bottom, left, right], or the mode.
+  std::string to_string() const;
+  friend bool operator==(const Padding&, const Padding&) = default;
+};
+
 enum class AttrType : uint8_t {
   integer,  // int64
   real,     // double
@@ -61,6 +90,9 @@ enum class AttrType : uint8_t {
   string,
   ints,  // a list of int64 (e.g. a target shape)
   pair,  // exactly two int64, [h, w]
+  // A Padding: stored as [top, bottom, left, right] (given as one, two or four int64) or as the
+  // string "same"; "valid" is stored as [0, 0, 0, 0].
+  padding,
 };
 const char* attr_type_name(AttrType type);
 
@@ -78,6 +110,9 @@ class AttrValue {
   AttrValue(Ints v) : value_(v) {}                                  // NOLINT
   AttrValue(std::initializer_list<int64_t> v) : value_(Ints(v)) {}  // NOLINT
   AttrValue(Pair v) : value_(Ints{v.h, v.w}) {}                     // NOLINT
+  AttrValue(const Padding& v)                                       // NOLINT
+      : value_(v.mode.empty() ? Storage(Ints{v.top, v.bottom, v.left, v.right}) : Storage(v.mode)) {
+  }
 
   const Storage& storage() const { return value_; }
   template <class T>
@@ -140,6 +175,8 @@ class Attrs {
     const Ints& v = ints(name);
     return {v[0], v[1]};
   }
+  // A padding attribute: its four numbers, or mode "same" (unresolved: the op knows its kernel).
+  Padding padding(std::string_view name) const;
 
   const OpDef* op() const { return op_; }
   std::span<const AttrValue> values() const { return values_; }

@@ -167,12 +167,14 @@ Var argmax(const Var& x, ArgmaxOptions options = {}, Loc loc = Loc::current());
 // ---- convolution (ops/conv.cpp) ---------------------------------------------------------
 struct Conv2dOptions {
   Pair stride = 1;
-  Pair padding = 0;
+  // 1, {h, w}, {top, bottom, left, right}, "same" (stride 1: Ho = H, the odd extra row at the
+  // bottom) or "valid" (0).
+  Padding padding = 0;
   Pair dilation = 1;
   int64_t groups = 1;
 };
 // Cross-correlation. x [N,C,H,W], w [O,C/groups,kH,kW], b [O] -> [N,O,Ho,Wo] with
-// Ho = (H + 2ph - dh(kH-1) - 1)/sh + 1.
+// Ho = (H + top + bottom - dh(kH-1) - 1)/sh + 1.
 Var conv2d(const Var& x, const Var& w, Conv2dOptions options = {}, Loc loc = Loc::current());
 Var conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions options = {},
            Loc loc = Loc::current());
@@ -183,13 +185,13 @@ Var conv2d_weight_grad(const Var& x, const Var& g, Pair kernel_size, Conv2dOptio
 
 struct ConvTranspose2dOptions {
   Pair stride = 1;
-  Pair padding = 0;
+  Padding padding = 0;  // 1, {h, w} or {top, bottom, left, right}: rows/columns cropped
   Pair output_padding = 0;
   Pair dilation = 1;
   int64_t groups = 1;
 };
 // The adjoint of conv2d in its input. x [N,C,H,W], w [C,O/groups,kH,kW], b [O] -> [N,O,Ho,Wo]
-// with Ho = (H-1)sh - 2ph + dh(kH-1) + oph + 1.
+// with Ho = (H-1)sh - top - bottom + dh(kH-1) + oph + 1.
 Var conv_transpose2d(const Var& x, const Var& w, ConvTranspose2dOptions options = {},
                      Loc loc = Loc::current());
 Var conv_transpose2d(const Var& x, const Var& w, const Var& b, ConvTranspose2dOptions options = {},
@@ -207,7 +209,7 @@ Var bias_add(const Var& x, const Var& b, Loc loc = Loc::current());
 struct MaxPool2dOptions {
   Pair kernel_size = 0;  // required
   Pair stride = 0;       // 0: same as kernel_size
-  Pair padding = 0;
+  Padding padding = 0;   // 1, {h, w} or {top, bottom, left, right}; each at most half the kernel
   Pair dilation = 1;
   bool ceil_mode = false;
 };
@@ -221,9 +223,9 @@ PoolResult max_pool2d(const Var& x, MaxPool2dOptions options, Loc loc = Loc::cur
 struct MaxUnpool2dOptions {
   Pair kernel_size = 0;  // required
   Pair stride = 0;       // 0: same as kernel_size
-  Pair padding = 0;
+  Padding padding = 0;   // the pool's
   // 0: the pool's input size when `indices` come from max_pool2d (they carry it; see
-  // Tensor::index_plane), otherwise (h-1)*sh - 2ph + kH as PyTorch's default.
+  // Tensor::index_plane), otherwise (h-1)*sh - top - bottom + kH as PyTorch's default.
   Pair output_size = 0;
 };
 // Places x at `indices` in a zero [N,C,Ho,Wo] tensor.
@@ -237,7 +239,7 @@ Var scatter_add_at(const Var& x, const Var& indices, Pair output_size, Loc loc =
 struct AvgPool2dOptions {
   Pair kernel_size = 0;  // required
   Pair stride = 0;       // 0: same as kernel_size
-  Pair padding = 0;
+  Padding padding = 0;   // 1, {h, w} or {top, bottom, left, right}; each at most half the kernel
   bool ceil_mode = false;
   bool count_include_pad = true;
 };

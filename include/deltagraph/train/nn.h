@@ -119,7 +119,7 @@ enum class Init : uint8_t {
 
 struct Conv2dLayerOptions {
   Pair stride = 1;
-  Pair padding = 0;
+  Padding padding = 0;  // 1, {h, w}, {top, bottom, left, right}, "same" or "valid"
   Pair dilation = 1;
   int64_t groups = 1;
   bool bias = true;
@@ -141,7 +141,7 @@ class Conv2d {
 
 struct ConvTranspose2dLayerOptions {
   Pair stride = 1;
-  Pair padding = 0;
+  Padding padding = 0;
   Pair output_padding = 0;
   Pair dilation = 1;
   int64_t groups = 1;
