@@ -455,6 +455,45 @@ TEST(Engine, BackwardNeverAliasesACallersTensorIntoGrad) {
   EXPECT_TRUE(v.grad().unique());
 }
 
+// The ready hook: once per leaf, the moment its .grad is whole, while later VJPs still run.
+// A layer's weights become ready before the earlier layer's (reverse order of use), a weight
+// used twice only after its second use has been differentiated, and .grad already holds the
+// pass's sum (added to what was there) when the hook hears of it.
+TEST(Engine, LeafGradReadyHookFiresOncePerLeafWhenItsGradientIsWhole) {
+  dg::Param w1(f64({1, -2, 0.5, 3}, {2, 2}), "w1"), w2(f64({0.5, 1, -1, 2}, {2, 2}), "w2");
+  dg::Param shared(f64({2, -1}, {2}), "shared"), unused(f64({1}, {1}), "unused");
+  const Tensor x = f64({1, 2, -1, 0.5}, {2, 2});
+  w2.mutable_grad() = f64({100, 100, 100, 100}, {2, 2});  // accumulated from an earlier pass
+  std::vector<std::string> order;
+  std::vector<Tensor> seen;
+  {
+    dg::Tape tape;
+    Var h = dg::add(dg::matmul(dg::input(x), w1), shared);  // shared: first use
+    Var y = dg::add(dg::matmul(dg::tanh(h), w2), shared);   // shared: second use
+    (void)dg::mul_scalar(unused, 2.0);  // recorded, but the loss does not depend on it
+    dg::backward(dg::sum(dg::mul(y, y)), {}, {.on_leaf_grad_ready = [&](const Var& leaf) {
+                   order.push_back(leaf.name());
+                   seen.push_back(leaf.grad().clone());
+                 }});
+  }
+  ASSERT_EQ(order, (std::vector<std::string>{"w2", "shared", "w1"}));
+  // What the hook saw is the final .grad, and equals a plain backward's (plus w2's 100s).
+  EXPECT_TRUE(dg::allclose(seen[0], w2.grad(), 0, 0));
+  EXPECT_TRUE(dg::allclose(seen[1], shared.grad(), 0, 0));
+  EXPECT_TRUE(dg::allclose(seen[2], w1.grad(), 0, 0));
+  dg::Param p1(w1.value().clone()), p2(w2.value().clone()), ps(shared.value().clone());
+  {
+    dg::Tape tape;
+    Var h = dg::add(dg::matmul(dg::input(x), p1), ps);
+    Var y = dg::add(dg::matmul(dg::tanh(h), p2), ps);
+    dg::backward(dg::sum(dg::mul(y, y)));
+  }
+  EXPECT_TRUE(dg::allclose(w1.grad(), p1.grad(), 0, 0));
+  EXPECT_TRUE(dg::allclose(shared.grad(), ps.grad(), 0, 0));
+  EXPECT_TRUE(dg::allclose(w2.grad(), dg::add_scalar(p2.grad(), 100.0).value(), 1e-15, 0));
+  EXPECT_FALSE(unused.grad().defined());
+}
+
 TEST(Engine, BackwardWithCotangentAndVariables) {
   dg::Tape tape;
   dg::Param w(f64({1, 2}, {2}));

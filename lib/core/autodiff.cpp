@@ -56,6 +56,9 @@ class LeafTable {
     VarImpl* leaf;
     Var grad;
     bool target;
+    // With a ready hook: collected nodes that take this leaf as an input and have not run yet.
+    uint32_t pending = 0;
+    bool delivered = false;  // backward(): already added into the leaf's .grad
   };
 
   Entry* find(VarImpl* v) {
@@ -69,7 +72,7 @@ class LeafTable {
   }
   Entry& find_or_add(VarImpl* v) {
     if (Entry* e = find(v)) return *e;
-    entries_.push_back({v, Var(), false});
+    entries_.push_back({v, Var(), false, 0, false});
     if (index_) {
       index_->emplace(v, entries_.size() - 1);
     } else if (entries_.size() > kScanLimit) {
@@ -78,7 +81,7 @@ class LeafTable {
     }
     return entries_.back();
   }
-  const std::vector<Entry>& entries() const { return entries_; }
+  std::vector<Entry>& entries() { return entries_; }
 
  private:
   static constexpr size_t kScanLimit = 16;
@@ -118,6 +121,13 @@ void give_back(std::unique_ptr<Scratch> scratch) {
   if (scratch->slots.capacity() <= kMaxKeptSlots && scratch->grads.capacity() <= kMaxKeptSlots &&
       scratch->stack.capacity() <= kMaxKeptSlots)
     spare_scratch = std::move(scratch);
+}
+
+template <class T>
+void add_into(Tensor& dst, const Tensor& src) {
+  T* d = dst.data<T>();
+  const T* s = src.data<T>();
+  for (int64_t i = 0, n = dst.numel(); i < n; ++i) d[i] += s[i];
 }
 
 class Pass {
@@ -196,6 +206,7 @@ class Pass {
       if (s.has_target) keep_target_results(node, grads);
       bool any_grad = std::any_of(grads, grads + n_out, [](const Var& g) { return g.defined(); });
       if (s.needed && any_grad) backpropagate(node, grads);
+      if (options_.on_leaf_grad_ready) release_leaves(node);
       // Every consumer of these values came earlier in this walk: their cotangents are spent.
       for (size_t i = 0; i < n_out; ++i) grads[i] = Var();
       if (!options_.retain_graph) node.release(/*held_by_caller=*/1);  // s.node
@@ -215,9 +226,44 @@ class Pass {
     return results_;
   }
 
-  const std::vector<LeafTable::Entry>& leaf_grads() const { return leaves_.entries(); }
+  // backward(): adds every leaf gradient not yet delivered into its leaf's .grad.
+  void deliver_remaining() {
+    for (LeafTable::Entry& e : leaves_.entries()) deliver(e);
+  }
+
+  // The leaves whose .grad became a tensor of this pass (shared with a value the pass made).
+  const std::vector<VarImpl*>& shared_grads() const { return shared_; }
 
  private:
+  // backward(): .grad += this pass's gradient of the leaf (or takes it, if .grad is empty).
+  void deliver(LeafTable::Entry& e) {
+    if (e.delivered || !e.grad.defined()) return;
+    e.delivered = true;
+    VarImpl* leaf = e.leaf;
+    if (!leaf->grad.defined()) {
+      leaf->grad = e.grad.value();
+      shared_.push_back(leaf);
+    } else if (leaf->grad.dtype() == DType::f32) {
+      add_into<float>(leaf->grad, e.grad.value());
+    } else {
+      add_into<double>(leaf->grad, e.grad.value());
+    }
+  }
+
+  // After `node`'s VJP (or its skip): a leaf input whose last consumer this was has its whole
+  // gradient now; it goes into .grad and the hook hears of it.
+  void release_leaves(const Node& node) {
+    for (const Var& in : node.inputs) {
+      VarImpl* v = in.impl();
+      if (v->producer || !v->requires_grad) continue;
+      LeafTable::Entry* e = leaves_.find(v);
+      if (!e || e->pending == 0 || --e->pending > 0) continue;
+      if (!e->grad.defined()) continue;  // nothing reached it: no gradient, no call
+      deliver(*e);
+      options_.on_leaf_grad_ready(in);
+    }
+  }
+
   // The node's slot in this pass, or -1 if the pass did not collect it.
   int64_t slot_of(const Node* p) const {
     if (!shared_index_) {
@@ -336,6 +382,10 @@ class Pass {
             slots_[index].needed = true;
             break;
           }
+        if (options_.on_leaf_grad_ready)
+          for (const Var& in : node->inputs)
+            if (!in.impl()->producer && in.impl()->requires_grad)
+              ++leaves_.find_or_add(in.impl()).pending;
         order_.push_back(index);
         stack.pop_back();
       }
@@ -409,14 +459,8 @@ class Pass {
   std::vector<VarImpl*> node_targets_;  // the targets that are op outputs (not leaves)
   std::vector<Var> results_;
   LeafTable leaves_;
+  std::vector<VarImpl*> shared_;
 };
-
-template <class T>
-void add_into(Tensor& dst, const Tensor& src) {
-  T* d = dst.data<T>();
-  const T* s = src.data<T>();
-  for (int64_t i = 0, n = dst.numel(); i < n; ++i) d[i] += s[i];
-}
 
 }  // namespace
 
@@ -454,17 +498,8 @@ void backward(const Var& loss, const Var& cotangent, GradOptions options) {
   {
     Pass pass(outputs, cotangents, options, "backward", {}, true);
     pass.run();
-    for (const auto& [leaf, g, target] : pass.leaf_grads()) {
-      if (!g.defined()) continue;
-      if (!leaf->grad.defined()) {
-        leaf->grad = g.value();
-        shared.push_back(leaf);
-      } else if (leaf->grad.dtype() == DType::f32) {
-        add_into<float>(leaf->grad, g.value());
-      } else {
-        add_into<double>(leaf->grad, g.value());
-      }
-    }
+    pass.deliver_remaining();  // with a ready hook, most were delivered during the pass
+    shared = pass.shared_grads();
   }
   // The pass is gone. A gradient tensor that nothing else holds now (the usual case) is kept
   // as it is; one still shared (with a cotangent the caller passed in, or a value the caller

@@ -5,6 +5,7 @@
 // contributions of values used more than once.
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "deltagraph/core/var.h"
@@ -17,6 +18,11 @@ struct GradOptions {
   // Record the backward pass itself, so the gradients are differentiable (second
   // derivatives, Hessian-vector products). Implies retain_graph.
   bool create_graph = false;
+  // backward() only: called once per leaf the pass reaches, as soon as the leaf's .grad holds
+  // this pass's whole contribution (the last VJP that feeds it has run), while the rest of the
+  // pass still runs. Data-parallel training (dg::dist::GradientReducer) starts averaging a
+  // gradient across processes here, overlapping communication with the backward pass.
+  std::function<void(const Var& leaf)> on_leaf_grad_ready;
 };
 
 // The functional form: d(sum_k <cotangent_k, output_k>)/d wrt_i for each i. A scalar output may
