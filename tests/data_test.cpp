@@ -289,6 +289,47 @@ TEST(Batches, DropLastAndOrderOptions) {
   EXPECT_TRUE(ThrowsError([&] { dg::Batches b(mismatched); }, {"same number of entries"}));
 }
 
+// Data-parallel shards: each rank takes a contiguous part of every global batch; the parts are
+// disjoint, together they are the batch one process sees, and every shard has as many batches
+// (a last batch too small to give each shard a row is dropped).
+TEST(Batches, ShardsSplitEachGlobalBatchIntoDisjointParts) {
+  dg::Dataset data = counting_dataset(23);
+  const dg::BatchOptions whole{.batch_size = 8, .seed = 5, .epoch = 2};
+  const dg::Batches one(data, whole);
+  for (int64_t shards : {2, 3}) {
+    std::vector<dg::Batches> parts;
+    for (int64_t shard = 0; shard < shards; ++shard) {
+      dg::BatchOptions o = whole;
+      o.shard = shard;
+      o.shards = shards;
+      parts.emplace_back(data, o);
+    }
+    // 23 = 8 + 8 + 7: the last batch has 7 rows, enough for 2 or 3 shards.
+    for (const dg::Batches& p : parts) EXPECT_EQ(p.size(), 3);
+    for (int64_t b = 0; b < 3; ++b) {
+      std::vector<int64_t> joined;
+      for (const dg::Batches& p : parts) {
+        const std::vector<int64_t> rows = p.indices(b);
+        EXPECT_GE(rows.size(), 2u);
+        joined.insert(joined.end(), rows.begin(), rows.end());
+      }
+      EXPECT_EQ(joined, one.indices(b)) << shards << " shards, batch " << b;
+    }
+    // 8 rows over 3 shards: 2, 3 and 3 (floor(r*8/3) boundaries).
+    if (shards == 3) {
+      EXPECT_EQ(parts[0].indices(0).size(), 2u);
+      EXPECT_EQ(parts[2].indices(0).size(), 3u);
+    }
+  }
+  // 17 = 8 + 8 + 1: one row cannot be split over 2 shards, so that batch is dropped.
+  EXPECT_EQ(dg::Batches(counting_dataset(17), {.batch_size = 8, .shard = 1, .shards = 2}).size(),
+            2);
+  EXPECT_TRUE(ThrowsError([&] { dg::Batches(data, {.batch_size = 8, .shard = 2, .shards = 2}); },
+                          {"Batches: shard 2 of 2 does not exist"}));
+  EXPECT_TRUE(ThrowsError([&] { dg::Batches(data, {.batch_size = 2, .shards = 3}); },
+                          {"batch_size 2 is smaller than the 3 shards"}));
+}
+
 TEST(Dataset, SliceAndTakeRows) {
   dg::Dataset data = counting_dataset(6);
   dg::Dataset middle = data.slice(2, 3);

@@ -180,6 +180,12 @@ Batches::Batches(const Dataset& dataset, BatchOptions options)
   if (options.batch_size < 1)
     fail("Batches: batch_size must be at least 1, got {}", options.batch_size);
   if (options.epoch < 0) fail("Batches: epoch must be >= 0, got {}", options.epoch);
+  if (options.shards < 1 || options.shard < 0 || options.shard >= options.shards)
+    fail("Batches: shard {} of {} does not exist (shard must be in [0, shards), shards >= 1)",
+         options.shard, options.shards);
+  if (options.batch_size < options.shards)
+    fail("Batches: batch_size {} is smaller than the {} shards it is split over",
+         options.batch_size, options.shards);
   const int64_t n = dataset_.size();
   if (options.shuffle) {
     // Each epoch's order depends only on (seed, epoch), so a resumed run sees the same batches.
@@ -194,7 +200,9 @@ Batches::Batches(const Dataset& dataset, BatchOptions options)
 
 int64_t Batches::size() const {
   const int64_t n = dataset_.size(), b = options_.batch_size;
-  return options_.drop_last ? n / b : (n + b - 1) / b;
+  // A last partial batch too small to give every shard a row is dropped.
+  const bool keep_last = !options_.drop_last && n % b >= options_.shards;
+  return n / b + (keep_last ? 1 : 0);
 }
 
 std::vector<int64_t> Batches::indices(int64_t index) const {
@@ -203,8 +211,10 @@ std::vector<int64_t> Batches::indices(int64_t index) const {
          dataset_.size(), options_.batch_size,
          options_.drop_last ? ", last partial batch dropped" : "");
   const int64_t start = index * options_.batch_size;
-  const int64_t end = std::min(start + options_.batch_size, dataset_.size());
-  return {order_.begin() + start, order_.begin() + end};
+  const int64_t rows = std::min(start + options_.batch_size, dataset_.size()) - start;
+  const int64_t first = start + options_.shard * rows / options_.shards;
+  const int64_t last = start + (options_.shard + 1) * rows / options_.shards;
+  return {order_.begin() + first, order_.begin() + last};
 }
 
 Batch Batches::operator[](int64_t index) const {

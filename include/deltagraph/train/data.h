@@ -81,6 +81,13 @@ struct BatchOptions {
       0;  // with shuffle: which epoch's order (resuming at epoch k gives epoch k's order)
   bool drop_last = false;     // drop a last batch smaller than batch_size
   Augmentation augment = {};  // random shifts and mirrors, decided by (seed, epoch, image)
+  // Data-parallel training: batch_size is the global batch, and this process (rank `shard` of
+  // `shards`) takes the contiguous part [floor(shard*B/shards), floor((shard+1)*B/shards)) of
+  // each batch of B rows. The epoch's order and augmentation are those of one process, so the
+  // shards of a batch together are exactly the batch one process would see. Every shard has the
+  // same number of batches; a last batch with fewer rows than shards is dropped.
+  int64_t shard = 0;
+  int64_t shards = 1;
 };
 
 struct Batch {
@@ -98,7 +105,7 @@ class Batches {
   // Number of batches in the epoch.
   int64_t size() const;
   Batch operator[](int64_t index) const;
-  // The dataset positions batch `index` holds.
+  // The dataset positions batch `index` holds (this shard's part of it).
   std::vector<int64_t> indices(int64_t index) const;
 
   class Iterator {
