@@ -10,18 +10,29 @@
 // checkpoint (model.safetensors) to --out; the last line is `test accuracy: 0.XXXX`. With
 // --profile, the first epoch's training steps are timed op by op (dg::Profiler) and the table is
 // printed after that epoch and written to profile.txt.
+//
+// On several processes (built with MPI): `mpirun -np 2 build/bin/fashion_mnist ...` takes the
+// same flags; --batch-size is the global batch, each rank trains on its share of every batch and
+// the gradients are averaged (dg::dist::GradientReducer). Rank 0 prints, and writes the
+// checkpoint and the graph; the test accuracy counts all ranks' shares of the test set.
 #include <deltagraph/deltagraph.h>
 
 #include <fmt/core.h>
 #include "classifier.h"
 #include "flags.h"
+#ifdef DG_HAVE_MPI
+#include <deltagraph/distributed/distributed.h>
+#endif
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string>
+#include <thread>
 
 namespace {
 
@@ -74,25 +85,65 @@ Flags parse(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) try {
+#ifdef DG_HAVE_MPI
+  dg::dist::World world(argc, argv);  // a world of one without mpirun
+  const int rank = world.rank(), ranks = world.size();
+#else
+  const int rank = 0, ranks = 1;
+#endif
+  const bool root = rank == 0;
   const Flags flags = parse(argc, argv);
-  if (flags.threads > 0) dg::set_num_threads(flags.threads);
-  std::filesystem::create_directories(flags.out);
+  if (flags.threads > 0) {
+    dg::set_num_threads(flags.threads);
+  } else if (ranks > 1) {
+    // The ranks on this machine share its cores.
+    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    const int here = local ? std::max(1, std::atoi(local)) : ranks;
+    dg::set_num_threads(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / here));
+  }
+  if (flags.batch_size < ranks)
+    dg::fail("--batch-size {} is the global batch and cannot be split over {} processes",
+             flags.batch_size, ranks);
+  if (root) std::filesystem::create_directories(flags.out);
   const dg::Dataset train = dg::load_mnist(flags.data, "train", flags.limit);
   const dg::Dataset test = dg::load_mnist(flags.data, "t10k", flags.test_limit);
   const dg::Normalization norm = dg::compute_normalization(train.images);
-  fmt::print("Fashion-MNIST: {} training and {} test images from {}, {} threads\n", train.size(),
-             test.size(), flags.data, dg::num_threads());
+  if (root)
+    fmt::print("Fashion-MNIST: {} training and {} test images from {}, {}{} threads\n",
+               train.size(), test.size(), flags.data,
+               ranks > 1 ? fmt::format("{} processes x ", ranks) : "", dg::num_threads());
 
   Classifier model(flags.seed);
-  fmt::print("{}", model.params.summary());
+  if (root) fmt::print("{}", model.params.summary());
   dg::Adam optimizer(model.params, {.lr = flags.lr});
   const dg::CosineLR schedule(flags.lr, static_cast<double>(flags.epochs));
   const std::string checkpoint = flags.out + "/model.safetensors";
   int64_t first_epoch = 0;
   if (flags.resume && std::filesystem::exists(checkpoint)) {
+    // Every rank loads the checkpoint rank 0 wrote (with any number of ranks before).
     first_epoch = dg::load_checkpoint(checkpoint, model.params, &optimizer).epoch;
-    fmt::print("resumed from {} after epoch {}\n", checkpoint, first_epoch);
+    if (root) fmt::print("resumed from {} after epoch {}\n", checkpoint, first_epoch);
   }
+#ifdef DG_HAVE_MPI
+  // Checks that every rank built the same model and starts them all from rank 0's values.
+  dg::dist::GradientReducer reducer(model.params);
+#endif
+  // Each rank counts the correct answers on its share of the test set; they are summed.
+  const int64_t test_begin = rank * test.size() / ranks;
+  const dg::Dataset test_share =
+      test.slice(test_begin, (rank + 1) * test.size() / ranks - test_begin);
+  auto test_accuracy = [&] {
+#ifdef DG_HAVE_MPI
+    // Batch norm's running statistics are each rank's own: evaluate with rank 0's everywhere.
+    dg::dist::broadcast(model.params);
+#endif
+    double correct =
+        std::round(accuracy(model, test_share, norm) * static_cast<double>(test_share.size()));
+#ifdef DG_HAVE_MPI
+    correct = dg::dist::sum(correct);
+#endif
+    return correct / static_cast<double>(test.size());
+  };
 
   const dg::Batches probe(train, {.batch_size = flags.batch_size, .drop_last = true});
   dg::Progress progress(flags.epochs, probe.size());
@@ -103,8 +154,11 @@ int main(int argc, char** argv) try {
                 .epoch = epoch,
                 // every batch the same size: no odd buffer sizes once an epoch
                 .drop_last = true,
-                .augment = {.crop_padding = flags.crop_padding, .horizontal_flip = flags.flip}});
-    progress.start_epoch(epoch);
+                .augment = {.crop_padding = flags.crop_padding, .horizontal_flip = flags.flip},
+                // with several processes, this rank's share of every batch
+                .shard = rank,
+                .shards = ranks});
+    if (root) progress.start_epoch(epoch);
     std::optional<dg::Profiler> profiler;
     if (flags.profile && epoch == first_epoch) profiler.emplace();
     for (const dg::Batch& batch : batches) {
@@ -113,22 +167,30 @@ int main(int argc, char** argv) try {
       dg::Tape tape;
       dg::Var loss = dg::softmax_xent(model(dg::input(dg::normalize(batch.images, norm))),
                                       batch.labels, {.label_smoothing = flags.label_smoothing});
+#ifdef DG_HAVE_MPI
+      reducer.backward(loss, batch.labels.size(0), epoch * batches.size() + batch.index);
+#else
       dg::backward(loss);
+#endif
       optimizer.step();
       optimizer.zero_grad();
-      progress.update(batch.index, batch.images.size(0), loss.item());
+      // The loss of rank 0's share; the images of all ranks' shares.
+      if (root) progress.update(batch.index, batch.images.size(0) * ranks, loss.item());
     }
-    if (profiler) {
+    if (profiler && root) {
       const std::string table = profiler->table();
       fmt::print("where the time of epoch {}'s training steps went:\n{}", epoch + 1, table);
       std::ofstream(flags.out + "/profile.txt") << table;
-      profiler.reset();
     }
-    const double test_accuracy = accuracy(model, test, norm);
-    progress.end_epoch(fmt::format("test accuracy {:.4f}", test_accuracy));
-    dg::save_checkpoint(checkpoint, model.params, &optimizer, {.epoch = epoch + 1});
+    profiler.reset();
+    const double epoch_accuracy = test_accuracy();
+    if (root) {
+      progress.end_epoch(fmt::format("test accuracy {:.4f}", epoch_accuracy));
+      dg::save_checkpoint(checkpoint, model.params, &optimizer, {.epoch = epoch + 1});
+    }
   }
-
+  const double final_accuracy = test_accuracy();
+  if (!root) return 0;
   // The model's graph, drawn from one recorded forward pass with its loss, in evaluation mode
   // (the pass must not move batch norm's running statistics).
   model.params.eval();
@@ -140,7 +202,7 @@ int main(int argc, char** argv) try {
     dg::render({loss}, flags.out + "/model.svg", {.title = "Fashion-MNIST classifier"});
   }
   fmt::print("graph: {}/model.svg, checkpoint: {}\n", flags.out, checkpoint);
-  fmt::print("test accuracy: {:.4f}\n", accuracy(model, test, norm));
+  fmt::print("test accuracy: {:.4f}\n", final_accuracy);
   return 0;
 } catch (const dg::Error& e) {
   fmt::print(stderr, "fashion_mnist: {}\n", e.what());
