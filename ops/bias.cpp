@@ -45,6 +45,14 @@ std::vector<Var> bias_add_vjp(const VjpContext& c) {
   return {g, db};
 }
 
+// bias_add is linear in (x, b) together: dy = bias_add(tx, tb), a missing tangent being zero.
+std::vector<Var> bias_add_jvp(const JvpContext& c) {
+  if (!c.has_tangent(1)) return {c.tangent(0)};
+  const Var tx = c.has_tangent(0) ? c.tangent(0)
+                                  : Var(Tensor::zeros(c.output(0).shape(), c.output(0).dtype()));
+  return {bias_add(tx, c.tangent(1))};
+}
+
 OpSample bias_add_sample(Sampler& s) {
   Shape shape = sample_shape(s, 2, 4);
   return OpSample{{s.smooth(shape), s.smooth({shape[1]})}, {}, {true, false}};
@@ -59,6 +67,8 @@ OpDef bias_add_def() {
       .forward = bias_add_kernel,
       .vjp = bias_add_vjp,
       .vjp_formula = "dx = g, db = sum of g over every axis but 1",
+      .jvp = bias_add_jvp,
+      .jvp_formula = "dy = tx + tb over axis 1",
       .sample = bias_add_sample,
   };
 }

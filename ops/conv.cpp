@@ -561,6 +561,8 @@ OpDef conv2d_def() {
       .vjp = conv2d_vjp,
       .vjp_formula =
           "dx = conv_transpose2d(g, w), dw = conv2d_weight_grad(x, g), db = sum_{n,h,w} g",
+      .jvp = bilinear_jvp,
+      .jvp_formula = "dy = conv2d(tx, w) + conv2d(x, tw) + tb",
       .label = conv_label(1, 2),
       .sample = conv2d_sample,
   };
@@ -590,6 +592,8 @@ OpDef conv_transpose2d_def() {
       .forward = conv_transpose2d_kernel,
       .vjp = conv_transpose2d_vjp,
       .vjp_formula = "dx = conv2d(g, w), dw = conv2d_weight_grad(g, x), db = sum_{n,h,w} g",
+      .jvp = bilinear_jvp,
+      .jvp_formula = "dy = conv_transpose2d(tx, w) + conv_transpose2d(x, tw) + tb",
       .label = conv_label(1, 2),
       .sample = conv_transpose2d_sample,
   };
@@ -630,6 +634,8 @@ OpDef conv2d_weight_grad_def() {
       .forward = conv2d_weight_grad_kernel,
       .vjp = weight_grad_vjp,
       .vjp_formula = "dx = conv_transpose2d(g, gw_bar), dg = conv2d(x, gw_bar)",
+      .jvp = bilinear_jvp,
+      .jvp_formula = "dy = conv2d_weight_grad(tx, g) + conv2d_weight_grad(x, tg)",
       .sample = conv2d_weight_grad_sample,
   };
 }
@@ -686,6 +692,8 @@ OpDef conv1x1_def() {
       .forward = conv1x1_kernel,
       .vjp = conv1x1_vjp,
       .vjp_formula = "dx = conv1x1(g, w^T), dw = conv2d_weight_grad(x, g), db = sum_{n,h,w} g",
+      .jvp = bilinear_jvp,
+      .jvp_formula = "dy = conv1x1(tx, w) + conv1x1(x, tw) + tb",
       .sample = conv1x1_sample,
   };
 }

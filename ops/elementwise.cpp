@@ -57,8 +57,8 @@ SampleFn unary_sample(bool positive = false, AttrMap attrs = {}) {
 
 // Registers a broadcasting binary op whose forward is y = f(a, b).
 template <class F>
-void binary(std::string name, std::string summary, std::string formula, F f, VjpFn vjp,
-            SampleFn sample = binary_sample(false)) {
+void binary(std::string name, std::string summary, std::string formula, F f, VjpFn vjp, JvpFn jvp,
+            std::string jvp_formula, SampleFn sample = binary_sample(false)) {
   register_builtin({
       .name = std::move(name),
       .summary = std::move(summary),
@@ -75,11 +75,14 @@ void binary(std::string name, std::string summary, std::string formula, F f, Vjp
           },
       .vjp = std::move(vjp),
       .vjp_formula = std::move(formula),
+      .jvp = std::move(jvp),
+      .jvp_formula = std::move(jvp_formula),
       .sample = std::move(sample),
   });
 }
 
-// Registers an elementwise unary op y = f(x) (attributes are read by f through Attrs).
+// Registers an elementwise unary op y = f(x) (attributes are read by f through Attrs). Its
+// Jacobian is diagonal, so its JVP is its VJP applied to the tangent (diagonal_jvp).
 template <class F>
 void unary(std::string name, std::string summary, std::string formula, std::vector<AttrSpec> attrs,
            F f, VjpFn vjp, SampleFn sample = unary_sample()) {
@@ -100,6 +103,8 @@ void unary(std::string name, std::string summary, std::string formula, std::vect
           },
       .vjp = std::move(vjp),
       .vjp_formula = std::move(formula),
+      .jvp = diagonal_jvp,
+      .jvp_formula = "dy = dy/dx * t (diagonal: the VJP applied to t)",
       .sample = std::move(sample),
   });
 }
@@ -137,6 +142,40 @@ std::vector<Var> div_vjp(const VjpContext& c) {
   const Var& b = c.input(1);
   return {c.needs(0) ? sum_to(div(g, b), c.input(0).shape()) : Var(),
           c.needs(1) ? neg(sum_to(div(mul(g, c.output(0)), b), b.shape())) : Var()};
+}
+
+// A broadcast input's tangent, widened to the output's shape.
+Var widened(const Var& t, const Shape& shape) {
+  return t.shape() == shape ? t : broadcast_to(t, shape);
+}
+
+std::vector<Var> add_jvp(const JvpContext& c) {
+  const Shape& out = c.output(0).shape();
+  if (!c.has_tangent(1)) return {widened(c.tangent(0), out)};
+  if (!c.has_tangent(0)) return {widened(c.tangent(1), out)};
+  return {add(c.tangent(0), c.tangent(1))};
+}
+
+std::vector<Var> sub_jvp(const JvpContext& c) {
+  const Shape& out = c.output(0).shape();
+  if (!c.has_tangent(1)) return {widened(c.tangent(0), out)};
+  if (!c.has_tangent(0)) return {widened(neg(c.tangent(1)), out)};
+  return {sub(c.tangent(0), c.tangent(1))};
+}
+
+std::vector<Var> mul_jvp(const JvpContext& c) {
+  Var ta, tb;
+  if (c.has_tangent(0)) ta = mul(c.tangent(0), c.input(1));
+  if (c.has_tangent(1)) tb = mul(c.input(0), c.tangent(1));
+  return {ta.defined() && tb.defined() ? add(ta, tb) : ta.defined() ? ta : tb};
+}
+
+std::vector<Var> div_jvp(const JvpContext& c) {
+  Var ta, tb;
+  if (c.has_tangent(0)) ta = div(c.tangent(0), c.input(1));
+  if (c.has_tangent(1)) tb = div(mul(c.tangent(1), c.output(0)), c.input(1));
+  if (ta.defined() && tb.defined()) return {sub(ta, tb)};
+  return {ta.defined() ? ta : neg(tb)};
 }
 
 std::vector<Var> neg_vjp(const VjpContext& c) { return {neg(c.grad_output(0))}; }
@@ -241,17 +280,18 @@ void register_elementwise_ops() {
   register_activations();
   binary(
       "add", "y = a + b (broadcasting)", "da = sum_to(g, a.shape), db = sum_to(g, b.shape)",
-      [](auto a, auto b) { return a + b; }, add_vjp);
+      [](auto a, auto b) { return a + b; }, add_vjp, add_jvp, "dy = ta + tb");
   binary(
       "sub", "y = a - b (broadcasting)", "da = sum_to(g, a.shape), db = -sum_to(g, b.shape)",
-      [](auto a, auto b) { return a - b; }, sub_vjp);
+      [](auto a, auto b) { return a - b; }, sub_vjp, sub_jvp, "dy = ta - tb");
   binary(
       "mul", "y = a * b (broadcasting)", "da = sum_to(g * b, a.shape), db = sum_to(g * a, b.shape)",
-      [](auto a, auto b) { return a * b; }, mul_vjp);
+      [](auto a, auto b) { return a * b; }, mul_vjp, mul_jvp, "dy = ta * b + a * tb");
   binary(
       "div", "y = a / b (broadcasting)",
       "da = sum_to(g / b, a.shape), db = -sum_to(g * y / b, b.shape)",
-      [](auto a, auto b) { return a / b; }, div_vjp, binary_sample(true));
+      [](auto a, auto b) { return a / b; }, div_vjp, div_jvp, "dy = ta / b - tb * y / b",
+      binary_sample(true));
   unary(
       "neg", "y = -x", "dx = -g", {}, [](auto, const Attrs&) { return [](auto x) { return -x; }; },
       neg_vjp);

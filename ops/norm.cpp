@@ -271,8 +271,12 @@ std::vector<Var> batch_norm2d_backward_vjp(const VjpContext& c) {
   std::optional<ForceRecording> force;
   if (!recorded) force.emplace();
   std::vector<Var> leaves;
+  // Recorded inputs are differentiated where they are (so that the result is differentiable in
+  // them); the others (constants: forward mode's transposed VJP passes the inputs so) by a leaf
+  // of the same value.
   for (int i = 0; i < 3; ++i)
-    leaves.push_back(recorded ? c.input(i) : variable(c.input(i).value()));
+    leaves.push_back(recorded && c.input(i).requires_grad() ? c.input(i)
+                                                            : variable(c.input(i).value()));
   const std::vector<Var> grads =
       batch_norm2d_gradients(leaves[0], leaves[1], leaves[2], c.attrs.real("eps"));
   const std::vector<Var> cotangents(c.grad_outputs.begin(), c.grad_outputs.end());

@@ -3,10 +3,12 @@
 #pragma once
 
 #include <initializer_list>
+#include <memory>
 #include <span>
 #include <string>
 
 #include "deltagraph/core/error.h"
+#include "deltagraph/core/forward.h"
 #include "deltagraph/core/op.h"
 #include "deltagraph/core/tensor.h"
 #include "deltagraph/ops/ops.h"
@@ -57,6 +59,64 @@ inline AttrSpec pair_attr(std::string name, int64_t default_value, std::string l
                           std::string doc = "") {
   return {std::move(name), AttrType::pair, AttrValue(Ints{default_value, default_value}),
           std::move(doc), std::move(label)};
+}
+
+// The JVP of an op whose Jacobian is diagonal (elementwise, one input): J t = J^T t, the op's
+// own VJP applied to the tangent.
+inline std::vector<Var> diagonal_jvp(const JvpContext& c) {
+  const Var cotangent[1] = {c.tangent(0)};
+  const bool needs[1] = {true};
+  return {c.op.vjp(VjpContext{c.op, c.attrs, c.inputs, c.outputs, cotangent, needs, c.context})[0]};
+}
+
+// The JVP of an op linear in its input 0 (the other inputs fixed: indices, sizes): the op itself
+// applied to the tangent, dy = op(t, rest...).
+inline std::vector<Var> linear_jvp(const JvpContext& c) {
+  std::vector<Var> in(c.inputs.begin(), c.inputs.end());
+  in[0] = c.tangent(0);
+  return {call_first(c.op, in, c.attrs)};
+}
+
+// The JVP of y = op(x, w) + b with op bilinear in (x, w) and the optional bias b [O] added over
+// axis 1 (conv2d, conv_transpose2d, conv1x1, linear, matmul):
+// dy = op(tx, w) + op(x, tw) + tb.
+inline std::vector<Var> bilinear_jvp(const JvpContext& c) {
+  Var dy;
+  auto apply = [&](const Var& a, const Var& b) {
+    const Var in[2] = {a, b};
+    const Var term = call_first(c.op, in, c.attrs);
+    dy = dy.defined() ? add(dy, term) : term;
+  };
+  if (c.has_tangent(0)) apply(c.tangent(0), c.input(1));
+  if (c.has_tangent(1)) apply(c.input(0), c.tangent(1));
+  if (c.has_tangent(2))
+    dy = bias_add(dy.defined() ? dy : Var(Tensor::zeros(c.output(0).shape(), c.output(0).dtype())),
+                  c.tangent(2));
+  return {dy};
+}
+
+// The JVP of an op with a one-element output (a loss): J is a row, so J t = sum_i <J_i^T 1, t_i>,
+// one VJP with a cotangent of 1. Larger outputs take the transposed VJP.
+inline std::vector<Var> scalar_output_jvp(const JvpContext& c) {
+  if (c.output(0).numel() != 1)
+    return op_jvp(c.op, c.attrs, c.inputs, c.outputs, c.tangents, /*use_rule=*/false, c.context);
+  std::vector<Var> cotangents(c.outputs.size());
+  cotangents[0] = Var(Tensor::ones(c.output(0).shape(), c.output(0).dtype()));
+  std::vector<bool> wanted(c.inputs.size());
+  for (size_t i = 0; i < c.inputs.size(); ++i) wanted[i] = c.has_tangent(static_cast<int>(i));
+  const std::unique_ptr<bool[]> needs(new bool[c.inputs.size()]);
+  for (size_t i = 0; i < c.inputs.size(); ++i) needs[i] = wanted[i];
+  const std::vector<Var> g =
+      c.op.vjp(VjpContext{c.op, c.attrs, c.inputs, c.outputs, cotangents,
+                          std::span<const bool>(needs.get(), c.inputs.size()), c.context});
+  Var dy;
+  for (size_t i = 0; i < std::min(g.size(), c.inputs.size()); ++i) {
+    if (!wanted[i] || !g[i].defined()) continue;
+    const Var term = sum(mul(g[i], c.tangent(static_cast<int>(i))));
+    dy = dy.defined() ? add(dy, term) : term;
+  }
+  if (dy.defined()) dy = reshape(dy, c.output(0).shape());
+  return {dy};
 }
 
 // A `padding` attribute (AttrType::padding), 0 by default.

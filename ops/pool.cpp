@@ -532,6 +532,11 @@ std::vector<Tensor> max_pool2d_kernel(const OpCall& c, std::span<const TensorSpe
   return std::vector<Tensor>{y, indices};
 }
 
+// Each output is one input element (the window's maximum), so dy = tx at the same positions.
+std::vector<Var> max_pool2d_jvp(const JvpContext& c) {
+  return {gather_at(c.tangent(0), c.output(1)), Var()};
+}
+
 std::vector<Var> max_pool2d_vjp(const VjpContext& c) {
   const Shape& x = c.input(0).shape();
   return {scatter_add_at(c.grad_output(0), c.output(1), {x[2], x[3]})};
@@ -565,6 +570,8 @@ OpDef max_pool2d_def() {
       .forward = max_pool2d_kernel,
       .vjp = max_pool2d_vjp,
       .vjp_formula = "dx = scatter_add_at(g, indices, [H, W])",
+      .jvp = max_pool2d_jvp,
+      .jvp_formula = "dy = gather_at(tx, indices)",
       .label = pool_label,
       .sample = max_pool2d_sample,
   };
@@ -622,6 +629,8 @@ OpDef max_unpool2d_def() {
       .forward = max_unpool2d_kernel,
       .vjp = max_unpool2d_vjp,
       .vjp_formula = "dx = gather_at(g, indices)",
+      .jvp = linear_jvp,
+      .jvp_formula = "dy = max_unpool2d(tx, indices)",
       .label = pool_label,
       .sample = max_unpool2d_sample,
   };
@@ -665,6 +674,8 @@ OpDef gather_at_def() {
       .forward = gather_at_kernel,
       .vjp = gather_at_vjp,
       .vjp_formula = "dx = scatter_add_at(g, indices, [H, W])",
+      .jvp = linear_jvp,
+      .jvp_formula = "dy = gather_at(tx, indices)",
       .sample = gather_at_sample,
   };
 }
@@ -710,6 +721,8 @@ OpDef scatter_add_at_def() {
       .forward = scatter_add_at_kernel,
       .vjp = scatter_add_at_vjp,
       .vjp_formula = "dx = gather_at(g, indices)",
+      .jvp = linear_jvp,
+      .jvp_formula = "dy = scatter_add_at(tx, indices)",
       .sample = scatter_add_at_sample,
   };
 }
@@ -757,6 +770,8 @@ OpDef avg_pool2d_def() {
       .forward = avg_pool2d_kernel,
       .vjp = avg_pool2d_vjp,
       .vjp_formula = "dx = avg_pool2d_backward(g, [H, W])",
+      .jvp = linear_jvp,
+      .jvp_formula = "dy = avg_pool2d(tx)",
       .label = pool_label,
       .sample = avg_pool2d_sample,
   };

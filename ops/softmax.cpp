@@ -670,6 +670,10 @@ OpDef softmax_xent_def() {
       .vjp_formula =
           "dz = s * (softmax(z) * sum_c T - T), dt = -s * (1-e) * w * log_softmax(z) "
           "(T: the targets, weighted, smoothed and divided for the mean)",
+      .jvp = scalar_output_jvp,
+      .jvp_formula =
+          "dy = sum(dz * tz) + sum(dt * tt) for one-element losses (the VJP of 1); else the "
+          "transposed VJP",
       .sample = softmax_xent_sample,
   };
 }

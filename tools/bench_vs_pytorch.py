@@ -85,6 +85,8 @@ def case_list():
                   "args": [], "label": "train step classifier, batch 128", "backward": True})
     cases.append({"bench": "bench_train", "name": "BM_TinyStep", "builder": "tiny", "args": [],
                   "label": "train step tiny, batch 32 (1 thread)", "backward": True})
+    cases.append({"bench": "bench_forward", "name": "BM_Hvp", "builder": "hvp", "args": [],
+                  "label": "hvp small CNN, batch 16 (forward over reverse)", "backward": True})
     return cases
 
 
@@ -214,10 +216,28 @@ def torch_cases():
             nn.Flatten(), nn.Linear(784, 10, bias=False))
         return train_step(model, 32), True, 1
 
+    def hvp(backward):
+        # tools/bench/bench_forward.cpp's SmallCnn: H t with respect to the first conv's weights,
+        # torch.autograd.functional.hvp (reverse over reverse: the double-backward trick).
+        x = torch.randn(16, 3, 32, 32)
+        w2 = torch.randn(10, 16, 3, 3) * 0.1
+        labels = torch.zeros(16, dtype=torch.int64)
+        w1 = torch.randn(16, 3, 3, 3) * 0.2
+        t = torch.randn(16, 3, 3, 3)
+
+        def loss(w):
+            h = F.max_pool2d(torch.relu(F.conv2d(x, w, padding=1)), 2)
+            h = F.conv2d(h, w2, padding="same")
+            return F.cross_entropy(h.mean(dim=(2, 3)), labels)
+
+        def step():
+            torch.autograd.functional.hvp(loss, w1, t)
+        return step, True, None
+
     return {f.__name__: f for f in (conv2d, conv_transpose2d, conv1x1, max_pool2d, max_unpool2d,
                                     pool_unpool, bias_add, softmax_xent, batch_norm2d,
                                     upsample_cat, pad2d_reflect, adaptive_avg_pool2d, lenet,
-                                    classifier, tiny)}
+                                    classifier, tiny, hvp)}
 
 
 def time_per_iteration(step, min_time):
@@ -303,7 +323,7 @@ def run_checked(command, env):
 
 def deltagraph_round(args, cases):
     times = {}
-    for bench in ("bench_ops", "bench_train"):
+    for bench in ("bench_ops", "bench_train", "bench_forward"):
         names = [c["name"] for c in cases if c["bench"] == bench]
         if not names:
             continue

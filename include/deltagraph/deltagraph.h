@@ -5,7 +5,9 @@
 // core: tensors, Vars and the tape, the op registry, the reverse-mode engine
 #include "deltagraph/core/anomaly.h"
 #include "deltagraph/core/autodiff.h"
+#include "deltagraph/core/checkpoint.h"
 #include "deltagraph/core/error.h"
+#include "deltagraph/core/forward.h"
 #include "deltagraph/core/graph.h"
 #include "deltagraph/core/op.h"
 #include "deltagraph/core/parallel.h"

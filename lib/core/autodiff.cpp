@@ -416,7 +416,7 @@ class Pass {
       any |= needs[i];
     }
     if (!any) return;
-    VjpContext ctx{op, node.attrs, node.inputs, outputs, grad_outputs, needs};
+    VjpContext ctx{op, node.attrs, node.inputs, outputs, grad_outputs, needs, node.context.get()};
     std::vector<Var> input_grads;
     {
       RecordingBackward marking({.in_backward_pass = true, .vjp_op = &op, .vjp_of = node.sequence});

@@ -1,4 +1,5 @@
 #include "deltagraph/core/profiler.h"
+#include "deltagraph/core/tensor.h"
 
 #include <fmt/format.h>
 
@@ -14,6 +15,10 @@ thread_local Profiler* innermost = nullptr;
 }  // namespace
 
 Profiler::Profiler() : start_(std::chrono::steady_clock::now()), outer_(innermost) {
+  // The outermost profiler starts the process's memory peak afresh, so that its table tells
+  // the peak of its own scope.
+  if (!outer_) reset_peak_memory();
+  start_live_bytes_ = memory_stats().live_bytes;
   innermost = this;
 }
 
@@ -78,6 +83,12 @@ std::string Profiler::table() const {
   }
   out += fmt::format("ops: {:.3f} ms of {:.3f} ms wall ({:.1f}%); the rest is outside ops\n", sum,
                      wall, share(sum));
+  const MemoryStats memory = memory_stats();
+  out += fmt::format(
+      "tensor memory: {:.1f} MB live at the start, {:.1f} MB now, peak {:.1f} MB{}\n",
+      static_cast<double>(start_live_bytes_) / 1e6, static_cast<double>(memory.live_bytes) / 1e6,
+      static_cast<double>(memory.peak_bytes) / 1e6,
+      outer_ ? " (since the outer profiler opened)" : "");
   return out;
 }
 

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "deltagraph/core/graph.h"
 #include "deltagraph/core/tape.h"
@@ -30,5 +31,9 @@ class RecordingBackward {
  private:
   BackwardOrigin saved_;
 };
+
+// The recorded ops between `outputs` and the values they start from, producers before consumers
+// (forward mode's sweep, a checkpoint's program).
+std::vector<Node*> recorded_order(const std::vector<Var>& outputs);
 
 }  // namespace dg

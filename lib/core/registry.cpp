@@ -417,7 +417,7 @@ namespace {
 // The generic call: validates, runs the kernel and, if recording, puts a node on the tape.
 // Writes the outputs to `result`, inline storage the typed ops keep on their stack.
 void call_into(const OpDef& op, std::span<const Var> inputs, Attrs attrs, SourceLocation location,
-               SmallVector<Var, 2>& result) {
+               SmallVector<Var, 2>& result, std::shared_ptr<const void> context = nullptr) {
   // The input tensors side by side for the kernel (no allocation for up to 4 inputs).
   SmallVector<Tensor, 4> values;
   std::vector<TensorSpec> specs;
@@ -434,7 +434,7 @@ void call_into(const OpDef& op, std::span<const Var> inputs, Attrs attrs, Source
         fail("{}: attributes were made for another op", op.name);
     }
     for (const Var& v : inputs) values.push_back(v.value());
-    OpCall c{op, values, attrs};
+    OpCall c{op, values, attrs, context.get()};
     specs = op.shape(c);
     outs = op.forward(c, specs);
   } catch (const ShapeError& e) {
@@ -485,6 +485,7 @@ void call_into(const OpDef& op, std::span<const Var> inputs, Attrs attrs, Source
   if (!scope.empty()) node->scope = scope;
   node->location = location;
   node->backward = Recorder::backward_origin();
+  node->context = std::move(context);
   for (size_t i = 0; i < outs.size(); ++i) result.push_back(node->output(static_cast<int>(i)));
 }
 
@@ -494,6 +495,14 @@ std::vector<Var> call(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
                       SourceLocation location) {
   SmallVector<Var, 2> result;
   call_into(op, inputs, std::move(attrs), location, result);
+  return std::vector<Var>(std::make_move_iterator(result.begin()),
+                          std::make_move_iterator(result.end()));
+}
+
+std::vector<Var> call_with_context(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
+                                   std::shared_ptr<const void> context, SourceLocation location) {
+  SmallVector<Var, 2> result;
+  call_into(op, inputs, std::move(attrs), location, result, std::move(context));
   return std::vector<Var>(std::make_move_iterator(result.begin()),
                           std::make_move_iterator(result.end()));
 }

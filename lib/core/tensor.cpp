@@ -2,9 +2,11 @@
 #include "deltagraph/core/tensor.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <unordered_map>
@@ -46,6 +48,47 @@ std::string multi_index(const Shape& shape, int64_t flat) {
 
 namespace {
 
+// Live and peak bytes of tensor storage (memory_stats). Relaxed: counters, not synchronisation.
+std::atomic<int64_t> live_storage{0}, peak_storage{0};
+
+void note_allocated(size_t bytes) {
+  const int64_t live =
+      live_storage.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed) +
+      static_cast<int64_t>(bytes);
+  int64_t peak = peak_storage.load(std::memory_order_relaxed);
+  while (live > peak &&
+         !peak_storage.compare_exchange_weak(peak, live, std::memory_order_relaxed)) {
+  }
+}
+
+void note_freed(size_t bytes) {
+  live_storage.fetch_sub(static_cast<int64_t>(bytes), std::memory_order_relaxed);
+}
+
+// std::allocator that counts: small buffers share one allocation with their reference count
+// (allocate_shared), and this sees both the allocation and, when the last reference goes, its
+// release.
+template <class T>
+struct CountingAllocator {
+  using value_type = T;
+  CountingAllocator() = default;
+  template <class U>
+  CountingAllocator(const CountingAllocator<U>&) {}  // NOLINT: rebinding
+  T* allocate(size_t n) {
+    T* p = std::allocator<T>().allocate(n);
+    note_allocated(n * sizeof(T));
+    return p;
+  }
+  void deallocate(T* p, size_t n) {
+    note_freed(n * sizeof(T));
+    std::allocator<T>().deallocate(p, n);
+  }
+  template <class U>
+  bool operator==(const CountingAllocator<U>&) const {
+    return true;
+  }
+};
+
 // Freed large buffers, kept for reuse. A training loop allocates the same activation and
 // gradient sizes every step; without reuse each one is a fresh mmap whose pages the kernel must
 // fault in and zero again (measured: ~12% of a Fashion-MNIST step). Small buffers stay with malloc.
@@ -83,6 +126,10 @@ class BufferCache {
     cached_ += bytes;
     return true;
   }
+  size_t cached() {
+    std::lock_guard lock(mutex_);
+    return cached_;
+  }
   ~BufferCache() {
     for (auto& [bytes, buffers] : free_)
       for (void* p : buffers) std::free(p);
@@ -109,7 +156,9 @@ std::shared_ptr<void> allocate(size_t bytes) {
     void* p = buffer_cache().take(rounded);
     if (!p) p = std::aligned_alloc(64, rounded);
     if (!p) fail("Tensor: out of memory allocating {} bytes", bytes);
+    note_allocated(rounded);
     return std::shared_ptr<void>(p, [rounded](void* q) {
+      note_freed(rounded);
       if (!buffer_cache().give(q, rounded)) std::free(q);
     });
   }
@@ -118,7 +167,8 @@ std::shared_ptr<void> allocate(size_t bytes) {
   // the allocations of a small op (scalars, biases) are these.
   std::shared_ptr<std::byte[]> block;
   try {
-    block = std::make_shared_for_overwrite<std::byte[]>(rounded + 63);
+    block = std::allocate_shared_for_overwrite<std::byte[]>(CountingAllocator<std::byte>(),
+                                                            rounded + 63);
   } catch (const std::bad_alloc&) {
     fail("Tensor: out of memory allocating {} bytes", bytes);
   }
@@ -373,6 +423,16 @@ bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {
     if (!(std::abs(x - y) <= atol + rtol * std::abs(y))) return false;
   }
   return true;
+}
+
+MemoryStats memory_stats() {
+  return {live_storage.load(std::memory_order_relaxed),
+          peak_storage.load(std::memory_order_relaxed),
+          static_cast<int64_t>(buffer_cache().cached())};
+}
+
+void reset_peak_memory() {
+  peak_storage.store(live_storage.load(std::memory_order_relaxed), std::memory_order_relaxed);
 }
 
 }  // namespace dg

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "deltagraph/core/autodiff.h"
+#include "deltagraph/core/forward.h"
 #include "deltagraph/core/tape.h"
 #include "deltagraph/diagnostics/cases.h"
 #include "deltagraph/ops/ops.h"
@@ -282,6 +283,133 @@ CheckResult batch_consistency(const OpDef& op, const OpSample& sample) {
   return r;
 }
 
+// ---- forward mode ---------------------------------------------------------------------------
+
+// One forward-mode check's setup: the op applied (not recorded) to the sample, and a random
+// tangent for each input forward mode differentiates (floating, not a buffer).
+struct ForwardSetup {
+  Attrs attrs;
+  std::vector<Var> inputs, outputs, tangents;
+};
+
+ForwardSetup forward_setup(const OpDef& op, const OpSample& sample) {
+  ForwardSetup f{make_attrs(op, sample.attrs), {}, {}, {}};
+  NoGrad no_grad;
+  for (const Tensor& t : sample.inputs) f.inputs.emplace_back(t);
+  f.outputs = call(op, f.inputs, f.attrs);
+  const std::vector<bool> wrt = gradient_inputs(op, sample.inputs);
+  for (size_t i = 0; i < sample.inputs.size(); ++i)
+    f.tangents.push_back(
+        wrt[i] ? Var(Tensor::randn(sample.inputs[i].shape(), 1000 + i, sample.inputs[i].dtype()))
+               : Var());
+  return f;
+}
+
+bool output_checked(const OpDef& op, const ForwardSetup& f, size_t j) {
+  return op.outputs[j].differentiable && is_floating(f.outputs[j].dtype());
+}
+
+// J t (the op's forward mode) against central differences of f(x + e t).
+CheckResult jvp_matches_finite_differences(const OpDef& op, const OpSample& sample) {
+  CheckResult r;
+  ForwardSetup f = forward_setup(op, sample);
+  const std::vector<Var> jt = op_jvp(op, f.attrs, f.inputs, f.outputs, f.tangents);
+  const double eps = 1e-6;
+  auto shifted = [&](double e) {
+    std::vector<Var> in;
+    for (size_t i = 0; i < f.inputs.size(); ++i) {
+      if (!f.tangents[i].defined()) {
+        in.push_back(f.inputs[i]);
+        continue;
+      }
+      Tensor x = f.inputs[i].value().clone();
+      double* px = x.data<double>();
+      const Tensor& t = f.tangents[i].value();
+      for (int64_t k = 0; k < x.numel(); ++k) px[k] += e * t.at(k);
+      in.emplace_back(x);
+    }
+    NoGrad no_grad;
+    return call(op, in, f.attrs);
+  };
+  const std::vector<Var> plus = shifted(eps), minus = shifted(-eps);
+  for (size_t j = 0; j < f.outputs.size(); ++j) {
+    if (!output_checked(op, f, j)) continue;
+    for (int64_t k = 0; k < f.outputs[j].numel(); ++k) {
+      const double numeric = (plus[j].value().at(k) - minus[j].value().at(k)) / (2 * eps);
+      const double analytic = jt[j].defined() ? jt[j].value().at(k) : 0.0;
+      if (!(std::abs(analytic - numeric) <= 1e-6 + 1e-5 * std::abs(numeric))) {
+        r.ok = false;
+        r.report = fmt::format("jvp: output {} element {}: J t = {} but finite differences give {}",
+                               j, multi_index(f.outputs[j].shape(), k), analytic, numeric);
+        return r;
+      }
+    }
+  }
+  return r;
+}
+
+// <u, J v> = <J^T u, v>: the op's forward mode is the transpose of its reverse mode.
+CheckResult jvp_is_adjoint_of_vjp(const OpDef& op, const OpSample& sample) {
+  CheckResult r;
+  ForwardSetup f = forward_setup(op, sample);
+  const std::vector<Var> jv = op_jvp(op, f.attrs, f.inputs, f.outputs, f.tangents);
+  Tape tape;
+  std::vector<Var> in, wrt;
+  for (size_t i = 0; i < f.inputs.size(); ++i) {
+    in.push_back(f.tangents[i].defined() ? variable(f.inputs[i].value()) : f.inputs[i]);
+    if (f.tangents[i].defined()) wrt.push_back(in.back());
+  }
+  const std::vector<Var> out = call(op, in, f.attrs);
+  std::vector<Var> ys, us;
+  double forward = 0;
+  for (size_t j = 0; j < out.size(); ++j) {
+    if (!output_checked(op, f, j) || !out[j].requires_grad()) continue;
+    const Tensor u = Tensor::randn(out[j].shape(), 2000 + j, out[j].dtype());
+    ys.push_back(out[j]);
+    us.emplace_back(u);
+    if (jv[j].defined())
+      for (int64_t k = 0; k < u.numel(); ++k) forward += u.at(k) * jv[j].value().at(k);
+  }
+  double reverse = 0;
+  if (!ys.empty()) {
+    const std::vector<Var> g = grad(ys, wrt, us);
+    for (size_t i = 0, w = 0; i < f.inputs.size(); ++i) {
+      if (!f.tangents[i].defined()) continue;
+      const Tensor& gi = g[w++].value();
+      for (int64_t k = 0; k < gi.numel(); ++k) reverse += gi.at(k) * f.tangents[i].value().at(k);
+    }
+  }
+  if (!(std::abs(forward - reverse) <= 1e-10 * (1 + std::abs(forward)))) {
+    r.ok = false;
+    r.report = fmt::format("jvp_vjp_adjoint: <u, J v> = {} but <J^T u, v> = {}", forward, reverse);
+  }
+  return r;
+}
+
+// An op's own JVP rule agrees with the transposed VJP.
+CheckResult jvp_rule_matches_transposed_vjp(const OpDef& op, const OpSample& sample) {
+  CheckResult r;
+  ForwardSetup f = forward_setup(op, sample);
+  const std::vector<Var> rule = op_jvp(op, f.attrs, f.inputs, f.outputs, f.tangents, true);
+  const std::vector<Var> transposed = op_jvp(op, f.attrs, f.inputs, f.outputs, f.tangents, false);
+  for (size_t j = 0; j < f.outputs.size(); ++j) {
+    if (!output_checked(op, f, j)) continue;
+    for (int64_t k = 0; k < f.outputs[j].numel(); ++k) {
+      const double a = rule[j].defined() ? rule[j].value().at(k) : 0.0;
+      const double b = transposed[j].defined() ? transposed[j].value().at(k) : 0.0;
+      if (!(std::abs(a - b) <= 1e-10 * (1 + std::abs(b)))) {
+        r.ok = false;
+        r.report = fmt::format(
+            "jvp_rule: output {} element {}: the rule gives {}, the "
+            "transposed VJP {}",
+            j, multi_index(f.outputs[j].shape(), k), a, b);
+        return r;
+      }
+    }
+  }
+  return r;
+}
+
 struct Failure {
   OpSample sample;
   std::string report;
@@ -384,6 +512,19 @@ std::vector<PropertyResult> check_op_properties(const OpDef& op, const PropertyO
                                {.wrt = gradient_inputs(op, s.inputs)});
         },
         has_gradient));
+  if (options.forward) {
+    using Check = CheckResult (*)(const OpDef&, const OpSample&);
+    auto on_op = [&op](Check check) {
+      return [&op, check](const OpSample& s) { return check(op, s); };
+    };
+    results.push_back(run_property(op, "jvp", options, DType::f64,
+                                   on_op(jvp_matches_finite_differences), has_gradient));
+    results.push_back(run_property(op, "jvp_vjp_adjoint", options, DType::f64,
+                                   on_op(jvp_is_adjoint_of_vjp), has_gradient));
+    if (op.jvp)
+      results.push_back(run_property(op, "jvp_rule", options, DType::f64,
+                                     on_op(jvp_rule_matches_transposed_vjp), has_gradient));
+  }
   if (options.float32)
     results.push_back(run_property(
         op, "float32", options, DType::f64,

@@ -43,6 +43,12 @@ std::string cell(std::string text) {
   return text;
 }
 
+// The forward-mode line: the op's own rule, or the transposed VJP every differentiable op has.
+std::string jvp_text(const OpDef& op, const std::string& quote) {
+  if (op.jvp) return quote + op.jvp_formula + quote;
+  return op.vjp ? "the transposed VJP (no rule of its own)" : "none (not differentiable)";
+}
+
 }  // namespace
 
 std::string ops_markdown() {
@@ -68,6 +74,7 @@ std::string ops_markdown() {
     md += fmt::format("- inputs: {}\n- outputs: {}\n", input_list(*op), output_list(*op));
     md += fmt::format("- VJP: {}\n",
                       op->vjp ? "`" + op->vjp_formula + "`" : "none (not differentiable)");
+    md += fmt::format("- JVP: {}\n", jvp_text(*op, "`"));
     if (!op->attrs.empty()) {
       md += "\n| attribute | type | default | meaning |\n|---|---|---|---|\n";
       for (const AttrSpec& a : op->attrs)
@@ -93,6 +100,7 @@ int ops_command(const std::vector<std::string>& args) {
       fmt::print("    {}: {} = {}{}\n", a.name, attr_type_name(a.type), default_text(a),
                  a.doc.empty() ? "" : "  — " + a.doc);
     fmt::print("    VJP: {}\n", op->vjp ? op->vjp_formula : "none (not differentiable)");
+    fmt::print("    JVP: {}\n", jvp_text(*op, ""));
   }
   return 0;
 }

@@ -81,6 +81,8 @@ struct Node : std::enable_shared_from_this<Node> {
   std::string scope;        // name scope at recording time ("encoder/block1")
   SourceLocation location;  // the user's call site
   BackwardOrigin backward;  // set when recorded by a backward pass (create_graph)
+  // State handed to call_with_context (a checkpointed segment's program), for the op's VJP.
+  std::shared_ptr<const void> context;
 
   // The i-th output as a Var connected to this node.
   Var output(int i) { return Var(std::shared_ptr<VarImpl>(shared_from_this(), &outputs[i])); }

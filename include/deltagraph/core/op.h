@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -227,6 +228,9 @@ struct OpCall {
   const OpDef& op;
   std::span<const Tensor> inputs;  // only those given (optional ones may be absent)
   const Attrs& attrs;
+  // What the caller handed call() beside the attributes (call_with_context): state that is not
+  // an attribute, such as a checkpointed segment's program. Null for ordinary calls.
+  const void* context = nullptr;
   const Tensor& input(int i) const { return inputs[i]; }
   bool has_input(int i) const { return i < static_cast<int>(inputs.size()); }
   // Floating dtype of the op's floating inputs (the dtype of outputs, usually).
@@ -240,6 +244,7 @@ struct VjpContext {
   std::span<const Var> outputs;
   std::span<const Var> grad_outputs;  // undefined for non-differentiable outputs
   std::span<const bool> needs_input_grad;
+  const void* context = nullptr;  // the node's context (OpCall::context), kept with the node
 
   const Var& input(int i) const { return inputs[i]; }
   bool has_input(int i) const { return i < static_cast<int>(inputs.size()); }
@@ -247,6 +252,28 @@ struct VjpContext {
   const Var& grad_output(int i) const { return grad_outputs[i]; }
   bool needs(int i) const {
     return i < static_cast<int>(needs_input_grad.size()) && needs_input_grad[i];
+  }
+};
+
+// What an op's JVP rule (forward mode) sees: the inputs and outputs, and a tangent per input
+// (undefined where the input has none: an int64 input, a constant). It returns one tangent per
+// output, J_y = sum_i dy/dx_i t_i, written with registered ops like a VJP (undefined for an
+// output that gets none: a non-differentiable output, or all input tangents zero).
+struct JvpContext {
+  const OpDef& op;
+  const Attrs& attrs;
+  std::span<const Var> inputs;
+  std::span<const Var> outputs;
+  std::span<const Var> tangents;
+  const void* context = nullptr;  // the node's context (OpCall::context)
+
+  const Var& input(int i) const { return inputs[i]; }
+  bool has_input(int i) const { return i < static_cast<int>(inputs.size()); }
+  const Var& output(int i) const { return outputs[i]; }
+  // The tangent of input i, or undefined (zero) when it has none.
+  const Var& tangent(int i) const { return tangents[i]; }
+  bool has_tangent(int i) const {
+    return i < static_cast<int>(tangents.size()) && tangents[i].defined();
   }
 };
 
@@ -313,6 +340,7 @@ inline std::vector<TensorSpec> same_as_input(const OpCall& c, int i = 0) {
 using ShapeFn = std::function<std::vector<TensorSpec>(const OpCall&)>;
 using ForwardFn = std::function<std::vector<Tensor>(const OpCall&, std::span<const TensorSpec>)>;
 using VjpFn = std::function<std::vector<Var>(const VjpContext&)>;
+using JvpFn = std::function<std::vector<Var>(const JvpContext&)>;
 using LabelFn = std::function<std::string(const Attrs&, std::span<const Shape> input_shapes)>;
 
 struct OpDef {
@@ -325,6 +353,10 @@ struct OpDef {
   ForwardFn forward;  // computes outputs of the shapes the rule gave; inputs are already valid
   VjpFn vjp;          // nullptr: the op is not differentiable (its outputs never require grad)
   std::string vjp_formula;  // one line, for `dg ops` and the README ("dx = g * (x > 0)")
+  // Forward mode. nullptr: the engine transposes the VJP instead (dg::jvp, core/forward.h), so
+  // every op with a VJP has forward mode; a rule of its own is cheaper.
+  JvpFn jvp;
+  std::string jvp_formula;  // one line ("dy = t * (x > 0)")
   LabelFn label;            // DOT label; default: name plus non-default attributes
   SampleFn sample;       // random valid inputs for the property tests (every built-in op has one)
   bool builtin = false;  // registered by the library itself (set by the registry)
@@ -362,6 +394,12 @@ Attrs make_attrs(const OpDef& op, const AttrMap& given);
 // the tape. The generic path behind every typed op function.
 std::vector<Var> call(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
                       SourceLocation location = SourceLocation::current());
+// call() with a context: state the op's shape rule, kernel, VJP and JVP see as
+// OpCall/VjpContext/JvpContext::context, kept alive with the recorded node (dg::checkpoint hands
+// its segment's program this way).
+std::vector<Var> call_with_context(const OpDef& op, std::span<const Var> inputs, Attrs attrs,
+                                   std::shared_ptr<const void> context,
+                                   SourceLocation location = SourceLocation::current());
 // call() for ops whose first output is all the caller wants, without the vector in between (the
 // typed functions' path).
 Var call_first(const OpDef& op, std::span<const Var> inputs, Attrs attrs,

@@ -44,7 +44,8 @@ class Profiler {
   // Wall time since the profiler opened, in milliseconds.
   double elapsed_ms() const;
   // timings() as an aligned table (op, pass, calls, total ms, mean µs, share of the wall time),
-  // ending with the ops' sum and the wall time.
+  // ending with the ops' sum and the wall time, and the tensor memory: live when the profiler
+  // opened, now, and the peak in between (the outermost profiler resets the process's peak).
   std::string table() const;
 
   // Internal: the op call path reports each op's time to the open profilers of its thread.
@@ -63,6 +64,7 @@ class Profiler {
   std::vector<Entry> entries_;
   std::chrono::steady_clock::time_point start_;
   Profiler* outer_;
+  int64_t start_live_bytes_ = 0;  // tensor storage live when it opened (memory_stats)
 };
 
 }  // namespace dg

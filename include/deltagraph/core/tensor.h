@@ -149,6 +149,18 @@ bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol 
 // Named tensors, ordered by name (optimiser state, checkpoint and safetensors contents).
 using TensorMap = std::map<std::string, Tensor>;
 
+// Bytes of tensor storage in this process, as allocated (rounded up, small buffers with their
+// reference count): what tensors hold now, the most they held at once since the last
+// reset_peak_memory() (or the start), and freed buffers kept for reuse (not counted as live).
+struct MemoryStats {
+  int64_t live_bytes = 0;
+  int64_t peak_bytes = 0;
+  int64_t cached_bytes = 0;
+};
+MemoryStats memory_stats();
+// Starts a new peak from what is live now (before the step to measure).
+void reset_peak_memory();
+
 }  // namespace dg
 
 template <>

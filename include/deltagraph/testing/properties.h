@@ -7,6 +7,9 @@
 //   vjp_of_vjp  the VJP of the VJP equals finite differences (create_graph)
 //   float32     the float32 VJP agrees with the float64 VJP
 //   batch       the op on a batch equals the op on each sample, stacked
+//   jvp         forward mode (dg::op_jvp) equals central finite differences along a tangent
+//   jvp_vjp_adjoint  <u, J v> = <J^T u, v> between the op's forward and reverse mode
+//   jvp_rule    an op's own JVP rule equals the transposed VJP (ops with a rule)
 // A failing property is shrunk by RapidCheck to a minimal configuration; the report prints it
 // with the seed to replay it, and (with case_dir set) writes it as a reference-case file whose
 // expected gradients are the finite differences, so `dg cases FILE` shows the failure again.
@@ -63,12 +66,13 @@ struct PropertyOptions {
   int order = 2;                   // 1: first-order properties only; 2: also vjp_of_vjp
   bool float32 = true;
   bool batch = true;
+  bool forward = true;        // the forward-mode properties
   std::string case_dir = "";  // where to write the minimal failing case ("" = nowhere)
 };
 
 struct PropertyResult {
   std::string op;
-  std::string property;  // "vjp", "vjp_of_vjp", "float32", "batch"
+  std::string property;  // "vjp", "vjp_of_vjp", "float32", "batch", "jvp", ...
   bool ok = true;
   bool skipped = false;   // the property does not apply (e.g. batch for a non-separable op)
   int samples = 0;        // the samples it was checked on (shape-rule rejects and samples it
