@@ -492,6 +492,16 @@ TEST(Engine, LeafGradReadyHookFiresOncePerLeafWhenItsGradientIsWhole) {
   EXPECT_TRUE(dg::allclose(shared.grad(), ps.grad(), 0, 0));
   EXPECT_TRUE(dg::allclose(w2.grad(), dg::add_scalar(p2.grad(), 100.0).value(), 1e-15, 0));
   EXPECT_FALSE(unused.grad().defined());
+  // after_each_vjp: once per node the pass differentiates (here add, matmul, tanh, add, matmul,
+  // mul, sum: 7), in grad() as in backward().
+  int calls = 0;
+  {
+    dg::Tape tape;
+    Var h = dg::add(dg::matmul(dg::input(x), w1), shared);
+    Var y = dg::add(dg::matmul(dg::tanh(h), w2), shared);
+    dg::grad(dg::sum(dg::mul(y, y)), {w1}, {.after_each_vjp = [&] { ++calls; }});
+  }
+  EXPECT_EQ(calls, 7);
 }
 
 TEST(Engine, BackwardWithCotangentAndVariables) {

@@ -207,6 +207,7 @@ class Pass {
       bool any_grad = std::any_of(grads, grads + n_out, [](const Var& g) { return g.defined(); });
       if (s.needed && any_grad) backpropagate(node, grads);
       if (options_.on_leaf_grad_ready) release_leaves(node);
+      if (options_.after_each_vjp) options_.after_each_vjp();
       // Every consumer of these values came earlier in this walk: their cotangents are spent.
       for (size_t i = 0; i < n_out; ++i) grads[i] = Var();
       if (!options_.retain_graph) node.release(/*held_by_caller=*/1);  // s.node

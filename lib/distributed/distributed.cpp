@@ -3,9 +3,9 @@
 //
 // OpenMPI makes progress on a non-blocking collective only inside MPI calls (it has no progress
 // thread). The reducer starts each bucket's MPI_Iallreduce from the engine's ready hook and
-// calls MPI_Test on the oldest one in flight at every later hook, so the exchange advances while
-// the backward pass computes, on the same thread (on a 2-core machine a communication thread
-// would take a core from the computation).
+// calls MPI_Test on the oldest one in flight after every VJP (GradOptions::after_each_vjp), so
+// the exchange advances while the backward pass computes, on the same thread (on a 2-core
+// machine a communication thread would take a core from the computation).
 #include "deltagraph/distributed/distributed.h"
 
 #include <mpi.h>
@@ -268,6 +268,11 @@ struct GradientReducer::State {
   void launch_ready_and_poll() {
     while (next_launch < buckets.size() && buckets[next_launch].waiting == 0)
       launch(buckets[next_launch++]);
+    poll();
+  }
+
+  // Lets MPI advance the exchanges in flight (called after every VJP of the pass).
+  void poll() {
     while (oldest_in_flight < next_launch) {
       int done = 0;
       check(MPI_Test(&buckets[oldest_in_flight].request, &done, MPI_STATUS_IGNORE), "MPI_Test");
@@ -397,7 +402,9 @@ void GradientReducer::backward(const Var& loss, int64_t local_samples, int64_t s
   for (Bucket& b : s.buckets) b.waiting = b.members.size();
   s.next_launch = s.oldest_in_flight = 0;
 
-  dg::backward(loss, {}, {.on_leaf_grad_ready = [&s](const Var& leaf) { s.on_ready(leaf); }});
+  dg::backward(loss, {},
+               {.on_leaf_grad_ready = [&s](const Var& leaf) { s.on_ready(leaf); },
+                .after_each_vjp = [&s] { s.poll(); }});
   // Parameters the pass did not reach (unused this step, or the loss itself): their .grad as it
   // is, zeros if none.
   for (size_t i = 0; i < s.params.size(); ++i)

@@ -7,6 +7,7 @@
 // exchange) spent waiting for the exchange after the pass, averaged over the ranks.
 //   bench_distributed [--batch-size 128] [--steps 40] [--warmup 5] [--threads 1]
 //                     [--data /usr/share/datasets/fashion-mnist] [--deterministic]
+//                     [--bucket-mb X]
 #include <deltagraph/deltagraph.h>
 #include <deltagraph/distributed/distributed.h>
 #include <fmt/core.h>
@@ -23,6 +24,7 @@ int main(int argc, char** argv) try {
   dg::dist::World world(argc, argv);
   int64_t batch_size = 128, steps = 40, warmup = 5, threads = 1;
   bool deterministic = false;
+  double bucket_mb = dg::dist::ReducerOptions{}.bucket_mb;
   std::string data = "/usr/share/datasets/fashion-mnist";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -42,6 +44,8 @@ int main(int argc, char** argv) try {
       data = value();
     else if (a == "--deterministic")
       deterministic = true;
+    else if (a == "--bucket-mb")
+      bucket_mb = std::stod(value());
     else
       dg::fail("unknown argument '{}'", a);
   }
@@ -49,7 +53,8 @@ int main(int argc, char** argv) try {
   const dg::Dataset train = dg::load_mnist(data, "train", batch_size * (steps + warmup));
   const dg::Normalization norm = dg::compute_normalization(train.images);
   examples::Classifier model(1);
-  dg::dist::GradientReducer reducer(model.params, {.deterministic = deterministic});
+  dg::dist::GradientReducer reducer(model.params,
+                                    {.bucket_mb = bucket_mb, .deterministic = deterministic});
   dg::Adam optimizer(model.params, {.lr = 1e-3});
   const dg::Batches batches(train, {.batch_size = batch_size,
                                     .seed = 1,

@@ -23,6 +23,10 @@ struct GradOptions {
   // pass still runs. Data-parallel training (dg::dist::GradientReducer) starts averaging a
   // gradient across processes here, overlapping communication with the backward pass.
   std::function<void(const Var& leaf)> on_leaf_grad_ready;
+  // backward() and grad(): called after each node's VJP. Asynchronous work started from the
+  // hooks above advances here (MPI makes progress on a non-blocking exchange only inside MPI
+  // calls, so the gradient reducer polls its exchanges).
+  std::function<void()> after_each_vjp;
 };
 
 // The functional form: d(sum_k <cotangent_k, output_k>)/d wrt_i for each i. A scalar output may

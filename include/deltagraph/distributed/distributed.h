@@ -96,7 +96,8 @@ struct ReducerStats {
 };
 
 // Averages the gradients of `params` across the ranks, bucket by bucket during the backward
-// pass (GradOptions::on_leaf_grad_ready), in the same bucket order on every rank.
+// pass (started from GradOptions::on_leaf_grad_ready, advanced from after_each_vjp), in the
+// same bucket order on every rank.
 class GradientReducer {
  public:
   explicit GradientReducer(const ParamList& params, ReducerOptions options = {});
