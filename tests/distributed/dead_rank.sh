@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
-# A rank killed with SIGKILL in the middle of training (tests/distributed/distributed_test.cpp,
-# DeadRank.*): mpirun must end the other rank, exit non-zero and name the lost rank, and the
-# checkpoint rank 0 wrote last must be whole and load.
-#   dead_rank.sh MPIEXEC TEST_PROGRAM OUT_DIR
+# A rank killed with SIGKILL in the middle of training (tests/distributed/dead_rank_probe.cpp):
+# mpirun must end the other rank, exit non-zero and name the lost rank, and the checkpoint rank 0
+# wrote last must be whole and load.
+#   dead_rank.sh MPIEXEC PROBE_PROGRAM OUT_DIR
 set -uo pipefail
 mpiexec=$1 program=$2 out=$3
 rm -rf "$out" && mkdir -p "$out"
-DG_TEST_KILL_RANK=1 DG_TEST_OUT="$out" "$mpiexec" -np 2 --oversubscribe "$program" \
-  --gtest_filter='DeadRank.TrainsUntilOneRankIsKilled' >"$out/log.txt" 2>&1
+"$mpiexec" -np 2 --oversubscribe "$program" train "$out" 1 >"$out/log.txt" 2>&1
 status=$?
 cat "$out/log.txt"
 if [ "$status" -eq 0 ]; then
@@ -23,7 +22,7 @@ if [ ! -f "$out/model.safetensors" ]; then
   exit 1
 fi
 # Alone, outside mpirun: the last checkpoint loads.
-DG_TEST_CHECKPOINT_DIR="$out" "$program" --gtest_filter='DeadRank.LastCheckpointLoads' || {
+"$program" load "$out" || {
   echo "FAIL: the last checkpoint does not load"
   exit 1
 }
