@@ -51,10 +51,6 @@ int64_t conv_transpose_out(int64_t in, int64_t k, int64_t s, int64_t pads, int64
   return (in - 1) * s - pads + d * (k - 1) + op + 1;
 }
 
-std::string padding_text(const Padding& p) {
-  return p.symmetric() ? fmt::format("[{},{}]", p.top, p.left) : p.to_string();
-}
-
 void check_conv_attrs(const OpCall& c, const ConvAttrs& a, bool transposed) {
   if (a.stride.h < 1 || a.stride.w < 1)
     shape_fail(c, "stride must be at least 1, got [{},{}]", a.stride.h, a.stride.w);

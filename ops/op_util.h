@@ -119,6 +119,12 @@ inline std::vector<Var> scalar_output_jvp(const JvpContext& c) {
   return {dy};
 }
 
+// A padding in messages: "[1,1]" when symmetric (as PyTorch writes it), else
+// "[top,bottom,left,right]".
+inline std::string padding_text(const Padding& p) {
+  return p.symmetric() ? fmt::format("[{},{}]", p.top, p.left) : p.to_string();
+}
+
 // A `padding` attribute (AttrType::padding), 0 by default.
 inline AttrSpec padding_attr(std::string doc = "") {
   return {"padding", AttrType::padding, AttrValue(Padding(0)), std::move(doc), "p"};

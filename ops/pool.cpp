@@ -50,11 +50,6 @@ Pair stride_or_kernel(const Attrs& a) {
   return {s.h == 0 ? k.h : s.h, s.w == 0 ? k.w : s.w};
 }
 
-// "[1,1]" for a symmetric padding (as PyTorch writes it), else "[top,bottom,left,right]".
-std::string padding_text(const Padding& p) {
-  return p.symmetric() ? fmt::format("[{},{}]", p.top, p.left) : p.to_string();
-}
-
 // A pool's padding: numbers only, none negative, none more than half its window (PyTorch's rule,
 // per side).
 Padding pool_padding(const OpCall& c, Pair k) {

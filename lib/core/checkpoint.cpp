@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "deltagraph/core/autodiff.h"
 #include "deltagraph/core/error.h"
@@ -140,17 +141,14 @@ Var checkpoint(const std::function<Var(const std::vector<Var>&)>& fn,
     const std::vector<Node*> order = recorded_order({y});
     // Values from outside the segment: those that need a gradient become node inputs, the rest
     // constants. Numbered after the segment's inputs (constants renumbered below).
-    std::vector<const VarImpl*> outside;
+    const std::unordered_set<const Node*> segment(order.begin(), order.end());
+    std::unordered_set<const VarImpl*> seen_outside;
     std::vector<Var> outside_vars;
-    std::unordered_map<const VarImpl*, size_t> outside_index;
     for (Node* node : order)
       for (const Var& v : node->inputs) {
         const VarImpl* impl = v.impl();
-        const bool inside =
-            impl->producer && std::find(order.begin(), order.end(), impl->producer) != order.end();
-        if (inside || slot_of.count(impl) || outside_index.count(impl)) continue;
-        outside_index[impl] = outside.size();
-        outside.push_back(impl);
+        const bool inside = impl->producer && segment.count(impl->producer);
+        if (inside || slot_of.count(impl) || !seen_outside.insert(impl).second) continue;
         outside_vars.push_back(v);
       }
     for (const Var& v : outside_vars)
