@@ -6,7 +6,8 @@
 //                           [--threads 0] [--data DIR] [--out DIR] [--limit N] [--test-limit N]
 //                           [--resume] [--profile]
 //
-// Prints per-epoch loss, accuracy and images/s, writes the model's graph (model.svg) and a
+// Prints per-epoch loss, accuracy and images/s, writes the model's graph (model.svg), the trained
+// model as ONNX (onnx/model.onnx: raw pixels [N,1,28,28] in [0, 1] -> logits [N,10]) and a
 // checkpoint (model.safetensors) to --out; the last line is `test accuracy: 0.XXXX`. With
 // --profile, the first epoch's training steps are timed op by op (dg::Profiler) and the table is
 // printed after that epoch and written to profile.txt.
@@ -201,7 +202,23 @@ int main(int argc, char** argv) try {
     dg::Var loss = dg::softmax_xent(logits, dg::input(few.labels, "labels")).named("loss");
     dg::render({loss}, flags.out + "/model.svg", {.title = "Fashion-MNIST classifier"});
   }
-  fmt::print("graph: {}/model.svg, checkpoint: {}\n", flags.out, checkpoint);
+  // The trained classifier as an ONNX model (inference graph) that takes raw pixels in [0, 1]:
+  // the normalisation is its first two ops. The images are a variable so that those ops, which
+  // involve no parameter, are recorded too rather than folded into a constant.
+  {
+    dg::Tape tape;
+    const dg::Var pixels = dg::variable(test.slice(0, 8).images, "pixels");
+    const dg::Var normalized =
+        dg::mul_scalar(dg::add_scalar(pixels, -norm.mean[0]), 1.0 / norm.std[0]);
+    dg::Var logits = model(normalized).named("logits");
+    // out/onnx: model.onnx and test_data_set_0 (these 8 test images and deltagraph's logits),
+    // the layout of ONNX's conformance tests: `dg onnx-test out/onnx` and onnxruntime
+    // (tools/onnxruntime/run-test.js) check the export against them.
+    dg::export_onnx_test_folder({pixels}, {logits}, flags.out + "/onnx",
+                                {.graph_name = "fashion_mnist_classifier"});
+  }
+  fmt::print("graph: {}/model.svg, ONNX model: {}/onnx/model.onnx, checkpoint: {}\n", flags.out,
+             flags.out, checkpoint);
   fmt::print("test accuracy: {:.4f}\n", final_accuracy);
   return 0;
 } catch (const dg::Error& e) {

@@ -12,9 +12,10 @@
 //                                [--threads 0] [--data DIR] [--out DIR] [--limit 20000]
 //                                [--test-limit N]
 //
-// Writes reconstructions.png (rows of test images, their reconstructions and garment masks) and
-// a checkpoint (model.safetensors) to --out. The last line compares the test MSE with the
-// mean-image baseline: `test MSE 0.00292 beats the mean-image baseline 0.08664 by 29.7x`.
+// Writes reconstructions.png (rows of test images, their reconstructions and garment masks), a
+// checkpoint (model.safetensors) and the model as ONNX (onnx/model.onnx, with a test folder) to
+// --out. The last line compares the test MSE with the mean-image baseline: `test MSE 0.00292 beats
+// the mean-image baseline 0.08664 by 29.7x`.
 #include <deltagraph/deltagraph.h>
 
 #include <fmt/core.h>
@@ -334,6 +335,27 @@ int main(int argc, char** argv) try {
   dg::save_checkpoint(flags.out + "/model.safetensors", model.params, &optimizer,
                       {.epoch = flags.epochs});
 
+  // The trained model as ONNX (inference graph): raw pixels [N,1,28,28] in [0, 1] ->
+  // reconstruction [N,1,28,28] and segmentation logits [N,2,28,28]; the normalisation is its first
+  // two ops (the pixels are a variable so that they are recorded rather than folded).
+  model.params.eval();
+  {
+    dg::Tape tape;
+    // Plus a little noise for the test folder: on a flat background the convolutions give equal
+    // values across a pooling window, which each runtime's rounding separates differently, so
+    // their switches (and everything unpooled through them) would differ at those near-ties.
+    const dg::Tensor images = test.slice(0, 4).images;
+    const dg::Tensor noise = dg::Tensor::uniform(images.shape(), 4, dg::DType::f32, -0.01, 0.01);
+    const dg::Var pixels = dg::variable(dg::add(images, noise).value(), "pixels");
+    Outputs out = model(dg::mul_scalar(dg::add_scalar(pixels, -norm.mean[0]), 1.0 / norm.std[0]));
+    // out/onnx: model.onnx and test_data_set_0 (these 4 test images and both outputs), as
+    // ONNX's conformance tests are laid out (`dg onnx-test`, tools/onnxruntime/run-test.js).
+    dg::export_onnx_test_folder(
+        {pixels},
+        {out.reconstruction.named("reconstruction"), out.segmentation.named("segmentation")},
+        flags.out + "/onnx", {.graph_name = "unpool_autoencoder"});
+  }
+
   const std::string picture = flags.out + "/reconstructions.png";
   write_picture(picture, model, test, norm);
   const Scores scores = evaluate(model, test, norm);
@@ -342,8 +364,8 @@ int main(int argc, char** argv) try {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   fmt::print(
       "picture: {} (rows of test images, their reconstructions and garment masks), checkpoint: "
-      "{}/model.safetensors\n",
-      picture, flags.out);
+      "{}/model.safetensors, ONNX model: {}/onnx/model.onnx\n",
+      picture, flags.out, flags.out);
   fmt::print(
       "segmentation: pixel accuracy {:.4f} (majority-class baseline {:.4f}), garment IoU {:.4f}, "
       "border "

@@ -875,7 +875,7 @@ TEST_F(DotCommand, OutputFormatsAndStandardOutput) {
 TEST_F(DotCommand, MistakesAreReportedWithUsage) {
   ToolRun run = run_dot_tool("");
   EXPECT_EQ(run.status, 2);
-  EXPECT_NE(run.output.find("no case file given"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("no case or model file given"), std::string::npos) << run.output;
   EXPECT_NE(run.output.find("usage: dg dot"), std::string::npos);
   run = run_dot_tool(kReference + "/relu_2d.json --colour");
   EXPECT_EQ(run.status, 2);

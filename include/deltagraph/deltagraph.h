@@ -34,3 +34,4 @@
 #include "deltagraph/diagnostics/cases.h"
 #include "deltagraph/diagnostics/check.h"
 #include "deltagraph/diagnostics/dot.h"
+#include "deltagraph/onnx/onnx.h"

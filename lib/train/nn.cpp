@@ -148,6 +148,8 @@ BatchNorm2d::BatchNorm2d(ParamList& params, const std::string& name, int64_t cha
   bias = params.add(name + ".bias", Tensor::zeros({channels}, o.dtype));
   running_mean = params.add_buffer(name + ".running_mean", Tensor::zeros({channels}, o.dtype));
   running_var = params.add_buffer(name + ".running_var", Tensor::ones({channels}, o.dtype));
+  running_mean_name = name + ".running_mean";
+  running_var_name = name + ".running_var";
   num_batches_tracked =
       params.add_buffer(name + ".num_batches_tracked", Tensor::zeros({}, DType::i64));
 }
@@ -155,7 +157,9 @@ BatchNorm2d::BatchNorm2d(ParamList& params, const std::string& name, int64_t cha
 Var BatchNorm2d::operator()(const Var& x, Loc loc) const {
   const bool training = *training_;
   Var y =
-      batch_norm2d(x, weight, bias, constant(running_mean), constant(running_var),
+      // Named like the buffers, so graphs and ONNX exports show (and keep) their names.
+      batch_norm2d(x, weight, bias, constant(running_mean, running_mean_name),
+                   constant(running_var, running_var_name),
                    {.training = training, .momentum = options.momentum, .eps = options.eps}, loc);
   if (training) {
     Tensor count = num_batches_tracked;  // a shared handle: this updates the buffer

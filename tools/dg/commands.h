@@ -12,5 +12,7 @@ std::string ops_markdown();
 int cases_command(const std::vector<std::string>& args);
 int gradcheck_command(const std::vector<std::string>& args);
 int dot_command(const std::vector<std::string>& args);
+int onnx_test_command(const std::vector<std::string>& args);
+int export_command(const std::vector<std::string>& args);
 
 }  // namespace dg::cli

@@ -1,8 +1,12 @@
-// dg dot: draws the graph of a reference-case file (tests/data/reference/FORMAT.md), so any graph
-// in that format can be looked at without writing C++.
+// dg dot: draws the graph of a reference-case file (tests/data/reference/FORMAT.md) or of an ONNX
+// model, so any graph in those formats can be looked at without writing C++.
 //
-//   dg dot CASE.json [-o OUT.svg|OUT.png|OUT.dot] [--backward[=beside|merged]] [--stats] [--lr]
+//   dg dot CASE.json|MODEL.onnx [-o OUT.svg|OUT.png|OUT.dot] [--backward[=beside|merged]] [--stats]
+//          [--lr]
 //
+// An ONNX model is imported and run once on zeros of its inputs' declared shapes (free sizes 1),
+// recorded, and drawn as deltagraph draws its own graphs: the deltagraph ops each ONNX node became,
+// the initializers as parameters, every value named as in the file.
 // Case files have no name scopes, so the scope options of DotOptions have nothing to act on.
 #include <algorithm>
 #include <string>
@@ -22,7 +26,8 @@ namespace dg::cli {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: dg dot CASE.json [-o OUT.svg|OUT.png|OUT.dot] [--backward[=beside|merged]] [--stats] "
+    "usage: dg dot CASE.json|MODEL.onnx [-o OUT.svg|OUT.png|OUT.dot] [--backward[=beside|merged]] "
+    "[--stats] "
     "[--lr]\n"
     "  without -o, the DOT text goes to standard output";
 
@@ -60,7 +65,7 @@ DotArguments parse_arguments(const std::vector<std::string>& args) {
     else
       fail("one case file at a time (got '{}' and '{}')\n{}", parsed.case_path, a, kUsage);
   }
-  if (parsed.case_path.empty() && !parsed.help) fail("no case file given\n{}", kUsage);
+  if (parsed.case_path.empty() && !parsed.help) fail("no case or model file given\n{}", kUsage);
   return parsed;
 }
 
@@ -78,6 +83,44 @@ std::vector<std::string> output_names(const Case& c) {
   return names;
 }
 
+int draw(const std::vector<Var>& outputs, DotArguments& parsed, const std::string& title) {
+  parsed.options.title = title;
+  if (parsed.output_path.empty()) {
+    fmt::print("{}", to_dot(outputs, parsed.options));
+    return 0;
+  }
+  render(outputs, parsed.output_path, parsed.options);
+  fmt::print("{}: graph written to {}\n", title, parsed.output_path);
+  return 0;
+}
+
+int draw_onnx(DotArguments& parsed) {
+  const OnnxModel model = load_onnx(parsed.case_path);
+  Tape tape;
+  std::vector<Var> inputs;
+  // Float inputs as variables, so that every op on them is recorded and drawn.
+  for (const Var& v : model.example_inputs())
+    inputs.push_back(is_floating(v.dtype()) ? variable(v.value(), v.name()) : v);
+  std::vector<Var> outputs = model(inputs);
+  if (parsed.options.backward != BackwardGraph::hidden) {
+    // The backward pass of the sum of every differentiable output, into the parameters.
+    std::vector<Var> differentiable, cotangents, params;
+    for (const Var& o : outputs)
+      if (o.requires_grad()) {
+        differentiable.push_back(o);
+        cotangents.push_back(constant(Tensor::ones(o.shape(), o.dtype()), "ones"));
+      }
+    for (const NamedParam& p : model.params) params.push_back(p.param);
+    if (!differentiable.empty() && !params.empty()) {
+      std::vector<Var> grads = grad(differentiable, params, cotangents, {.create_graph = true});
+      for (size_t i = 0; i < grads.size(); ++i)
+        if (grads[i].defined()) outputs.push_back(grads[i].named("grad of " + params[i].name()));
+    }
+  }
+  const std::string name = model.graph_name.empty() ? parsed.case_path : model.graph_name;
+  return draw(outputs, parsed, fmt::format("{} (ONNX, opset {})", name, model.opset));
+}
+
 }  // namespace
 
 int dot_command(const std::vector<std::string>& args) {
@@ -86,6 +129,9 @@ int dot_command(const std::vector<std::string>& args) {
     fmt::print("{}\n", kUsage);
     return 0;
   }
+  if (parsed.case_path.size() > 5 &&
+      parsed.case_path.compare(parsed.case_path.size() - 5, 5, ".onnx") == 0)
+    return draw_onnx(parsed);
   const Case c = read_case(parsed.case_path);
 
   // Records the case as run_case does, keeping the file's names on every value.
@@ -133,14 +179,7 @@ int dot_command(const std::vector<std::string>& args) {
     }
   }
 
-  parsed.options.title = c.name;
-  if (parsed.output_path.empty()) {
-    fmt::print("{}", to_dot(outputs, parsed.options));
-    return 0;
-  }
-  render(outputs, parsed.output_path, parsed.options);
-  fmt::print("{}: graph written to {}\n", c.name, parsed.output_path);
-  return 0;
+  return draw(outputs, parsed, c.name);
 }
 
 }  // namespace dg::cli

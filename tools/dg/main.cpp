@@ -21,8 +21,14 @@ void print_help() {
       "  cases PATH...        run reference-case files (a file, or every *.json in a folder)\n"
       "  gradcheck [--op NAME]... [--trials N] [--seed S] [--order 1|2] [--case-dir DIR]\n"
       "                       property-based gradient tests of the registered ops\n"
-      "  dot CASE.json [-o OUT.svg|OUT.png|OUT.dot] [--backward[=merged]] [--stats]\n"
-      "                       draw the graph of a reference case (DOT on stdout without -o)\n"
+      "  dot CASE.json|MODEL.onnx [-o OUT.svg|OUT.png|OUT.dot] [--backward[=merged]] [--stats]\n"
+      "                       draw the graph of a reference case or an ONNX model (DOT on\n"
+      "                       stdout without -o)\n"
+      "  export MODEL.onnx -o OUT.onnx [--weights CKPT] [--test-data DIR]\n"
+      "                       import an ONNX model, load weights, export it again (and a test\n"
+      "                       folder of deltagraph's outputs)\n"
+      "  onnx-test [--families] DIR...\n"
+      "                       run ONNX node-test folders (ONNX's conformance tests)\n"
       "  help                 this text\n");
 }
 
@@ -41,6 +47,8 @@ int main(int argc, char** argv) {
     if (command == "cases") return dg::cli::cases_command(args);
     if (command == "gradcheck") return dg::cli::gradcheck_command(args);
     if (command == "dot") return dg::cli::dot_command(args);
+    if (command == "onnx-test") return dg::cli::onnx_test_command(args);
+    if (command == "export") return dg::cli::export_command(args);
   } catch (const dg::Error& e) {
     fmt::print(stderr, "dg {}: {}\n", command, e.what());
     return 2;

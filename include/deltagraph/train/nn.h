@@ -215,6 +215,7 @@ class BatchNorm2d {
 
  private:
   std::shared_ptr<const bool> training_;
+  std::string running_mean_name, running_var_name;
 };
 
 // dropout with probability p, following its ParamList's mode. Each call draws a new mask: the
