@@ -134,9 +134,18 @@ class Exporter {
     return name;
   }
 
+  // A value the exporter itself needs (a scalar, a shape, pads) as a Constant node rather than an
+  // initializer: importers, deltagraph's included, take float initializers for trainable weights.
   std::string constant(const Tensor& t, const std::string& base) {
     const std::string name = fresh(base);
-    onnx_detail::tensor_to_proto(t, name, *graph_->add_initializer());
+    onnx::NodeProto* n = graph_->add_node();
+    n->set_op_type("Constant");
+    n->set_name(fresh(name + "_constant"));
+    n->add_output(name);
+    auto* a = n->add_attribute();
+    a->set_name("value");
+    a->set_type(onnx::AttributeProto::TENSOR);
+    onnx_detail::tensor_to_proto(t, name, *a->mutable_t());
     return name;
   }
   std::string ints_constant(const std::vector<int64_t>& v, const std::string& base) {
