@@ -791,193 +791,84 @@ std::vector<Value> resize(const NodeRun& n) {
 
 std::vector<Value> identity(const NodeRun& n) { return {n.value(0)}; }
 
+// Elementwise ops: one deltagraph op each (binary ones with opset < 7's broadcast and axis).
+Translation unary_op(std::string_view onnx_op, const char* op) {
+  return {onnx_op, 1, 1, 1, {}, [op](const NodeRun& n) { return unary(n, op); }};
+}
+Translation binary_op(std::string_view onnx_op, const char* op) {
+  return {onnx_op, 2, 2, 1, {{"axis", kInt}, {"broadcast", kInt}}, [op](const NodeRun& n) {
+            return binary(n, op);
+          }};
+}
+
 const std::vector<Translation>& translations() {
+  // One row per ONNX op: inputs (min, max), most outputs, the attributes understood, the
+  // translation. Kept one row each for reading.
+  // clang-format off
   static const std::vector<Translation> table = {
-      {"Conv",
-       2,
-       3,
-       1,
-       {{"auto_pad", kString},
-        {"dilations", kInts},
-        {"group", kInt},
-        {"kernel_shape", kInts},
-        {"pads", kInts},
-        {"strides", kInts}},
-       conv},
-      {"ConvTranspose",
-       2,
-       3,
-       1,
-       {{"auto_pad", kString},
-        {"dilations", kInts},
-        {"group", kInt},
-        {"kernel_shape", kInts},
-        {"output_padding", kInts},
-        {"output_shape", kInts},
-        {"pads", kInts},
-        {"strides", kInts}},
+      {"Conv", 2, 3, 1, {{"auto_pad", kString}, {"dilations", kInts}, {"group", kInt},
+                         {"kernel_shape", kInts}, {"pads", kInts}, {"strides", kInts}}, conv},
+      {"ConvTranspose", 2, 3, 1, {{"auto_pad", kString}, {"dilations", kInts}, {"group", kInt},
+                                  {"kernel_shape", kInts}, {"output_padding", kInts},
+                                  {"output_shape", kInts}, {"pads", kInts}, {"strides", kInts}},
        conv_transpose},
-      {"MaxPool",
-       1,
-       1,
-       2,
-       {{"auto_pad", kString},
-        {"ceil_mode", kInt},
-        {"dilations", kInts},
-        {"kernel_shape", kInts},
-        {"pads", kInts},
-        {"storage_order", kInt},
-        {"strides", kInts}},
-       max_pool},
-      {"MaxUnpool",
-       2,
-       3,
-       1,
-       {{"kernel_shape", kInts}, {"pads", kInts}, {"strides", kInts}},
+      {"MaxPool", 1, 1, 2, {{"auto_pad", kString}, {"ceil_mode", kInt}, {"dilations", kInts},
+                            {"kernel_shape", kInts}, {"pads", kInts}, {"storage_order", kInt},
+                            {"strides", kInts}}, max_pool},
+      {"MaxUnpool", 2, 3, 1, {{"kernel_shape", kInts}, {"pads", kInts}, {"strides", kInts}},
        max_unpool},
-      {"AveragePool",
-       1,
-       1,
-       1,
-       {{"auto_pad", kString},
-        {"ceil_mode", kInt},
-        {"count_include_pad", kInt},
-        {"kernel_shape", kInts},
-        {"pads", kInts},
-        {"strides", kInts}},
-       average_pool},
+      {"AveragePool", 1, 1, 1, {{"auto_pad", kString}, {"ceil_mode", kInt},
+                                {"count_include_pad", kInt}, {"kernel_shape", kInts},
+                                {"pads", kInts}, {"strides", kInts}}, average_pool},
       {"GlobalAveragePool", 1, 1, 1, {}, global_average_pool},
       {"GlobalMaxPool", 1, 1, 1, {}, global_max_pool},
-      {"BatchNormalization",
-       5,
-       5,
-       3,
-       {{"epsilon", kFloat},
-        {"momentum", kFloat},
-        {"training_mode", kInt},
-        {"spatial", kInt},
-        {"is_test", kInt},
-        {"consumed_inputs", kInts}},  // the last two: opset < 7
+      {"BatchNormalization", 5, 5, 3, {{"epsilon", kFloat}, {"momentum", kFloat},
+                                       {"training_mode", kInt}, {"spatial", kInt},
+                                       {"is_test", kInt}, {"consumed_inputs", kInts}},  // opset < 7: the last two
        batch_normalization},
-      {"Gemm",
-       2,
-       3,
-       1,
-       {{"alpha", kFloat},
-        {"beta", kFloat},
-        {"transA", kInt},
-        {"transB", kInt},
-        {"broadcast", kInt}},  // opset < 7; C broadcasts anyway
+      {"Gemm", 2, 3, 1, {{"alpha", kFloat}, {"beta", kFloat}, {"transA", kInt}, {"transB", kInt},
+                         {"broadcast", kInt}},  // opset < 7; C broadcasts anyway
        gemm},
       {"MatMul", 2, 2, 1, {}, matmul},
-      {"Add",
-       2,
-       2,
-       1,
-       {{"axis", kInt}, {"broadcast", kInt}},
-       [](const NodeRun& n) { return binary(n, "add"); }},
-      {"Sub",
-       2,
-       2,
-       1,
-       {{"axis", kInt}, {"broadcast", kInt}},
-       [](const NodeRun& n) { return binary(n, "sub"); }},
-      {"Mul",
-       2,
-       2,
-       1,
-       {{"axis", kInt}, {"broadcast", kInt}},
-       [](const NodeRun& n) { return binary(n, "mul"); }},
-      {"Div",
-       2,
-       2,
-       1,
-       {{"axis", kInt}, {"broadcast", kInt}},
-       [](const NodeRun& n) { return binary(n, "div"); }},
+      binary_op("Add", "add"),
+      binary_op("Sub", "sub"),
+      binary_op("Mul", "mul"),
+      binary_op("Div", "div"),
       {"Sum", 1, 64, 1, {}, sum_inputs},
-      {"Relu", 1, 1, 1, {}, [](const NodeRun& n) { return unary(n, "relu"); }},
-      {"Sigmoid", 1, 1, 1, {}, [](const NodeRun& n) { return unary(n, "sigmoid"); }},
-      {"Tanh", 1, 1, 1, {}, [](const NodeRun& n) { return unary(n, "tanh"); }},
-      {"Exp", 1, 1, 1, {}, [](const NodeRun& n) { return unary(n, "exp"); }},
-      {"Log", 1, 1, 1, {}, [](const NodeRun& n) { return unary(n, "log"); }},
-      {"Neg", 1, 1, 1, {}, [](const NodeRun& n) { return unary(n, "neg"); }},
-      {"Elu",
-       1,
-       1,
-       1,
-       {{"alpha", kFloat}},
-       [](const NodeRun& n) {
-         return unary(n, "elu", {{"alpha", n.f("alpha", 1.0)}});
-       }},
-      {"LeakyRelu",
-       1,
-       1,
-       1,
-       {{"alpha", kFloat}},
-       [](const NodeRun& n) {
-         return unary(n, "leaky_relu", {{"negative_slope", n.f("alpha", 0.01)}});
-       }},
-      {"Softmax",
-       1,
-       1,
-       1,
-       {{"axis", kInt}},
-       [](const NodeRun& n) { return softmax(n, "softmax"); }},
-      {"LogSoftmax",
-       1,
-       1,
-       1,
-       {{"axis", kInt}},
-       [](const NodeRun& n) { return softmax(n, "log_softmax"); }},
+      unary_op("Relu", "relu"),
+      unary_op("Sigmoid", "sigmoid"),
+      unary_op("Tanh", "tanh"),
+      unary_op("Exp", "exp"),
+      unary_op("Log", "log"),
+      unary_op("Neg", "neg"),
+      {"Elu", 1, 1, 1, {{"alpha", kFloat}},
+       [](const NodeRun& n) { return unary(n, "elu", {{"alpha", n.f("alpha", 1.0)}}); }},
+      {"LeakyRelu", 1, 1, 1, {{"alpha", kFloat}},
+       [](const NodeRun& n) { return unary(n, "leaky_relu", {{"negative_slope", n.f("alpha", 0.01)}}); }},
+      {"Softmax", 1, 1, 1, {{"axis", kInt}}, [](const NodeRun& n) { return softmax(n, "softmax"); }},
+      {"LogSoftmax", 1, 1, 1, {{"axis", kInt}}, [](const NodeRun& n) { return softmax(n, "log_softmax"); }},
       {"Flatten", 1, 1, 1, {{"axis", kInt}}, flatten},
       {"Reshape", 2, 2, 1, {{"allowzero", kInt}}, reshape},
       {"Transpose", 1, 1, 1, {{"perm", kInts}}, transpose},
       {"Concat", 1, 64, 1, {{"axis", kInt}}, concat},
-      {"ReduceSum",
-       1,
-       2,
-       1,
-       {{"axes", kInts}, {"keepdims", kInt}, {"noop_with_empty_axes", kInt}},
+      {"ReduceSum", 1, 2, 1, {{"axes", kInts}, {"keepdims", kInt}, {"noop_with_empty_axes", kInt}},
        [](const NodeRun& n) { return reduce(n, "sum"); }},
-      {"ReduceMean",
-       1,
-       1,
-       1,
-       {{"axes", kInts}, {"keepdims", kInt}},
+      {"ReduceMean", 1, 1, 1, {{"axes", kInts}, {"keepdims", kInt}},
        [](const NodeRun& n) { return reduce(n, "mean"); }},
       {"Pad", 1, 3, 1, {{"mode", kString}, {"pads", kInts}, {"value", kFloat}}, pad},
-      {"SoftmaxCrossEntropyLoss",
-       2,
-       3,
-       2,
-       {{"ignore_index", kInt}, {"reduction", kString}},
+      {"SoftmaxCrossEntropyLoss", 2, 3, 2, {{"ignore_index", kInt}, {"reduction", kString}},
        softmax_cross_entropy},
       {"Dropout", 1, 3, 2, {{"ratio", kFloat}, {"seed", kInt}}, dropout},
       {"Identity", 1, 1, 1, {}, identity},
-      {"Constant",
-       0,
-       0,
-       1,
-       {{"value", kTensor},
-        {"value_float", kFloat},
-        {"value_floats", kFloats},
-        {"value_int", kInt},
-        {"value_ints", kInts}},
-       constant_node},
+      {"Constant", 0, 0, 1, {{"value", kTensor}, {"value_float", kFloat}, {"value_floats", kFloats},
+                             {"value_int", kInt}, {"value_ints", kInts}}, constant_node},
       {"Shape", 1, 1, 1, {{"start", kInt}, {"end", kInt}}, shape_of},
-      {"Resize",
-       1,
-       4,
-       1,
-       {{"mode", kString},
-        {"coordinate_transformation_mode", kString},
-        {"nearest_mode", kString},
-        {"cubic_coeff_a", kFloat},
-        {"exclude_outside", kInt},
-        {"extrapolation_value", kFloat}},
-       resize},
+      {"Resize", 1, 4, 1, {{"mode", kString}, {"coordinate_transformation_mode", kString},
+                           {"nearest_mode", kString}, {"cubic_coeff_a", kFloat},
+                           {"exclude_outside", kInt}, {"extrapolation_value", kFloat}}, resize},
       {"Upsample", 2, 2, 1, {{"mode", kString}}, resize},
   };
+  // clang-format on
   return table;
 }
 
@@ -1177,10 +1068,9 @@ std::vector<std::string> onnx_supported_ops() {
 }
 
 std::vector<std::string> onnx_file_op_types(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) fail("onnx_file_op_types: cannot open '{}'", path);
+  const std::string bytes = onnx_detail::read_file(path, "onnx_file_op_types");
   onnx::ModelProto model;
-  if (!model.ParseFromIstream(&file))
+  if (!model.ParseFromString(bytes))
     fail("onnx_file_op_types: '{}' is not an ONNX model (protobuf parse failed)", path);
   std::vector<std::string> out;
   for (const auto& node : model.graph().node()) out.push_back(node.op_type());
@@ -1188,11 +1078,7 @@ std::vector<std::string> onnx_file_op_types(const std::string& path) {
 }
 
 OnnxModel load_onnx(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) fail("load_onnx: cannot open '{}'", path);
-  std::ostringstream buffer;
-  buffer << file.rdbuf();
-  const std::string bytes = buffer.str();
+  const std::string bytes = onnx_detail::read_file(path, "load_onnx");
   return parse_onnx(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()),
                     "'" + path + "'");
 }

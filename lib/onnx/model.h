@@ -31,6 +31,9 @@ struct OnnxModel::Graph {
 
 namespace onnx_detail {
 
+// The bytes of a file; `who` names the caller in the error when it cannot be read.
+std::string read_file(const std::string& path, std::string_view who);
+
 // "ONNX node 'conv1' (Conv)": how messages name a node (its index when it has no name).
 std::string node_label(const onnx::NodeProto& node, size_t index);
 

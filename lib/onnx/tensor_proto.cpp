@@ -174,14 +174,19 @@ void tensor_to_proto(const Tensor& tensor, const std::string& name, onnx::Tensor
   proto.set_raw_data(static_cast<const char*>(tensor.raw()), tensor.nbytes());
 }
 
+std::string read_file(const std::string& path, std::string_view who) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) fail("{}: cannot open '{}'", who, path);
+  std::ostringstream bytes;
+  bytes << file.rdbuf();
+  if (!file.good() && !file.eof()) fail("{}: reading '{}' failed", who, path);
+  return bytes.str();
+}
+
 }  // namespace onnx_detail
 
 Tensor load_onnx_tensor(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) fail("load_onnx_tensor: cannot open '{}'", path);
-  std::ostringstream bytes;
-  bytes << file.rdbuf();
-  const std::string data = bytes.str();
+  const std::string data = onnx_detail::read_file(path, "load_onnx_tensor");
   onnx::TensorProto proto;
   if (!proto.ParseFromString(data))
     fail("load_onnx_tensor: '{}' is not a TensorProto (protobuf parse failed)", path);
