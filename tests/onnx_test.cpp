@@ -274,6 +274,35 @@ TEST(Onnx, AttributesAreCheckedByTypeAndName) {
   node->mutable_attribute()->RemoveLast();
   *node->add_attribute() = *alpha;
   EXPECT_HAS(failure(m), "attribute 'alpha' is given twice");
+
+  // Window attributes are bounded before any arithmetic: a stride of 0 once divided by zero.
+  m = relu_model();
+  node = m.mutable_graph()->mutable_node(0);
+  node->set_op_type("MaxPool");
+  auto* in =
+      m.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape();
+  for (int64_t d : {1, 4, 4}) in->add_dim()->set_dim_value(d);  // [3,1,4,4]
+  auto* kernel = node->add_attribute();
+  kernel->set_name("kernel_shape");
+  kernel->set_type(onnx::AttributeProto::INTS);
+  kernel->add_ints(2);
+  kernel->add_ints(2);
+  auto* strides = node->add_attribute();
+  *strides = *kernel;
+  strides->set_name("strides");
+  strides->set_ints(1, 0);
+  auto* auto_pad = node->add_attribute();
+  auto_pad->set_name("auto_pad");
+  auto_pad->set_type(onnx::AttributeProto::STRING);
+  auto_pad->set_s("SAME_UPPER");
+  try {
+    parse(m)({input(Tensor::ones({3, 1, 4, 4}))});
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_HAS(e.what(),
+               "ONNX node 'act' (MaxPool): attribute 'strides' is [2, 0]; each value must be in "
+               "[1, 2^20]");
+  }
 }
 
 TEST(Onnx, WhatDeltagraphCannotExpressIsUnsupportedNamingTheNode) {

@@ -185,15 +185,29 @@ class NodeRun {
     return a ? std::vector<int64_t>(a->ints().begin(), a->ints().end()) : fallback;
   }
   // A pair attribute of a 2-D window op ([h, w]); `fallback` when absent.
-  Ints pair(std::string_view name, int64_t fallback) const {
+  // A pair attribute of a 2-D window op ([h, w]); `fallback` when absent. Given values must be
+  // in [lo, 2^20], so that no window arithmetic divides by zero or overflows.
+  Ints pair(std::string_view name, int64_t fallback, int64_t lo = 1) const {
     std::vector<int64_t> v = ints(name, {fallback, fallback});
     if (v.size() != 2)
       unsupported(
           "attribute '{}' has {} values; deltagraph's window ops are 2-D (1-D and 3-D "
           "windows are not supported)",
           name, v.size());
+    if (has_attr(name))
+      for (int64_t x : v)
+        if (x < lo || x > kMaxExtent)
+          bad("attribute '{}' is [{}]; each value must be in [{}, 2^20]", name, fmt::join(v, ", "),
+              lo);
     return Ints{v[0], v[1]};
   }
+  // The kernel_shape of a pool: required.
+  Ints kernel() const {
+    if (!has_attr("kernel_shape")) bad("attribute 'kernel_shape' is required");
+    return pair("kernel_shape", 0);
+  }
+  // Far beyond any real window, and small enough that sizes (< 2^40) times it cannot overflow.
+  static constexpr int64_t kMaxExtent = int64_t{1} << 20;
 
   template <class... Args>
   [[noreturn]] void unsupported(fmt::format_string<Args...> format, Args&&... args) const {
@@ -239,6 +253,13 @@ std::vector<Value> one(Var v) { return {Value{std::move(v), {}}}; }
 
 // ---- window geometry: ONNX pads and auto_pad -> deltagraph's four-sided padding ----------------
 
+// Pads and sizes: each in [0, 2^20] (see NodeRun::kMaxExtent).
+void check_extents(const NodeRun& n, const char* what, const std::vector<int64_t>& values) {
+  for (int64_t v : values)
+    if (v < 0 || v > NodeRun::kMaxExtent)
+      n.bad("{} [{}]: each value must be in [0, 2^20]", what, fmt::join(values, ", "));
+}
+
 // ONNX's pads [x1_begin, x2_begin, x1_end, x2_end] or auto_pad, for a 2-D window over `size`
 // ([H, W]), as deltagraph's [top, bottom, left, right].
 Ints window_padding(const NodeRun& n, const Ints& size, const Ints& kernel, const Ints& stride,
@@ -251,8 +272,7 @@ Ints window_padding(const NodeRun& n, const Ints& size, const Ints& kernel, cons
           "pads has {} values; deltagraph's window ops are 2-D, with pads "
           "[top, left, bottom, right]",
           pads.size());
-    for (int64_t p : pads)
-      if (p < 0) n.bad("pads must not be negative, got [{}]", fmt::join(pads, ", "));
+    check_extents(n, "pads", pads);
     return Ints{pads[0], pads[2], pads[1], pads[3]};
   }
   if (auto_pad == "VALID") return Ints{0, 0, 0, 0};
@@ -309,12 +329,13 @@ std::vector<Value> conv_transpose(const NodeRun& n) {
   require_4d(n, x, "the input");
   require_4d(n, w, "the weight");
   const Ints stride = n.pair("strides", 1), dilation = n.pair("dilations", 1);
-  Ints output_padding = n.pair("output_padding", 0);
+  Ints output_padding = n.pair("output_padding", 0, 0);
   const Ints kernel{w.size(2), w.size(3)};
   const std::string auto_pad = n.s("auto_pad", "NOTSET");
   Ints padding;
   std::vector<int64_t> output_shape = n.ints("output_shape");
   if (output_shape.size() > 2) output_shape.erase(output_shape.begin(), output_shape.end() - 2);
+  check_extents(n, "output_shape", output_shape);
   if (output_shape.empty() && (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER"))
     output_shape = {x.size(2) * stride[0], x.size(3) * stride[1]};
   if (!output_shape.empty()) {
@@ -340,6 +361,7 @@ std::vector<Value> conv_transpose(const NodeRun& n) {
     const std::vector<int64_t> pads = n.ints("pads", {0, 0, 0, 0});
     if (pads.size() != 4)
       n.unsupported("pads has {} values; 2-D ConvTranspose takes 4", pads.size());
+    check_extents(n, "pads", pads);
     padding = Ints{pads[0], pads[2], pads[1], pads[3]};
   }
   std::vector<Var> inputs = {x, w};
@@ -370,7 +392,7 @@ std::vector<Value> max_pool(const NodeRun& n) {
   require_4d(n, x, "the input");
   if (n.i("storage_order", 0) != 0)
     n.unsupported("storage_order 1 (column-major indices); deltagraph's are row-major");
-  const Ints kernel = n.pair("kernel_shape", 0);
+  const Ints kernel = n.kernel();
   const Ints stride = n.pair("strides", 1), dilation = n.pair("dilations", 1);
   const Ints padding = window_padding(n, spatial(x), kernel, stride, dilation);
   if (beyond_half_kernel(padding, kernel)) {
@@ -400,10 +422,11 @@ std::vector<Value> max_pool(const NodeRun& n) {
 std::vector<Value> max_unpool(const NodeRun& n) {
   const Var& x = n.x(0);
   require_4d(n, x, "the input");
-  const Ints kernel = n.pair("kernel_shape", 0);
+  const Ints kernel = n.kernel();
   const Ints stride = n.pair("strides", 1);
   const std::vector<int64_t> pads = n.ints("pads", {0, 0, 0, 0});
   if (pads.size() != 4) n.unsupported("pads has {} values; 2-D MaxUnpool takes 4", pads.size());
+  check_extents(n, "pads", pads);
   const Ints padding{pads[0], pads[2], pads[1], pads[3]};
   const Ints implied{(x.size(2) - 1) * stride[0] - pads[0] - pads[2] + kernel[0],
                      (x.size(3) - 1) * stride[1] - pads[1] - pads[3] + kernel[1]};
@@ -414,6 +437,7 @@ std::vector<Value> max_unpool(const NodeRun& n) {
     if (shape[0] != x.size(0) || shape[1] != x.size(1))
       n.bad("output_shape [{}] does not keep the input's N and C {}", fmt::join(shape, ", "),
             x.shape());
+    check_extents(n, "output_shape", {shape[2], shape[3]});
     size = Ints{shape[2], shape[3]};
   }
   const AttrMap geometry = {{"kernel_size", kernel}, {"stride", stride}, {"padding", padding}};
@@ -440,7 +464,7 @@ std::vector<Value> max_unpool(const NodeRun& n) {
 std::vector<Value> average_pool(const NodeRun& n) {
   const Var& x = n.x(0);
   require_4d(n, x, "the input");
-  const Ints kernel = n.pair("kernel_shape", 0);
+  const Ints kernel = n.kernel();
   const Ints stride = n.pair("strides", 1);
   const Ints padding = window_padding(n, spatial(x), kernel, stride, Ints{1, 1});
   const bool count_pad = n.i("count_include_pad", 0) != 0;
@@ -673,6 +697,7 @@ std::vector<Value> pad(const NodeRun& n) {
       n.unsupported("padding axis {}; deltagraph's pad2d pads the last two axes only", a);
   for (int64_t p : pads)
     if (p < 0) n.unsupported("negative pads (cropping)");
+  check_extents(n, "pads", pads);
   const Ints torch_pads{pads[rank - 1], pads[2 * rank - 1], pads[rank - 2], pads[2 * rank - 2]};
   return one(n.op1("pad2d", {x}, {{"pads", torch_pads}, {"mode", mode}, {"value", value}}));
 }
@@ -747,11 +772,13 @@ std::vector<Value> resize(const NodeRun& n) {
     const std::vector<int64_t> s = n.int_values(sizes_input);
     if (s.size() != 4 || s[0] != x.size(0) || s[1] != x.size(1))
       n.unsupported("sizes must keep N and C, got [{}]", fmt::join(s, ", "));
+    check_extents(n, "sizes", {s[2], s[3]});
     size = Ints{s[2], s[3]};
   } else if (n.has(scales_input)) {
     const Tensor& scales = n.in(scales_input).value();
-    if (scales.numel() != 4 || scales.at(0) != 1 || scales.at(1) != 1)
-      n.unsupported("scales must be [1, 1, sh, sw]");
+    if (scales.numel() != 4 || scales.at(0) != 1 || scales.at(1) != 1 ||
+        !(scales.at(2) > 0 && scales.at(2) <= 1024) || !(scales.at(3) > 0 && scales.at(3) <= 1024))
+      n.unsupported("scales must be [1, 1, sh, sw] with 0 < sh, sw <= 1024");
     size = Ints{static_cast<int64_t>(std::floor(x.size(2) * scales.at(2))),
                 static_cast<int64_t>(std::floor(x.size(3) * scales.at(3)))};
   } else {
