@@ -11,6 +11,7 @@
 #include <functional>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <unordered_set>
@@ -818,6 +819,159 @@ std::vector<Value> resize(const NodeRun& n) {
 
 std::vector<Value> identity(const NodeRun& n) { return {n.value(0)}; }
 
+// Axes as an attribute (before opset 13) or an input (from 13 on), each within [-rank, rank).
+std::vector<int64_t> axes_of(const NodeRun& n, int input, int64_t rank) {
+  std::vector<int64_t> axes =
+      n.opset() >= 13 && n.has(input) ? n.int_values(input) : n.ints("axes");
+  for (int64_t& a : axes) {
+    if (a < -rank || a >= rank) n.bad("axis {} is out of range for rank {}", a, rank);
+    if (a < 0) a += rank;
+  }
+  return axes;
+}
+
+// Unsqueeze and Squeeze only move sizes of 1: a reshape.
+std::vector<Value> unsqueeze(const NodeRun& n) {
+  const Var& x = n.in(0);
+  const int64_t rank =
+      x.dim() + static_cast<int64_t>(n.opset() >= 13 && n.has(1) ? n.int_values(1).size()
+                                                                 : n.ints("axes").size());
+  if (rank > 8) n.unsupported("a result of {} axes (at most 8)", rank);
+  std::vector<bool> inserted(rank, false);
+  for (int64_t a : axes_of(n, 1, rank)) {
+    if (inserted[a]) n.bad("axis {} is given twice", a);
+    inserted[a] = true;
+  }
+  Ints shape;
+  for (int64_t a = 0, k = 0; a < rank; ++a)
+    shape.push_back(inserted[a] ? 1 : x.size(static_cast<int>(k++)));
+  return one(n.op1("reshape", {x}, {{"shape", shape}}));
+}
+
+std::vector<Value> squeeze(const NodeRun& n) {
+  const Var& x = n.in(0);
+  const std::vector<int64_t> axes = axes_of(n, 1, x.dim());
+  Ints shape;
+  for (int a = 0; a < x.dim(); ++a) {
+    const bool listed = std::find(axes.begin(), axes.end(), a) != axes.end();
+    if (listed && x.size(a) != 1) n.bad("axis {} has size {}, not 1", a, x.size(a));
+    if (!(listed || (axes.empty() && x.size(a) == 1))) shape.push_back(x.size(a));
+  }
+  return one(n.op1("reshape", {x}, {{"shape", shape}}));
+}
+
+// Max and Min of any number of inputs (numpy broadcasting) from relu:
+// max(a, b) = a + relu(b - a), min(a, b) = a - relu(a - b).
+std::vector<Value> extremum(const NodeRun& n, bool maximum) {
+  Var y = n.x(0);
+  for (int k = 1; n.has(k); ++k) {
+    const Var& b = n.x(k);
+    y = maximum ? n.op1("add", {y, n.op1("relu", {n.op1("sub", {b, y})})})
+                : n.op1("sub", {y, n.op1("relu", {n.op1("sub", {y, b})})});
+  }
+  return one(y);
+}
+
+// Clip(x, lo, hi) = hi - relu(hi - (lo + relu(x - lo))), with either bound absent.
+std::vector<Value> clip(const NodeRun& n) {
+  Var y = n.x(0);
+  const bool inputs = n.opset() >= 11;
+  auto bound = [&](int input, const char* attr) -> std::optional<double> {
+    if (inputs) {
+      if (!n.has(input)) return std::nullopt;
+      if (n.in(input).numel() != 1) n.bad("input {} must be a scalar", input);
+      return n.in(input).value().at(0);
+    }
+    if (!n.has_attr(attr)) return std::nullopt;
+    return n.f(attr, 0.0);
+  };
+  if (const auto lo = bound(1, "min"))
+    y = n.op1("add_scalar", {n.op1("relu", {n.op1("add_scalar", {y}, {{"c", -*lo}})})},
+              {{"c", *lo}});
+  if (const auto hi = bound(2, "max"))
+    y = n.op1(
+        "add_scalar",
+        {n.op1("neg", {n.op1("relu", {n.op1("add_scalar", {n.op1("neg", {y})}, {{"c", *hi}})})})},
+        {{"c", *hi}});
+  return one(y);
+}
+
+// PRelu(x, slope) = relu(x) - slope * relu(-x), slope broadcasting to x (before opset 7, a
+// slope [C] goes along the channel axis 1).
+std::vector<Value> prelu(const NodeRun& n) {
+  const Var& x = n.x(0);
+  Var slope = n.x(1);
+  if (n.opset() < 7 && slope.dim() == 1 && x.dim() > 2 && slope.size(0) == x.size(1)) {
+    Ints shape{slope.size(0)};
+    while (shape.size() < x.dim() - 1) shape.push_back(1);
+    slope = n.op1("reshape", {slope}, {{"shape", shape}});
+  }
+  return one(n.op1(
+      "sub", {n.op1("relu", {x}), n.op1("mul", {slope, n.op1("relu", {n.op1("neg", {x})})})}));
+}
+
+// Slice with step 1 (opset 10+: starts, ends, axes, steps as inputs; before: attributes), one
+// narrow per axis; starts and ends are clamped as ONNX says.
+std::vector<Value> slice(const NodeRun& n) {
+  Var y = n.in(0);
+  const bool inputs = n.opset() >= 10;
+  const std::vector<int64_t> starts = inputs ? n.int_values(1) : n.ints("starts");
+  const std::vector<int64_t> ends = inputs ? n.int_values(2) : n.ints("ends");
+  std::vector<int64_t> axes =
+      inputs ? (n.has(3) ? n.int_values(3) : std::vector<int64_t>{}) : n.ints("axes");
+  if (axes.empty())
+    for (size_t k = 0; k < starts.size(); ++k) axes.push_back(static_cast<int64_t>(k));
+  if (starts.size() != ends.size() || starts.size() != axes.size())
+    n.bad("starts, ends and axes have {}, {} and {} values", starts.size(), ends.size(),
+          axes.size());
+  if (inputs && n.has(4))
+    for (int64_t step : n.int_values(4))
+      if (step != 1) n.unsupported("step {} (deltagraph's narrow takes step 1)", step);
+  for (size_t k = 0; k < axes.size(); ++k) {
+    int64_t axis = axes[k];
+    if (axis < -y.dim() || axis >= y.dim())
+      n.bad("axis {} is out of range for {}", axis, y.shape());
+    if (axis < 0) axis += y.dim();
+    const int64_t size = y.size(static_cast<int>(axis));
+    auto clamp = [&](int64_t v) { return std::clamp<int64_t>(v < 0 ? v + size : v, 0, size); };
+    const int64_t start = clamp(starts[k]), end = clamp(ends[k]);
+    if (end <= start)
+      n.unsupported("an empty slice of axis {} (deltagraph has no empty narrow)", axis);
+    y = n.op1("narrow", {y}, {{"axis", axis}, {"start", start}, {"length", end - start}});
+  }
+  return one(y);
+}
+
+// Split into consecutive parts along an axis (equal parts when no sizes are given).
+std::vector<Value> split(const NodeRun& n) {
+  const Var& x = n.in(0);
+  int64_t axis = n.i("axis", 0);
+  if (axis < -x.dim() || axis >= x.dim()) n.bad("axis {} is out of range for {}", axis, x.shape());
+  if (axis < 0) axis += x.dim();
+  const int64_t size = x.size(static_cast<int>(axis));
+  const int parts = n.outputs_wanted();
+  std::vector<int64_t> sizes = n.opset() >= 13 && n.has(1) ? n.int_values(1) : n.ints("split");
+  if (sizes.empty()) {
+    if (parts < 1 || size % parts != 0) n.bad("{} does not split into {} equal parts", size, parts);
+    sizes.assign(parts, size / parts);
+  }
+  int64_t total = 0;
+  for (int64_t s : sizes) {
+    if (s <= 0) n.unsupported("a part of size {} (deltagraph has no empty narrow)", s);
+    total += s;
+  }
+  if (total != size || static_cast<int>(sizes.size()) != parts)
+    n.bad("parts [{}] do not add up to size {} in {} outputs", fmt::join(sizes, ", "), size, parts);
+  std::vector<Value> out;
+  int64_t start = 0;
+  for (int64_t s : sizes) {
+    out.push_back(
+        Value{n.op1("narrow", {x}, {{"axis", axis}, {"start", start}, {"length", s}}), {}});
+    start += s;
+  }
+  return out;
+}
+
 // Elementwise ops: one deltagraph op each (binary ones with opset < 7's broadcast and axis).
 Translation unary_op(std::string_view onnx_op, const char* op) {
   return {onnx_op, 1, 1, 1, {}, [op](const NodeRun& n) { return unary(n, op); }};
@@ -894,6 +1048,19 @@ const std::vector<Translation>& translations() {
                            {"nearest_mode", kString}, {"cubic_coeff_a", kFloat},
                            {"exclude_outside", kInt}, {"extrapolation_value", kFloat}}, resize},
       {"Upsample", 2, 2, 1, {{"mode", kString}}, resize},
+      {"Unsqueeze", 1, 2, 1, {{"axes", kInts}}, unsqueeze},
+      {"Squeeze", 1, 2, 1, {{"axes", kInts}}, squeeze},
+      {"Max", 1, 64, 1, {}, [](const NodeRun& n) { return extremum(n, true); }},
+      {"Min", 1, 64, 1, {}, [](const NodeRun& n) { return extremum(n, false); }},
+      {"Clip", 1, 3, 1, {{"min", kFloat}, {"max", kFloat}}, clip},
+      {"PRelu", 2, 2, 1, {}, prelu},
+      {"Selu", 1, 1, 1, {{"alpha", kFloat}, {"gamma", kFloat}},
+       [](const NodeRun& n) {
+         const Var y = n.op1("elu", {n.x(0)}, {{"alpha", n.f("alpha", 1.67326319217681884765625)}});
+         return one(n.op1("mul_scalar", {y}, {{"c", n.f("gamma", 1.05070102214813232421875)}}));
+       }},
+      {"Slice", 1, 5, 1, {{"starts", kInts}, {"ends", kInts}, {"axes", kInts}}, slice},
+      {"Split", 1, 2, 64, {{"axis", kInt}, {"split", kInts}}, split},
   };
   // clang-format on
   return table;
