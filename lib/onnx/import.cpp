@@ -261,6 +261,15 @@ void check_extents(const NodeRun& n, const char* what, const std::vector<int64_t
       n.bad("{} [{}]: each value must be in [0, 2^20]", what, fmt::join(values, ", "));
 }
 
+// Appends the two sides of `total` rows (or columns) of padding to `sides`: the odd one at the
+// end when `odd_at_end` (SAME_UPPER), at the beginning otherwise (SAME_LOWER, and ConvTranspose's
+// output_shape without SAME_UPPER).
+void split_padding(int64_t total, bool odd_at_end, Ints& sides) {
+  const int64_t small = total / 2, large = total - total / 2;
+  sides.push_back(odd_at_end ? small : large);
+  sides.push_back(odd_at_end ? large : small);
+}
+
 // ONNX's pads [x1_begin, x2_begin, x1_end, x2_end] or auto_pad, for a 2-D window over `size`
 // ([H, W]), as deltagraph's [top, bottom, left, right].
 Ints window_padding(const NodeRun& n, const Ints& size, const Ints& kernel, const Ints& stride,
@@ -281,16 +290,14 @@ Ints window_padding(const NodeRun& n, const Ints& size, const Ints& kernel, cons
     n.bad("auto_pad must be NOTSET, SAME_UPPER, SAME_LOWER or VALID, got '{}'", auto_pad);
   // SAME: the output has ceil(size / stride) positions; the padding that needs is split in two,
   // the odd one at the end (SAME_UPPER) or at the beginning (SAME_LOWER).
-  int64_t sides[2][2];
+  Ints sides;
   for (int a = 0; a < 2; ++a) {
     const int64_t out = (size[a] + stride[a] - 1) / stride[a];
     const int64_t span = (kernel[a] - 1) * dilation[a] + 1;
-    const int64_t total = std::max<int64_t>(0, (out - 1) * stride[a] + span - size[a]);
-    const int64_t small = total / 2, large = total - total / 2;
-    sides[a][0] = auto_pad == "SAME_UPPER" ? small : large;
-    sides[a][1] = auto_pad == "SAME_UPPER" ? large : small;
+    split_padding(std::max<int64_t>(0, (out - 1) * stride[a] + span - size[a]),
+                  auto_pad == "SAME_UPPER", sides);
   }
-  return Ints{sides[0][0], sides[0][1], sides[1][0], sides[1][1]};
+  return sides;
 }
 
 void require_4d(const NodeRun& n, const Var& x, const char* what) {
@@ -343,7 +350,6 @@ std::vector<Value> conv_transpose(const NodeRun& n) {
     if (output_shape.size() != 2) n.unsupported("output_shape must give [H, W]");
     // output_shape implies the padding: total = stride (in - 1) + output_padding + span - out,
     // split with the odd one at the end for SAME_UPPER and at the beginning otherwise.
-    int64_t sides[2][2];
     for (int a = 0; a < 2; ++a) {
       const int64_t span = (kernel[a] - 1) * dilation[a] + 1;
       int64_t total = stride[a] * (x.size(2 + a) - 1) + output_padding[a] + span - output_shape[a];
@@ -351,11 +357,8 @@ std::vector<Value> conv_transpose(const NodeRun& n) {
         output_padding[a] -= total;
         total = 0;
       }
-      const int64_t small = total / 2, large = total - total / 2;
-      sides[a][0] = auto_pad == "SAME_UPPER" ? small : large;
-      sides[a][1] = auto_pad == "SAME_UPPER" ? large : small;
+      split_padding(total, auto_pad == "SAME_UPPER", padding);
     }
-    padding = Ints{sides[0][0], sides[0][1], sides[1][0], sides[1][1]};
   } else if (auto_pad == "VALID") {
     padding = Ints{0, 0, 0, 0};
   } else {
