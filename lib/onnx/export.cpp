@@ -73,8 +73,7 @@ class Exporter {
     }
     for (size_t k = 0; k < outputs.size(); ++k) {
       std::string name = name_of(outputs[k]);
-      if (flat_indices_.count(name) == 0 && outputs[k].producer() == nullptr &&
-          !is_input(outputs[k]))
+      if (outputs[k].producer() == nullptr && !is_input(outputs[k]))
         name = identity(name);  // an output must be some node's output or a graph input
       declare(graph_->add_output(), name, outputs[k]);
     }
@@ -318,13 +317,11 @@ class Exporter {
             "MaxUnpool reads indices as positions in the implied size, so this one has no ONNX "
             "form",
             y[2], y[3], implied_h, implied_w);
-      const Var& indices = n.inputs[1];
       const std::string i = in(n, 1);
       if (!flat_indices_.count(i))
         fail(
             "export_onnx: max_unpool2d's indices must come from a max_pool2d in the exported "
             "graph (ONNX's are flat NCHW positions, deltagraph's per plane)");
-      (void)indices;
       onnx::NodeProto* u = node("MaxUnpool", {in(n, 0), i}, outputs_of(n), n);
       attr(u, "kernel_shape", std::vector<int64_t>{k.h, k.w});
       attr(u, "strides", s);

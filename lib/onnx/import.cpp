@@ -261,6 +261,19 @@ void check_extents(const NodeRun& n, const char* what, const std::vector<int64_t
       n.bad("{} [{}]: each value must be in [0, 2^20]", what, fmt::join(values, ", "));
 }
 
+// ONNX's explicit pads [x1_begin, x2_begin, x1_end, x2_end] (zeros when absent) as deltagraph's
+// [top, bottom, left, right].
+Ints explicit_pads(const NodeRun& n) {
+  const std::vector<int64_t> pads = n.ints("pads", {0, 0, 0, 0});
+  if (pads.size() != 4)
+    n.unsupported(
+        "pads has {} values; deltagraph's window ops are 2-D, with pads [top, left, bottom, "
+        "right]",
+        pads.size());
+  check_extents(n, "pads", pads);
+  return Ints{pads[0], pads[2], pads[1], pads[3]};
+}
+
 // Appends the two sides of `total` rows (or columns) of padding to `sides`: the odd one at the
 // end when `odd_at_end` (SAME_UPPER), at the beginning otherwise (SAME_LOWER, and ConvTranspose's
 // output_shape without SAME_UPPER).
@@ -276,14 +289,7 @@ Ints window_padding(const NodeRun& n, const Ints& size, const Ints& kernel, cons
                     const Ints& dilation) {
   const std::string auto_pad = n.s("auto_pad", "NOTSET");
   if (auto_pad == "NOTSET") {
-    const std::vector<int64_t> pads = n.ints("pads", {0, 0, 0, 0});
-    if (pads.size() != 4)
-      n.unsupported(
-          "pads has {} values; deltagraph's window ops are 2-D, with pads "
-          "[top, left, bottom, right]",
-          pads.size());
-    check_extents(n, "pads", pads);
-    return Ints{pads[0], pads[2], pads[1], pads[3]};
+    return explicit_pads(n);
   }
   if (auto_pad == "VALID") return Ints{0, 0, 0, 0};
   if (auto_pad != "SAME_UPPER" && auto_pad != "SAME_LOWER")
@@ -362,11 +368,7 @@ std::vector<Value> conv_transpose(const NodeRun& n) {
   } else if (auto_pad == "VALID") {
     padding = Ints{0, 0, 0, 0};
   } else {
-    const std::vector<int64_t> pads = n.ints("pads", {0, 0, 0, 0});
-    if (pads.size() != 4)
-      n.unsupported("pads has {} values; 2-D ConvTranspose takes 4", pads.size());
-    check_extents(n, "pads", pads);
-    padding = Ints{pads[0], pads[2], pads[1], pads[3]};
+    padding = explicit_pads(n);
   }
   std::vector<Var> inputs = {x, w};
   if (n.has(2)) inputs.push_back(n.x(2));
@@ -428,12 +430,9 @@ std::vector<Value> max_unpool(const NodeRun& n) {
   require_4d(n, x, "the input");
   const Ints kernel = n.kernel();
   const Ints stride = n.pair("strides", 1);
-  const std::vector<int64_t> pads = n.ints("pads", {0, 0, 0, 0});
-  if (pads.size() != 4) n.unsupported("pads has {} values; 2-D MaxUnpool takes 4", pads.size());
-  check_extents(n, "pads", pads);
-  const Ints padding{pads[0], pads[2], pads[1], pads[3]};
-  const Ints implied{(x.size(2) - 1) * stride[0] - pads[0] - pads[2] + kernel[0],
-                     (x.size(3) - 1) * stride[1] - pads[1] - pads[3] + kernel[1]};
+  const Ints padding = explicit_pads(n);  // [top, bottom, left, right]
+  const Ints implied{(x.size(2) - 1) * stride[0] - padding[0] - padding[1] + kernel[0],
+                     (x.size(3) - 1) * stride[1] - padding[2] - padding[3] + kernel[1]};
   Ints size = implied;
   if (n.has(2)) {
     const std::vector<int64_t> shape = n.int_values(2);
