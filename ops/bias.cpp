@@ -67,6 +67,7 @@ OpDef bias_add_def() {
       .forward = bias_add_kernel,
       .vjp = bias_add_vjp,
       .vjp_formula = "dx = g, db = sum of g over every axis but 1",
+      .vjp_reads_outputs = false,
       .jvp = bias_add_jvp,
       .jvp_formula = "dy = tx + tb over axis 1",
       .sample = bias_add_sample,

@@ -9,6 +9,7 @@
 // conv2d_weight_grad, whose own VJP is again a conv_transpose2d and a conv2d.
 #include <vector>
 
+#include <functional>
 #include <type_traits>
 
 #include "kernels/dnnl_conv.h"
@@ -134,6 +135,33 @@ kernels::ConvGeometry im2col_geometry(int64_t C, int64_t H, int64_t W, int64_t k
           .Wo = Wo};
 }
 
+// A kernel's result, allocated when first written to. oneDNN's path asks for it only after its
+// blocked copies of the inputs are given back, so a convolution never holds those, its blocked
+// result and the plain result at once (in a deep chain's backward pass, one value fewer).
+class Output {
+ public:
+  explicit Output(const TensorSpec& spec) : spec_(spec) {}
+  const Shape& shape() const { return spec_.shape; }
+  int64_t numel() const { return spec_.shape.product(); }
+  template <class T>
+  T* data() {
+    if (!tensor_.defined()) tensor_ = Tensor(spec_.shape, spec_.dtype);
+    return tensor_.data<T>();
+  }
+  // For oneDNN: the float buffer, allocated on the call.
+  std::function<float*()> buffer() {
+    return [this] { return data<float>(); };
+  }
+  Tensor take() {
+    if (!tensor_.defined()) tensor_ = Tensor(spec_.shape, spec_.dtype);
+    return std::move(tensor_);
+  }
+
+ private:
+  TensorSpec spec_;
+  Tensor tensor_;
+};
+
 // One scratch buffer per thread, reused across calls.
 template <class T>
 T* scratch(int64_t n) {
@@ -145,7 +173,7 @@ T* scratch(int64_t n) {
 // y[n] = w * im2col(x[n]) (+ b), per group. y must have the conv2d output shape.
 template <class T>
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, const ConvAttrs& a,
-                    Tensor& y) {
+                    Output& y) {
   const int64_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
   const int64_t O = w.shape()[0], kH = w.shape()[2], kW = w.shape()[3];
   const int64_t Ho = y.shape()[2], Wo = y.shape()[3];
@@ -154,12 +182,13 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, const Con
   const int64_t K = geo.col_rows(), P = geo.col_cols();
   const T* px = x.data<T>();
   const T* pw = w.data<T>();
-  T* py = y.data<T>();
   const T* pb = b ? b->data<T>() : nullptr;
   if constexpr (std::is_same_v<T, float>) {
-    if (kernels::dnnl_conv_forward(dnnl_problem(x.shape(), y.shape(), kH, kW, a), px, pw, pb, py))
+    if (kernels::dnnl_conv_forward(dnnl_problem(x.shape(), y.shape(), kH, kW, a), px, pw, pb,
+                                   y.buffer()))
       return;
   }
+  T* py = y.data<T>();
   kernels::parallel_for(N, O * P * K, [&](int64_t n0, int64_t n1) {
     T* col = geo.is_pointwise() ? nullptr : scratch<T>(K * P);
     for (int64_t n = n0; n < n1; ++n)
@@ -194,7 +223,7 @@ void add_channel_bias(const T* b, int64_t N, int64_t O, int64_t plane, T* y) {
 // y[n] = col2im(w^T * x[n]) (+ b), per group: the adjoint of conv2d's input map.
 template <class T>
 void conv_transpose2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, const ConvAttrs& a,
-                              Tensor& y) {
+                              Output& y) {
   const int64_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
   const int64_t Og = w.shape()[1], kH = w.shape()[2], kW = w.shape()[3];
   const int64_t G = a.groups, Cg = C / G, O = Og * G;
@@ -204,16 +233,16 @@ void conv_transpose2d_forward(const Tensor& x, const Tensor& w, const Tensor* b,
   const int64_t K = geo.col_rows(), P = geo.col_cols();  // K = Og*kH*kW, P = H*W
   const T* px = x.data<T>();
   const T* pw = w.data<T>();
-  T* py = y.data<T>();
   const T* pb = b ? b->data<T>() : nullptr;
   if constexpr (std::is_same_v<T, float>) {
     // conv_transpose2d is the input gradient of the conv2d from y's grid to x's.
     if (kernels::dnnl_conv_backward_data(dnnl_problem(y.shape(), x.shape(), kH, kW, a), px, pw,
-                                         py)) {
-      if (pb) add_channel_bias(pb, N, O, Ho * Wo, py);
+                                         y.buffer())) {
+      if (pb) add_channel_bias(pb, N, O, Ho * Wo, y.data<T>());
       return;
     }
   }
+  T* py = y.data<T>();
   kernels::parallel_for(N, K * P * Cg * G, [&](int64_t n0, int64_t n1) {
     T* col = geo.is_pointwise() ? nullptr : scratch<T>(K * P);
     for (int64_t n = n0; n < n1; ++n)
@@ -236,7 +265,7 @@ void conv_transpose2d_forward(const Tensor& x, const Tensor& w, const Tensor* b,
 // gw[o, c, p, q] = sum_{n,i,j} g[n,o,i,j] * xz[n, c, i*sh + p*dh, j*sw + q*dw] per group:
 // gw_g += g[n]_g * im2col(x[n]_g)^T, summed over the batch (one partial sum per thread).
 template <class T>
-void conv2d_weight_grad_forward(const Tensor& x, const Tensor& g, const ConvAttrs& a, Tensor& gw) {
+void conv2d_weight_grad_forward(const Tensor& x, const Tensor& g, const ConvAttrs& a, Output& gw) {
   const int64_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
   const int64_t O = g.shape()[1], gH = g.shape()[2], gW = g.shape()[3];
   const int64_t kH = gw.shape()[2], kW = gw.shape()[3];
@@ -245,12 +274,12 @@ void conv2d_weight_grad_forward(const Tensor& x, const Tensor& g, const ConvAttr
   const int64_t K = geo.col_rows(), P = geo.col_cols();
   const T* px = x.data<T>();
   const T* pg = g.data<T>();
-  T* out = gw.data<T>();
   if constexpr (std::is_same_v<T, float>) {
     if (kernels::dnnl_conv_backward_weights(dnnl_problem(x.shape(), g.shape(), kH, kW, a), px, pg,
-                                            out))
+                                            gw.buffer()))
       return;
   }
+  T* out = gw.data<T>();
   std::fill(out, out + gw.numel(), T(0));
   kernels::parallel_for(N, O * P * K, [&](int64_t n0, int64_t n1) {
     std::vector<T> partial(static_cast<size_t>(gw.numel()), T(0));
@@ -421,10 +450,12 @@ std::vector<Var> conv2d_vjp(const VjpContext& c) {
   const Var &x = c.input(0), &w = c.input(1), &g = c.grad_output(0);
   const Pair k = kernel_of(w.shape());
   const ConvAttrs a = conv_attrs(c.attrs, false, k);
+  // The weight's and bias's small gradients first: the input's, as large as x, is then not
+  // held while conv2d_weight_grad's temporaries are (one activation less at the peak).
   Var dx, dw, db;
-  if (c.needs(0)) dx = conv_transpose2d(g, w, adjoint_options(a, x.shape(), g.shape(), k));
-  if (c.needs(1)) dw = conv2d_weight_grad(x, g, k, conv2d_options(a));
   if (c.needs(2)) db = bias_grad(g);
+  if (c.needs(1)) dw = conv2d_weight_grad(x, g, k, conv2d_options(a));
+  if (c.needs(0)) dx = conv_transpose2d(g, w, adjoint_options(a, x.shape(), g.shape(), k));
   return {dx, dw, db};
 }
 
@@ -434,10 +465,10 @@ std::vector<Var> conv_transpose2d_vjp(const VjpContext& c) {
   const Var &x = c.input(0), &w = c.input(1), &g = c.grad_output(0);
   const Pair k = kernel_of(w.shape());
   const ConvAttrs a = conv_attrs(c.attrs, true, k);
-  Var dx, dw, db;
-  if (c.needs(0)) dx = crop_to(conv2d(g, w, conv2d_options(a)), x.shape());
-  if (c.needs(1)) dw = conv2d_weight_grad(g, x, k, conv2d_options(a));
+  Var dx, dw, db;  // the small gradients first, as in conv2d_vjp
   if (c.needs(2)) db = bias_grad(g);
+  if (c.needs(1)) dw = conv2d_weight_grad(g, x, k, conv2d_options(a));
+  if (c.needs(0)) dx = crop_to(conv2d(g, w, conv2d_options(a)), x.shape());
   return {dx, dw, db};
 }
 
@@ -536,12 +567,12 @@ OpSample sample_conv(Sampler& s, bool transposed) {
 // ---- conv2d -----------------------------------------------------------------------------------
 
 std::vector<Tensor> conv2d_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
-  Tensor y(specs[0].shape, specs[0].dtype);
-  dispatch_float(y.dtype(), [&](auto t) {
+  Output y(specs[0]);
+  dispatch_float(specs[0].dtype, [&](auto t) {
     conv2d_forward<decltype(t)>(c.input(0), c.input(1), optional_input(c, 2),
                                 conv_attrs(c.attrs, false, kernel_of(c.input(1).shape())), y);
   });
-  return std::vector<Tensor>{y};
+  return std::vector<Tensor>{y.take()};
 }
 
 OpSample conv2d_sample(Sampler& s) { return sample_conv(s, false); }
@@ -557,6 +588,7 @@ OpDef conv2d_def() {
       .vjp = conv2d_vjp,
       .vjp_formula =
           "dx = conv_transpose2d(g, w), dw = conv2d_weight_grad(x, g), db = sum_{n,h,w} g",
+      .vjp_reads_outputs = false,
       .jvp = bilinear_jvp,
       .jvp_formula = "dy = conv2d(tx, w) + conv2d(x, tw) + tb",
       .label = conv_label(1, 2),
@@ -567,13 +599,13 @@ OpDef conv2d_def() {
 // ---- conv_transpose2d -------------------------------------------------------------------------
 
 std::vector<Tensor> conv_transpose2d_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
-  Tensor y(specs[0].shape, specs[0].dtype);
-  dispatch_float(y.dtype(), [&](auto t) {
+  Output y(specs[0]);
+  dispatch_float(specs[0].dtype, [&](auto t) {
     conv_transpose2d_forward<decltype(t)>(c.input(0), c.input(1), optional_input(c, 2),
                                           conv_attrs(c.attrs, true, kernel_of(c.input(1).shape())),
                                           y);
   });
-  return std::vector<Tensor>{y};
+  return std::vector<Tensor>{y.take()};
 }
 
 OpSample conv_transpose2d_sample(Sampler& s) { return sample_conv(s, true); }
@@ -588,6 +620,7 @@ OpDef conv_transpose2d_def() {
       .forward = conv_transpose2d_kernel,
       .vjp = conv_transpose2d_vjp,
       .vjp_formula = "dx = conv2d(g, w), dw = conv2d_weight_grad(g, x), db = sum_{n,h,w} g",
+      .vjp_reads_outputs = false,
       .jvp = bilinear_jvp,
       .jvp_formula = "dy = conv_transpose2d(tx, w) + conv_transpose2d(x, tw) + tb",
       .label = conv_label(1, 2),
@@ -598,12 +631,12 @@ OpDef conv_transpose2d_def() {
 // ---- conv2d_weight_grad -----------------------------------------------------------------------
 
 std::vector<Tensor> conv2d_weight_grad_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
-  Tensor gw(specs[0].shape, specs[0].dtype);
-  dispatch_float(gw.dtype(), [&](auto t) {
+  Output gw(specs[0]);
+  dispatch_float(specs[0].dtype, [&](auto t) {
     conv2d_weight_grad_forward<decltype(t)>(
         c.input(0), c.input(1), conv_attrs(c.attrs, false, c.attrs.pair("kernel_size")), gw);
   });
-  return std::vector<Tensor>{gw};
+  return std::vector<Tensor>{gw.take()};
 }
 
 OpSample conv2d_weight_grad_sample(Sampler& s) {
@@ -630,6 +663,7 @@ OpDef conv2d_weight_grad_def() {
       .forward = conv2d_weight_grad_kernel,
       .vjp = weight_grad_vjp,
       .vjp_formula = "dx = conv_transpose2d(g, gw_bar), dg = conv2d(x, gw_bar)",
+      .vjp_reads_outputs = false,
       .jvp = bilinear_jvp,
       .jvp_formula = "dy = conv2d_weight_grad(tx, g) + conv2d_weight_grad(x, tg)",
       .sample = conv2d_weight_grad_sample,
@@ -650,21 +684,21 @@ std::vector<TensorSpec> conv1x1_shape(const OpCall& c) {
 }
 
 std::vector<Tensor> conv1x1_kernel(const OpCall& c, std::span<const TensorSpec> specs) {
-  Tensor y(specs[0].shape, specs[0].dtype);
+  Output y(specs[0]);
   const ConvAttrs pointwise{
       .stride = 1, .padding = 0, .dilation = 1, .output_padding = 0, .groups = 1};
-  dispatch_float(y.dtype(), [&](auto t) {
+  dispatch_float(specs[0].dtype, [&](auto t) {
     conv2d_forward<decltype(t)>(c.input(0), c.input(1), optional_input(c, 2), pointwise, y);
   });
-  return std::vector<Tensor>{y};
+  return std::vector<Tensor>{y.take()};
 }
 
 std::vector<Var> conv1x1_vjp(const VjpContext& c) {
   const Var &x = c.input(0), &w = c.input(1), &g = c.grad_output(0);
-  Var dx, dw, db;
-  if (c.needs(0)) dx = conv1x1(g, permute(w, {1, 0, 2, 3}));
-  if (c.needs(1)) dw = conv2d_weight_grad(x, g, {1, 1});
+  Var dx, dw, db;  // the small gradients first, as in conv2d_vjp
   if (c.needs(2)) db = bias_grad(g);
+  if (c.needs(1)) dw = conv2d_weight_grad(x, g, {1, 1});
+  if (c.needs(0)) dx = conv1x1(g, permute(w, {1, 0, 2, 3}));
   return {dx, dw, db};
 }
 
@@ -688,6 +722,7 @@ OpDef conv1x1_def() {
       .forward = conv1x1_kernel,
       .vjp = conv1x1_vjp,
       .vjp_formula = "dx = conv1x1(g, w^T), dw = conv2d_weight_grad(x, g), db = sum_{n,h,w} g",
+      .vjp_reads_outputs = false,
       .jvp = bilinear_jvp,
       .jvp_formula = "dy = conv1x1(tx, w) + conv1x1(x, tw) + tb",
       .sample = conv1x1_sample,

@@ -81,6 +81,7 @@ OpDef dropout_def() {
       .forward = dropout_kernel,
       .vjp = dropout_vjp,
       .vjp_formula = "dx = dropout(g, p, training, seed) (the same mask and scale)",
+      .vjp_reads_outputs = false,
       .label = [](const Attrs& a,
                   std::span<const Shape>) { return fmt::format("dropout p{}", a.real("p")); },
       .sample = dropout_sample,

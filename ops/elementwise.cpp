@@ -55,10 +55,15 @@ SampleFn unary_sample(bool positive = false, AttrMap attrs = {}) {
   };
 }
 
+// What an op's VJP reads besides the cotangent (OpDef::vjp_reads_outputs): dx = g * (x > 0)
+// reads the input, dx = g * y the output.
+enum class VjpReads { inputs, inputs_and_outputs };
+
 // Registers a broadcasting binary op whose forward is y = f(a, b).
 template <class F>
-void binary(std::string name, std::string summary, std::string formula, F f, VjpFn vjp, JvpFn jvp,
-            std::string jvp_formula, SampleFn sample = binary_sample(false)) {
+void binary(std::string name, std::string summary, std::string formula, F f, VjpFn vjp,
+            VjpReads reads, JvpFn jvp, std::string jvp_formula,
+            SampleFn sample = binary_sample(false)) {
   register_builtin({
       .name = std::move(name),
       .summary = std::move(summary),
@@ -75,6 +80,7 @@ void binary(std::string name, std::string summary, std::string formula, F f, Vjp
           },
       .vjp = std::move(vjp),
       .vjp_formula = std::move(formula),
+      .vjp_reads_outputs = reads == VjpReads::inputs_and_outputs,
       .jvp = std::move(jvp),
       .jvp_formula = std::move(jvp_formula),
       .sample = std::move(sample),
@@ -85,7 +91,7 @@ void binary(std::string name, std::string summary, std::string formula, F f, Vjp
 // Jacobian is diagonal, so its JVP is its VJP applied to the tangent (diagonal_jvp).
 template <class F>
 void unary(std::string name, std::string summary, std::string formula, std::vector<AttrSpec> attrs,
-           F f, VjpFn vjp, SampleFn sample = unary_sample()) {
+           F f, VjpFn vjp, VjpReads reads, SampleFn sample = unary_sample()) {
   register_builtin({
       .name = std::move(name),
       .summary = std::move(summary),
@@ -103,6 +109,7 @@ void unary(std::string name, std::string summary, std::string formula, std::vect
           },
       .vjp = std::move(vjp),
       .vjp_formula = std::move(formula),
+      .vjp_reads_outputs = reads == VjpReads::inputs_and_outputs,
       .jvp = diagonal_jvp,
       .jvp_formula = "dy = dy/dx * t (diagonal: the VJP applied to t)",
       .sample = std::move(sample),
@@ -268,6 +275,7 @@ OpDef relu_backward_def() {
       .forward = relu_backward_kernel,
       .vjp = relu_backward_vjp,
       .vjp_formula = "dg = relu_backward(gg, x), dx = 0",
+      .vjp_reads_outputs = false,
       .sample = relu_backward_sample,
   };
 }
@@ -280,21 +288,22 @@ void register_elementwise_ops() {
   register_activations();
   binary(
       "add", "y = a + b (broadcasting)", "da = sum_to(g, a.shape), db = sum_to(g, b.shape)",
-      [](auto a, auto b) { return a + b; }, add_vjp, add_jvp, "dy = ta + tb");
+      [](auto a, auto b) { return a + b; }, add_vjp, VjpReads::inputs, add_jvp, "dy = ta + tb");
   binary(
       "sub", "y = a - b (broadcasting)", "da = sum_to(g, a.shape), db = -sum_to(g, b.shape)",
-      [](auto a, auto b) { return a - b; }, sub_vjp, sub_jvp, "dy = ta - tb");
+      [](auto a, auto b) { return a - b; }, sub_vjp, VjpReads::inputs, sub_jvp, "dy = ta - tb");
   binary(
       "mul", "y = a * b (broadcasting)", "da = sum_to(g * b, a.shape), db = sum_to(g * a, b.shape)",
-      [](auto a, auto b) { return a * b; }, mul_vjp, mul_jvp, "dy = ta * b + a * tb");
+      [](auto a, auto b) { return a * b; }, mul_vjp, VjpReads::inputs, mul_jvp,
+      "dy = ta * b + a * tb");
   binary(
       "div", "y = a / b (broadcasting)",
       "da = sum_to(g / b, a.shape), db = -sum_to(g * y / b, b.shape)",
-      [](auto a, auto b) { return a / b; }, div_vjp, div_jvp, "dy = ta / b - tb * y / b",
-      binary_sample(true));
+      [](auto a, auto b) { return a / b; }, div_vjp, VjpReads::inputs_and_outputs, div_jvp,
+      "dy = ta / b - tb * y / b", binary_sample(true));
   unary(
       "neg", "y = -x", "dx = -g", {}, [](auto, const Attrs&) { return [](auto x) { return -x; }; },
-      neg_vjp);
+      neg_vjp, VjpReads::inputs);
   unary(
       "add_scalar", "y = x + c", "dx = g", {scalar_attr()},
       [](auto t, const Attrs& a) {
@@ -302,7 +311,7 @@ void register_elementwise_ops() {
         T s = static_cast<T>(a.real("c"));
         return [s](T x) { return x + s; };
       },
-      add_scalar_vjp, unary_sample(false, {{"c", 0.75}}));
+      add_scalar_vjp, VjpReads::inputs, unary_sample(false, {{"c", 0.75}}));
   unary(
       "mul_scalar", "y = x * c", "dx = c * g", {scalar_attr()},
       [](auto t, const Attrs& a) {
@@ -310,14 +319,15 @@ void register_elementwise_ops() {
         T s = static_cast<T>(a.real("c"));
         return [s](T x) { return x * s; };
       },
-      mul_scalar_vjp, unary_sample(false, {{"c", -1.5}}));
+      mul_scalar_vjp, VjpReads::inputs, unary_sample(false, {{"c", -1.5}}));
   unary(
       "exp", "y = exp(x)", "dx = g * y", {},
-      [](auto, const Attrs&) { return [](auto x) { return std::exp(x); }; }, exp_vjp);
+      [](auto, const Attrs&) { return [](auto x) { return std::exp(x); }; }, exp_vjp,
+      VjpReads::inputs_and_outputs);
   unary(
       "log", "y = log(x)", "dx = g / x", {},
       [](auto, const Attrs&) { return [](auto x) { return std::log(x); }; }, log_vjp,
-      unary_sample(true));
+      VjpReads::inputs, unary_sample(true));
 }
 
 static void register_activations() {
@@ -328,7 +338,7 @@ static void register_activations() {
         // Written as !(x <= 0) so that NaN propagates, as in PyTorch.
         return [](T x) { return !(x <= T(0)) ? x : T(0); };
       },
-      relu_vjp);
+      relu_vjp, VjpReads::inputs);
 
   register_builtin(relu_backward_def());
 
@@ -339,7 +349,7 @@ static void register_activations() {
         T alpha = static_cast<T>(a.real("alpha"));
         return [alpha](T x) { return x > T(0) ? x : alpha * std::expm1(x); };
       },
-      elu_vjp, unary_sample(false, {{"alpha", 0.7}}));
+      elu_vjp, VjpReads::inputs, unary_sample(false, {{"alpha", 0.7}}));
 
   unary(
       "leaky_relu", "y = x if x > 0 else negative_slope * x",
@@ -350,7 +360,7 @@ static void register_activations() {
         const T slope = static_cast<T>(a.real("negative_slope"));
         return [slope](T x) { return x > T(0) ? x : slope * x; };  // NaN stays NaN
       },
-      leaky_relu_vjp, leaky_relu_sample);
+      leaky_relu_vjp, VjpReads::inputs, leaky_relu_sample);
 
   unary(
       "elu_grad", "y = 1 if x > 0 else alpha*exp(x) (the derivative of elu)",
@@ -360,7 +370,7 @@ static void register_activations() {
         T alpha = static_cast<T>(a.real("alpha"));
         return [alpha](T x) { return x > T(0) ? T(1) : alpha * std::exp(x); };
       },
-      elu_grad_vjp, unary_sample(false, {{"alpha", 1.3}}));
+      elu_grad_vjp, VjpReads::inputs_and_outputs, unary_sample(false, {{"alpha", 1.3}}));
 
   unary(
       "sigmoid", "y = 1 / (1 + exp(-x))", "dx = g * y * (1 - y)", {},
@@ -373,7 +383,7 @@ static void register_activations() {
           return e / (T(1) + e);
         };
       },
-      sigmoid_vjp);
+      sigmoid_vjp, VjpReads::inputs_and_outputs);
 
   unary(
       "tanh", "y = tanh(x)", "dx = g * (1 - y^2)", {},
@@ -381,7 +391,7 @@ static void register_activations() {
         using T = decltype(t);
         return [](T x) { return std::tanh(x); };
       },
-      tanh_vjp);
+      tanh_vjp, VjpReads::inputs_and_outputs);
 }
 
 // ---- typed front ------------------------------------------------------------------------

@@ -73,6 +73,7 @@ OpDef matmul_def() {
       .forward = matmul_kernel,
       .vjp = matmul_vjp,
       .vjp_formula = "da = g @ op(b)^T, db = op(a)^T @ g (as matmuls with transpose flags)",
+      .vjp_reads_outputs = false,
       .sample = matmul_sample,
   };
 }
@@ -140,6 +141,7 @@ OpDef linear_def() {
       .forward = linear_kernel,
       .vjp = linear_vjp,
       .vjp_formula = "dx = g @ w, dw = g^T @ x, db = sum_n g",
+      .vjp_reads_outputs = false,
       .sample = linear_sample,
   };
 }

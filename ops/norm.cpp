@@ -252,6 +252,7 @@ OpDef batch_norm2d_def() {
       .vjp_formula =
           "dx = w*rstd*(g - mean(g) - xhat*mean(g*xhat)), dw = sum g*xhat, "
           "db = sum g (means and sums over N,H,W)",
+      .vjp_reads_outputs = false,
       .label =
           [](const Attrs& a, std::span<const Shape>) {
             return std::string(a.boolean("training") ? "batch_norm2d" : "batch_norm2d eval");
@@ -355,6 +356,7 @@ OpDef batch_norm2d_backward_def() {
       .forward = batch_norm2d_backward_kernel,
       .vjp = batch_norm2d_backward_vjp,
       .vjp_formula = "the engine's VJP of the same formulas written with registered ops",
+      .vjp_reads_outputs = false,
       .sample = batch_norm2d_backward_sample,
   };
 }

@@ -169,6 +169,7 @@ OpDef pad2d_def() {
       .forward = pad2d_kernel,
       .vjp = pad2d_vjp,
       .vjp_formula = "dx = pad2d_backward(g, pads, mode, [H, W])",
+      .vjp_reads_outputs = false,
       .sample = pad2d_sample,
   };
 }
@@ -243,6 +244,7 @@ OpDef pad2d_backward_def() {
       .forward = pad2d_backward_kernel,
       .vjp = pad2d_backward_vjp,
       .vjp_formula = "dg = pad2d(gg, pads, mode, value 0)",
+      .vjp_reads_outputs = false,
       .sample = pad2d_backward_sample,
   };
 }

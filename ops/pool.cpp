@@ -624,6 +624,7 @@ OpDef max_unpool2d_def() {
       .forward = max_unpool2d_kernel,
       .vjp = max_unpool2d_vjp,
       .vjp_formula = "dx = gather_at(g, indices)",
+      .vjp_reads_outputs = false,
       .jvp = linear_jvp,
       .jvp_formula = "dy = max_unpool2d(tx, indices)",
       .label = pool_label,
@@ -669,6 +670,7 @@ OpDef gather_at_def() {
       .forward = gather_at_kernel,
       .vjp = gather_at_vjp,
       .vjp_formula = "dx = scatter_add_at(g, indices, [H, W])",
+      .vjp_reads_outputs = false,
       .jvp = linear_jvp,
       .jvp_formula = "dy = gather_at(tx, indices)",
       .sample = gather_at_sample,
@@ -716,6 +718,7 @@ OpDef scatter_add_at_def() {
       .forward = scatter_add_at_kernel,
       .vjp = scatter_add_at_vjp,
       .vjp_formula = "dx = gather_at(g, indices)",
+      .vjp_reads_outputs = false,
       .jvp = linear_jvp,
       .jvp_formula = "dy = scatter_add_at(tx, indices)",
       .sample = scatter_add_at_sample,
@@ -765,6 +768,7 @@ OpDef avg_pool2d_def() {
       .forward = avg_pool2d_kernel,
       .vjp = avg_pool2d_vjp,
       .vjp_formula = "dx = avg_pool2d_backward(g, [H, W])",
+      .vjp_reads_outputs = false,
       .jvp = linear_jvp,
       .jvp_formula = "dy = avg_pool2d(tx)",
       .label = pool_label,
@@ -829,6 +833,7 @@ OpDef avg_pool2d_backward_def() {
       .forward = avg_pool2d_backward_kernel,
       .vjp = avg_pool2d_backward_vjp,
       .vjp_formula = "dg = avg_pool2d(gg)",
+      .vjp_reads_outputs = false,
       .label = pool_label,
       .sample = avg_pool2d_backward_sample,
   };
@@ -971,6 +976,7 @@ OpDef adaptive_avg_pool2d_def() {
       .forward = adaptive_avg_pool2d_kernel,
       .vjp = adaptive_avg_pool2d_vjp,
       .vjp_formula = "dx = adaptive_avg_pool2d_backward(g, [H, W])",
+      .vjp_reads_outputs = false,
       .sample = adaptive_avg_pool2d_sample,
   };
 }
@@ -1016,6 +1022,7 @@ OpDef adaptive_avg_pool2d_backward_def() {
       .forward = adaptive_avg_pool2d_backward_kernel,
       .vjp = adaptive_avg_pool2d_backward_vjp,
       .vjp_formula = "dg = adaptive_avg_pool2d(gg, [h, w])",
+      .vjp_reads_outputs = false,
       .sample = adaptive_avg_pool2d_backward_sample,
   };
 }

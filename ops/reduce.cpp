@@ -184,6 +184,7 @@ OpDef sum_def() {
       .forward = sum_kernel,
       .vjp = sum_vjp,
       .vjp_formula = "dx = broadcast_to(g, x.shape)",
+      .vjp_reads_outputs = false,
       .sample = sample_reduction,
   };
 }
@@ -215,6 +216,7 @@ OpDef mean_def() {
       .forward = mean_kernel,
       .vjp = mean_vjp,
       .vjp_formula = "dx = broadcast_to(g, x.shape) / count",
+      .vjp_reads_outputs = false,
       .sample = sample_reduction,
   };
 }
@@ -261,6 +263,7 @@ OpDef broadcast_to_def() {
       .forward = broadcast_to_kernel,
       .vjp = broadcast_to_vjp,
       .vjp_formula = "dx = sum_to(g, x.shape)",
+      .vjp_reads_outputs = false,
       .sample = broadcast_to_sample,
   };
 }
@@ -303,6 +306,7 @@ OpDef sum_to_def() {
       .forward = sum_to_kernel,
       .vjp = sum_to_vjp,
       .vjp_formula = "dx = broadcast_to(g, x.shape)",
+      .vjp_reads_outputs = false,
       .sample = sum_to_sample,
   };
 }

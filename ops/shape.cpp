@@ -100,6 +100,7 @@ OpDef reshape_def() {
       .forward = reshape_kernel,
       .vjp = reshape_vjp,
       .vjp_formula = "dx = reshape(g, x.shape)",
+      .vjp_reads_outputs = false,
       .sample = reshape_sample,
   };
 }
@@ -135,6 +136,7 @@ OpDef flatten_def() {
       .forward = flatten_kernel,
       .vjp = flatten_vjp,
       .vjp_formula = "dx = reshape(g, x.shape)",
+      .vjp_reads_outputs = false,
       .sample = flatten_sample,
   };
 }
@@ -223,6 +225,7 @@ OpDef permute_def() {
       .forward = permute_kernel,
       .vjp = permute_vjp,
       .vjp_formula = "dx = permute(g, inverse(dims))",
+      .vjp_reads_outputs = false,
       .sample = permute_sample,
   };
 }
@@ -273,6 +276,7 @@ OpDef narrow_def() {
       .forward = narrow_kernel,
       .vjp = narrow_vjp,
       .vjp_formula = "dx = narrow_backward(g, axis, start, x.shape[axis])",
+      .vjp_reads_outputs = false,
       .sample = narrow_sample,
   };
 }
@@ -322,6 +326,7 @@ OpDef narrow_backward_def() {
       .forward = narrow_backward_kernel,
       .vjp = narrow_backward_vjp,
       .vjp_formula = "dg = narrow(gg, axis, start, g.shape[axis])",
+      .vjp_reads_outputs = false,
       .sample = narrow_backward_sample,
   };
 }
@@ -416,6 +421,7 @@ OpDef cat_def() {
       .forward = cat_kernel,
       .vjp = cat_vjp,
       .vjp_formula = "dx_i = narrow(g, axis, offset_i, x_i.shape[axis])",
+      .vjp_reads_outputs = false,
       .sample = cat_sample,
   };
 }

@@ -670,6 +670,7 @@ OpDef softmax_xent_def() {
       .vjp_formula =
           "dz = s * (softmax(z) * sum_c T - T), dt = -s * (1-e) * w * log_softmax(z) "
           "(T: the targets, weighted, smoothed and divided for the mean)",
+      .vjp_reads_outputs = false,
       .jvp = scalar_output_jvp,
       .jvp_formula =
           "dy = sum(dz * tz) + sum(dt * tt) for one-element losses (the VJP of 1); else the "
@@ -727,6 +728,7 @@ OpDef softmax_xent_backward_def() {
       .vjp_formula =
           "dz = y * (u - sum_c(y * u)) with u = gbar * seed, "
           "dseed = sum_c((y - onehot) * gbar); y = softmax(z), ignored elements 0",
+      .vjp_reads_outputs = false,
       .sample = softmax_xent_backward_sample,
   };
 }

@@ -215,6 +215,7 @@ OpDef upsample_nearest2d_def() {
       .forward = upsample_kernel<Mode::nearest>,
       .vjp = upsample_nearest2d_vjp,
       .vjp_formula = "dx = upsample_nearest2d_backward(g, [H, W])",
+      .vjp_reads_outputs = false,
       .sample = [](Sampler& s) { return upsample_sample(s, false); },
   };
 }
@@ -231,6 +232,7 @@ OpDef upsample_bilinear2d_def() {
       .forward = upsample_kernel<Mode::bilinear>,
       .vjp = upsample_bilinear2d_vjp,
       .vjp_formula = "dx = upsample_bilinear2d_backward(g, [H, W], align_corners)",
+      .vjp_reads_outputs = false,
       .sample = [](Sampler& s) { return upsample_sample(s, true); },
   };
 }
@@ -289,6 +291,7 @@ OpDef upsample_nearest2d_backward_def() {
       .forward = upsample_backward_kernel<Mode::nearest>,
       .vjp = upsample_nearest2d_backward_vjp,
       .vjp_formula = "dg = upsample_nearest2d(gg, [h, w])",
+      .vjp_reads_outputs = false,
       .sample = [](Sampler& s) { return upsample_backward_sample(s, false); },
   };
 }
@@ -305,6 +308,7 @@ OpDef upsample_bilinear2d_backward_def() {
       .forward = upsample_backward_kernel<Mode::bilinear>,
       .vjp = upsample_bilinear2d_backward_vjp,
       .vjp_formula = "dg = upsample_bilinear2d(gg, [h, w], align_corners)",
+      .vjp_reads_outputs = false,
       .sample = [](Sampler& s) { return upsample_backward_sample(s, true); },
   };
 }

@@ -196,6 +196,47 @@ TEST(Engine, FreedGraphNeedsRetainGraph) {
   EXPECT_TRUE(ThrowsError([&] { dg::backward(y); }, {"retain_graph"}));
 }
 
+// An op whose VJP reads only its inputs has its outputs freed before the VJP runs, once every
+// consumer's VJP has run and nothing else holds them; one that reads them keeps them; so does
+// a pass that retains the graph, and an output the caller still holds.
+TEST(Engine, OutputsNoVjpReadsAreFreedBeforeTheVjp) {
+  static bool output_defined = false;
+  auto probe = [](std::string name, bool reads_outputs) -> const dg::OpDef& {
+    return dg::register_op({
+        .name = std::move(name),
+        .summary = "y = x; its VJP notes whether y still has its value (engine tests)",
+        .inputs = {{"x"}},
+        .shape = [](const dg::OpCall& c) { return dg::same_as_input(c); },
+        .forward =
+            [](const dg::OpCall& c, std::span<const dg::TensorSpec>) {
+              return std::vector<Tensor>{c.input(0).clone()};
+            },
+        .vjp = [](const dg::VjpContext& c) -> std::vector<Var> {
+          output_defined = c.output(0).value().defined();
+          return {c.grad_output(0)};
+        },
+        .vjp_formula = "dx = g",
+        .vjp_reads_outputs = reads_outputs,
+    });
+  };
+  static const dg::OpDef& inputs_only = probe("test_vjp_reads_inputs_only", false);
+  static const dg::OpDef& reads_outputs = probe("test_vjp_reads_outputs", true);
+  auto value_seen_by_vjp = [&](const dg::OpDef& op, bool retain_graph, bool hold_output) {
+    dg::Tape tape;
+    Var x = dg::variable(f64({1, 2}, {2}));
+    Var y = dg::call(op.name, {x})[0];
+    Var loss = dg::sum(dg::mul(y, y));
+    if (!hold_output) y = Var();
+    output_defined = false;
+    (void)dg::grad(loss, {x}, {.retain_graph = retain_graph});
+    return output_defined;
+  };
+  EXPECT_FALSE(value_seen_by_vjp(inputs_only, false, false));
+  EXPECT_TRUE(value_seen_by_vjp(inputs_only, true, false));
+  EXPECT_TRUE(value_seen_by_vjp(inputs_only, false, true));
+  EXPECT_TRUE(value_seen_by_vjp(reads_outputs, false, false));
+}
+
 TEST(Engine, RetainGraphAllowsRepeatedPasses) {
   dg::Tape tape;
   Var x = dg::variable(f64({1, 2}, {2}));

@@ -126,6 +126,59 @@ TEST(Checkpoint, CutsThePeakMemoryOfADeepChain) {
   EXPECT_LT(remat * 2, plain) << "plain " << plain << " bytes, sqrt(24) segments " << remat;
 }
 
+// Segment j is replayed while the values entering segments 1..j are held, so later segments
+// are shorter: 24 layers in round(sqrt(24)) = 5 segments of 6, 5, 5, 4 and 4 layers, the last
+// one kept (never replayed). The replays come last segment first.
+// A replay runs the segment's recorded ops, not the layer functions: each layer is an op that
+// notes its number when it runs.
+std::vector<int64_t> layers_run;
+
+const OpDef& numbered_layer_op() {
+  static const OpDef& op = register_op({
+      .name = "test_numbered_layer",
+      .summary = "y = 1.5 x; notes its attribute i when it runs (rematerialisation tests)",
+      .inputs = {{"x"}},
+      .attrs = {{"i", AttrType::integer, AttrValue(int64_t{0}), "the layer's number"}},
+      .shape = [](const OpCall& c) { return same_as_input(c); },
+      .forward =
+          [](const OpCall& c, std::span<const TensorSpec>) {
+            layers_run.push_back(c.attrs.integer("i"));
+            return std::vector<Tensor>{mul_scalar(c.input(0), 1.5).value()};
+          },
+      .vjp =
+          [](const VjpContext& c) { return std::vector<Var>{mul_scalar(c.grad_output(0), 1.5)}; },
+      .vjp_formula = "dx = 1.5 g",
+      .vjp_reads_outputs = false,
+  });
+  return op;
+}
+
+TEST(Checkpoint, SequentialSegmentsShrinkTowardsTheOutput) {
+  std::vector<int64_t>& calls = layers_run;
+  std::vector<std::function<Var(const Var&)>> layers;
+  for (int64_t i = 0; i < 24; ++i)
+    layers.push_back([i](const Var& h) {
+      return call(numbered_layer_op().name, {h}, {{"i", i}})[0];
+    });
+  Tape tape;
+  const Var x = variable(f64({2.0}, {1}));
+  const Var y = checkpoint_sequential(layers, x);
+  calls.clear();
+  backward(sum(y));
+  std::vector<std::vector<int64_t>> replays;
+  for (int64_t i : calls) {
+    if (replays.empty() || i != replays.back().back() + 1) replays.emplace_back();
+    replays.back().push_back(i);
+  }
+  auto range = [](int64_t begin, int64_t end) {
+    std::vector<int64_t> r;
+    for (int64_t i = begin; i < end; ++i) r.push_back(i);
+    return r;
+  };
+  EXPECT_EQ(replays, (std::vector<std::vector<int64_t>>{range(16, 20), range(11, 16), range(6, 11),
+                                                        range(0, 6)}));
+}
+
 TEST(MemoryStats, CountLiveAndPeakTensorStorage) {
   reset_peak_memory();
   const MemoryStats before = memory_stats();

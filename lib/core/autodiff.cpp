@@ -134,9 +134,12 @@ class Pass {
  public:
   // `targets`: the values whose gradients are wanted; `all_leaves`: every differentiable leaf
   // too (backward()).
-  Pass(const std::vector<Var>& outputs, const std::vector<Var>& cotangents, GradOptions options,
+  // The pass holds `outputs` and `cotangents` until the cotangents are seeded, no longer: with
+  // the caller's references gone too, they go when the VJPs no longer need them.
+  Pass(std::vector<Var> given_outputs, std::vector<Var> cotangents, GradOptions options,
        const char* who, const std::vector<VarImpl*>& targets, bool all_leaves)
-      : outputs_(outputs), options_(options), who_(who), all_leaves_(all_leaves) {
+      : outputs_(std::move(given_outputs)), options_(options), who_(who), all_leaves_(all_leaves) {
+    const std::vector<Var>& outputs = outputs_;
     if (options_.create_graph) options_.retain_graph = true;
     if (outputs.empty()) fail("{}: no outputs to differentiate", who);
     if (!cotangents.empty() && cotangents.size() != outputs.size())
@@ -146,7 +149,7 @@ class Pass {
     for (size_t k = 0; k < outputs.size(); ++k) {
       if (!outputs[k].defined()) fail("{}: output {} is an undefined Var", who, k);
       any_requires |= outputs[k].requires_grad();
-      Var seed = k < cotangents.size() ? cotangents[k] : Var();
+      Var seed = k < cotangents.size() ? std::move(cotangents[k]) : Var();
       if (!seed.defined()) {
         if (outputs[k].numel() != 1)
           fail("{}: output {} has shape {}; a non-scalar output needs a cotangent", who, k,
@@ -197,6 +200,10 @@ class Pass {
 
     for (size_t k = 0; k < outputs_.size(); ++k)
       if (outputs_[k].requires_grad()) accumulate(slot(outputs_[k].impl()), seeds_[k]);
+    if (!options_.retain_graph) {
+      outputs_.clear();
+      seeds_.clear();
+    }
 
     for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
       Slot& s = slots_[*it];
@@ -205,7 +212,13 @@ class Pass {
       const size_t n_out = node.outputs.size();
       if (s.has_target) keep_target_results(node, grads);
       bool any_grad = std::any_of(grads, grads + n_out, [](const Var& g) { return g.defined(); });
-      if (s.needed && any_grad) backpropagate(node, grads);
+      if (s.needed && any_grad) {
+        // Every consumer of the outputs has run its VJP: if this VJP does not read them
+        // either, they go now, before its temporaries are allocated.
+        if (!options_.retain_graph && !node.op->vjp_reads_outputs)
+          node.free_unheld_outputs(/*held_by_caller=*/1);  // s.node
+        backpropagate(node, grads);
+      }
       if (options_.on_leaf_grad_ready) release_leaves(node);
       if (options_.after_each_vjp) options_.after_each_vjp();
       // Every consumer of these values came earlier in this walk: their cotangents are spent.
@@ -417,7 +430,8 @@ class Pass {
       any |= needs[i];
     }
     if (!any) return;
-    VjpContext ctx{op, node.attrs, node.inputs, outputs, grad_outputs, needs, node.context.get()};
+    VjpContext ctx{op,           node.attrs, node.inputs,        outputs,
+                   grad_outputs, needs,      node.context.get(), grad_outputs.data()};
     std::vector<Var> input_grads;
     {
       RecordingBackward marking({.in_backward_pass = true, .vjp_op = &op, .vjp_of = node.sequence});
@@ -444,7 +458,7 @@ class Pass {
     }
   }
 
-  const std::vector<Var>& outputs_;
+  std::vector<Var> outputs_;
   std::vector<Var> seeds_;
   GradOptions options_;
   const char* who_;
@@ -467,6 +481,12 @@ class Pass {
 
 std::vector<Var> grad(const std::vector<Var>& outputs, const std::vector<Var>& wrt,
                       const std::vector<Var>& cotangents, GradOptions options) {
+  return grad_releasing_outputs(std::vector<Var>(outputs), wrt, std::vector<Var>(cotangents),
+                                options);
+}
+
+std::vector<Var> grad_releasing_outputs(std::vector<Var>&& outputs, const std::vector<Var>& wrt,
+                                        std::vector<Var>&& cotangents, GradOptions options) {
   std::vector<VarImpl*> targets;
   for (size_t i = 0; i < wrt.size(); ++i) {
     if (!wrt[i].defined()) fail("grad: wrt[{}] is an undefined Var", i);
@@ -478,7 +498,7 @@ std::vector<Var> grad(const std::vector<Var>& outputs, const std::vector<Var>& w
           wrt[i].name().empty() ? "" : " '" + wrt[i].name() + "'");
     targets.push_back(wrt[i].impl());
   }
-  Pass pass(outputs, cotangents, options, "grad", targets, false);
+  Pass pass(std::move(outputs), std::move(cotangents), options, "grad", targets, false);
   pass.run();
   std::vector<Var> result = pass.results();
   for (size_t i = 0; i < wrt.size(); ++i)
@@ -497,7 +517,7 @@ void backward(const Var& loss, const Var& cotangent, GradOptions options) {
   // Leaves whose new .grad shares its tensor with the pass's value.
   std::vector<VarImpl*> shared;
   {
-    Pass pass(outputs, cotangents, options, "backward", {}, true);
+    Pass pass(std::move(outputs), std::move(cotangents), options, "backward", {}, true);
     pass.run();
     pass.deliver_remaining();  // with a ready hook, most were delivered during the pass
     shared = pass.shared_grads();

@@ -81,9 +81,12 @@ std::vector<Var> checkpoint_vjp(const VjpContext& c) {
     }
   }
   std::vector<Var> result(c.inputs.size());
-  const Var y = replay(p, in);
-  if (wrt.empty() || !y.requires_grad()) return result;
-  const std::vector<Var> grads = grad({y}, wrt, {c.grad_output(0)}, {.create_graph = recorded});
+  std::vector<Var> y{replay(p, in)};
+  if (wrt.empty() || !y[0].requires_grad()) return result;
+  // The replayed result is handed over: its value goes as soon as no VJP in the segment needs it.
+  std::vector<Var> g{c.take_grad_output(0)};
+  const std::vector<Var> grads =
+      grad_releasing_outputs(std::move(y), wrt, std::move(g), {.create_graph = recorded});
   for (size_t k = 0; k < wanted.size(); ++k) result[wanted[k]] = grads[k];
   return result;
 }
@@ -108,6 +111,8 @@ const OpDef& checkpoint_op() {
           },
       .vjp = checkpoint_vjp,
       .vjp_formula = "the VJP of the segment, replayed",
+      // The replay recomputes the result: the value kept for the next segment goes first.
+      .vjp_reads_outputs = false,
   });
   return op;
 }
@@ -183,15 +188,38 @@ Var checkpoint(const std::function<Var(const std::vector<Var>&)>& fn,
                            std::move(program))[0];
 }
 
+namespace {
+
+// Where each of k segments of a chain of n layers ends. When segment j's VJP recomputes it, the
+// inputs of segments 1..j are held too: with a layer keeping m bytes and passing on b = r m
+// (r = 1/2: an op and its activation keep two values of the output's size), segment j peaks
+// at j b + s_j m. Sizes s_j = n/k + r (k-1)/2 - r j even that out and sum to n; r is lowered
+// where the last segment would get less than one layer (k close to n: uniform segments).
+std::vector<int> segment_ends(int n, int k) {
+  const double mean = static_cast<double>(n) / k;
+  const double r = k > 1 ? std::min(0.5, 2 * (mean - 1) / (k - 1)) : 0.0;
+  std::vector<int> ends(k);
+  double total = 0;
+  for (int j = 0; j < k; ++j) {
+    total += mean + r * (k - 1) / 2 - r * j;
+    ends[j] = static_cast<int>(std::lround(total));
+  }
+  ends[k - 1] = n;
+  return ends;
+}
+
+}  // namespace
+
 Var checkpoint_sequential(const std::vector<std::function<Var(const Var&)>>& layers, const Var& x,
                           int segments) {
   const auto n = static_cast<int>(layers.size());
   if (segments < 0) fail("checkpoint_sequential: segments must be >= 0, got {}", segments);
   if (segments == 0) segments = std::max(1, static_cast<int>(std::lround(std::sqrt(n))));
   segments = std::min(segments, std::max(n, 1));
+  const std::vector<int> ends = segment_ends(n, segments);
   Var h = x;
   for (int s = 0; s < segments; ++s) {
-    const int begin = s * n / segments, end = (s + 1) * n / segments;
+    const int begin = s ? ends[s - 1] : 0, end = ends[s];
     auto run = [&layers, begin, end](const Var& in) {
       Var v = in;
       for (int i = begin; i < end; ++i) v = layers[i](v);

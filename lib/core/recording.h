@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "deltagraph/core/autodiff.h"
 #include "deltagraph/core/graph.h"
 #include "deltagraph/core/tape.h"
 
@@ -31,6 +32,13 @@ class RecordingBackward {
  private:
   BackwardOrigin saved_;
 };
+
+// grad() that takes the outputs and cotangents from its caller and lets go of them once the
+// cotangents are seeded (without retain_graph): a checkpoint's replayed result and the
+// cotangent it was handed are then freed during the backward pass as soon as no VJP needs
+// them, instead of living until the pass ends.
+std::vector<Var> grad_releasing_outputs(std::vector<Var>&& outputs, const std::vector<Var>& wrt,
+                                        std::vector<Var>&& cotangents, GradOptions options);
 
 // The recorded ops between `outputs` and the values they start from, producers before consumers
 // (forward mode's sweep, a checkpoint's program).

@@ -158,6 +158,10 @@ void Node::release(long held_by_caller) {
   for (const Var& v : inputs)
     if (Node* producer = v.impl()->producer)
       producer->structural_refs.fetch_add(1, std::memory_order_relaxed);
+  free_unheld_outputs(held_by_caller);
+}
+
+void Node::free_unheld_outputs(long held_by_caller) {
   // Every reference to this node is a Var aliasing it (or the caller's). If all of them are
   // released nodes' edges, nobody can read the values again: only the drawing of the graph.
   const long holders = weak_from_this().use_count() - held_by_caller;

@@ -1,5 +1,6 @@
 // Property-based gradient tests over every registered op (see testing.h).
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -410,6 +411,50 @@ CheckResult jvp_rule_matches_transposed_vjp(const OpDef& op, const OpSample& sam
   return r;
 }
 
+// An op that declares its VJP reads only its inputs (OpDef::vjp_reads_outputs = false) gives
+// the same gradient of <u, f(x)> when the backward pass has freed its outputs before the VJP
+// ran (the outputs feed only a product node, so nothing else holds them) as when the pass
+// keeps every value (retain_graph). A VJP that did read them would fail on the freed values.
+CheckResult vjp_without_outputs(const OpDef& op, const OpSample& sample) {
+  CheckResult r;
+  const Attrs attrs = make_attrs(op, sample.attrs);
+  const std::vector<bool> wrt = gradient_inputs(op, sample.inputs);
+  auto gradients = [&](bool retain_graph) {
+    Tape tape;
+    std::vector<Var> in, targets;
+    for (size_t i = 0; i < sample.inputs.size(); ++i) {
+      in.push_back(wrt[i] ? variable(sample.inputs[i]) : Var(sample.inputs[i]));
+      if (wrt[i]) targets.push_back(in.back());
+    }
+    Var loss;
+    {
+      const std::vector<Var> out = call(op, in, attrs);
+      for (size_t j = 0; j < out.size(); ++j) {
+        if (!op.outputs[j].differentiable || !out[j].requires_grad()) continue;
+        const Var term = sum(mul(out[j], Tensor::randn(out[j].shape(), 3000 + j, out[j].dtype())));
+        loss = loss.defined() ? add(loss, term) : term;
+      }
+    }  // the op's outputs are now held by the products only
+    std::vector<Var> g;
+    if (loss.defined()) g = grad({loss}, targets, {}, {.retain_graph = retain_graph});
+    return g;
+  };
+  const std::vector<Var> freed = gradients(false), kept = gradients(true);
+  for (size_t i = 0; i < kept.size(); ++i)
+    for (int64_t k = 0; k < kept[i].numel(); ++k) {
+      const double a = freed[i].value().at(k), b = kept[i].value().at(k);
+      if (!(a == b || (std::isnan(a) && std::isnan(b)))) {
+        r.ok = false;
+        r.report = fmt::format(
+            "vjp_without_outputs: gradient {} element {} is {} with the outputs freed before the "
+            "VJP and {} with them kept (vjp_reads_outputs = false)",
+            i, multi_index(kept[i].shape(), k), a, b);
+        return r;
+      }
+    }
+  return r;
+}
+
 struct Failure {
   OpSample sample;
   std::string report;
@@ -504,6 +549,10 @@ std::vector<PropertyResult> check_op_properties(const OpDef& op, const PropertyO
                          {.wrt = gradient_inputs(op, s.inputs)});
       },
       has_gradient));
+  if (!op.vjp_reads_outputs)
+    results.push_back(run_property(
+        op, "vjp_without_outputs", options, DType::f64,
+        [&op](const OpSample& s) { return vjp_without_outputs(op, s); }, has_gradient));
   if (options.order >= 2)
     results.push_back(run_property(
         op, "vjp_of_vjp", options, DType::f64,

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <optional>
@@ -66,10 +67,13 @@ struct Plan {
   std::vector<Port> inputs;
   std::optional<Port> output;
 
-  void run(std::initializer_list<const void*> in, void* out) {
+  // `out` gives the caller's plain result buffer. When the result comes back through a reorder,
+  // it is asked for only after the blocked inputs and the scratchpad were given back, so the
+  // call's peak holds the blocked result with either of them, never all three.
+  void run(std::initializer_list<const void*> in, const std::function<float*()>& out) {
     thread_local dnnl::stream stream(cpu_engine());
-    std::vector<Tensor> buffers;
-    buffers.reserve(inputs.size() + 2);
+    std::vector<Tensor> buffers, result_buffer;
+    buffers.reserve(inputs.size() + 1);
     std::unordered_map<int, memory> args;
     auto data = in.begin();
     for (Port& port : inputs) {
@@ -82,14 +86,20 @@ struct Plan {
       port.reorder->execute(stream, port.user, blocked);
       args.emplace(port.arg, blocked);
     }
-    output->user.set_data_handle(out);
-    memory result = output->reorder ? scratch_memory(output->chosen, buffers) : output->user;
+    if (!output->reorder) output->user.set_data_handle(out());
+    memory result = output->reorder ? scratch_memory(output->chosen, result_buffer) : output->user;
     args.emplace(output->arg, result);
     if (scratchpad.get_size() > 0)
       args.emplace(DNNL_ARG_SCRATCHPAD, scratch_memory(scratchpad, buffers));
     primitive.execute(stream, args);
-    if (output->reorder) output->reorder->execute(stream, result, output->user);
     stream.wait();
+    if (output->reorder) {
+      args.clear();
+      buffers.clear();
+      output->user.set_data_handle(out());
+      output->reorder->execute(stream, result, output->user);
+      stream.wait();
+    }
   }
 };
 
@@ -270,7 +280,7 @@ Plan* plan_for(Pass pass, const DnnlConvProblem& p, bool bias) {
 }
 
 // Runs the plan; false when oneDNN fails at run time (the caller's kernel rewrites the output).
-bool run(Plan& plan, std::initializer_list<const void*> in, void* out) {
+bool run(Plan& plan, std::initializer_list<const void*> in, const std::function<float*()>& out) {
   try {
     plan.run(in, out);
     return true;
@@ -338,7 +348,7 @@ bool winograd_supported() {
 namespace dg::kernels {
 
 bool dnnl_conv_forward(const DnnlConvProblem& p, const float* src, const float* weights,
-                       const float* bias, float* dst) {
+                       const float* bias, const std::function<float*()>& dst) {
   Plan* plan = plan_for(Pass::forward, p, bias != nullptr);
   if (!plan) return false;
   return run(*plan,
@@ -348,13 +358,13 @@ bool dnnl_conv_forward(const DnnlConvProblem& p, const float* src, const float* 
 }
 
 bool dnnl_conv_backward_data(const DnnlConvProblem& p, const float* diff_dst, const float* weights,
-                             float* diff_src) {
+                             const std::function<float*()>& diff_src) {
   Plan* plan = plan_for(Pass::backward_data, p, false);
   return plan && run(*plan, {diff_dst, weights}, diff_src);
 }
 
 bool dnnl_conv_backward_weights(const DnnlConvProblem& p, const float* src, const float* diff_dst,
-                                float* diff_weights) {
+                                const std::function<float*()>& diff_weights) {
   Plan* plan = plan_for(Pass::backward_weights, p, false);
   return plan && run(*plan, {src, diff_dst}, diff_weights);
 }

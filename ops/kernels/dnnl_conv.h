@@ -9,10 +9,14 @@
 // are built once per geometry, algorithm and thread.
 //
 // Each function returns false (having written nothing) when oneDNN cannot take the problem,
-// or when DG_DNNL=0 is set in the environment; the caller then runs its portable kernel.
+// or when DG_DNNL=0 is set in the environment; the caller then runs its portable kernel. The
+// result is given as a function returning the caller's buffer: it is called once, as late as
+// the reorders allow (after the blocked inputs are given back), so the caller can allocate the
+// result only then.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 namespace dg::kernels {
 
@@ -27,12 +31,12 @@ struct DnnlConvProblem {
 
 // dst = conv2d(src, weights) + bias (bias may be null).
 bool dnnl_conv_forward(const DnnlConvProblem& p, const float* src, const float* weights,
-                       const float* bias, float* dst);
+                       const float* bias, const std::function<float*()>& dst);
 // diff_src = conv2d's input gradient for diff_dst: conv_transpose2d(diff_dst, weights).
 bool dnnl_conv_backward_data(const DnnlConvProblem& p, const float* diff_dst, const float* weights,
-                             float* diff_src);
+                             const std::function<float*()>& diff_src);
 // diff_weights = conv2d's weight gradient for src and diff_dst (summed over the batch).
 bool dnnl_conv_backward_weights(const DnnlConvProblem& p, const float* src, const float* diff_dst,
-                                float* diff_weights);
+                                const std::function<float*()>& diff_weights);
 
 }  // namespace dg::kernels

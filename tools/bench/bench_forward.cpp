@@ -10,6 +10,7 @@
 //                     (64 channels, 32x32, batch 16, float32): plainly, in round(sqrt(24)) = 5
 //                     checkpointed segments, and in 7 (sqrt of the 48 ops); counter peak_MB is the
 //                     step's peak tensor memory above what was live before it (memory_stats).
+//                     docs/autodiff.md has the numbers (goal of issue 17: 3x lower, <= 1.4x time).
 #include <benchmark/benchmark.h>
 #include <deltagraph/deltagraph.h>
 

@@ -43,6 +43,14 @@ std::string cell(std::string text) {
   return text;
 }
 
+// The reverse-mode line: the VJP's formula, and whether it keeps the outputs alive until it runs
+// (OpDef::vjp_reads_outputs; an op whose VJP reads only its inputs lets them go first).
+std::string vjp_text(const OpDef& op, const std::string& quote) {
+  if (!op.vjp) return "none (not differentiable)";
+  return quote + op.vjp_formula + quote +
+         (op.vjp_reads_outputs ? " (reads the outputs: they are kept for it)" : "");
+}
+
 // The forward-mode line: the op's own rule, or the transposed VJP every differentiable op has.
 std::string jvp_text(const OpDef& op, const std::string& quote) {
   if (op.jvp) return quote + op.jvp_formula + quote;
@@ -72,8 +80,7 @@ std::string ops_markdown() {
   for (const OpDef* op : builtins) {
     md += fmt::format("\n## {}\n\n{}\n\n", op->name, op->summary);
     md += fmt::format("- inputs: {}\n- outputs: {}\n", input_list(*op), output_list(*op));
-    md += fmt::format("- VJP: {}\n",
-                      op->vjp ? "`" + op->vjp_formula + "`" : "none (not differentiable)");
+    md += fmt::format("- VJP: {}\n", vjp_text(*op, "`"));
     md += fmt::format("- JVP: {}\n", jvp_text(*op, "`"));
     if (!op->attrs.empty()) {
       md += "\n| attribute | type | default | meaning |\n|---|---|---|---|\n";
@@ -99,7 +106,7 @@ int ops_command(const std::vector<std::string>& args) {
     for (const AttrSpec& a : op->attrs)
       fmt::print("    {}: {} = {}{}\n", a.name, attr_type_name(a.type), default_text(a),
                  a.doc.empty() ? "" : "  — " + a.doc);
-    fmt::print("    VJP: {}\n", op->vjp ? op->vjp_formula : "none (not differentiable)");
+    fmt::print("    VJP: {}\n", vjp_text(*op, ""));
     fmt::print("    JVP: {}\n", jvp_text(*op, ""));
   }
   return 0;

@@ -31,7 +31,10 @@ Var checkpoint(const std::function<Var(const std::vector<Var>&)>& fn,
 // The chain layers[n-1](...layers[0](x)) in `segments` checkpointed segments of consecutive
 // layers (0: round(sqrt(n))); the last segment is not checkpointed (the backward pass needs its
 // values at once). Peak memory drops from n layers' activations to about 2 sqrt(n), for one
-// more forward pass.
+// more forward pass. Segments shrink towards the output: segment j is recomputed while the j
+// values entering the segments before it are still held, so it gets half a layer less than
+// segment j-1 (a layer taken to keep about twice its output's size, as a convolution and its
+// activation do), and every segment's backward pass peaks at about the same height.
 Var checkpoint_sequential(const std::vector<std::function<Var(const Var&)>>& layers, const Var& x,
                           int segments = 0);
 

@@ -98,6 +98,9 @@ struct Node : std::enable_shared_from_this<Node> {
   // something other than the structure still holds them: a user's Var, or a node whose VJP
   // has not run. Its inputs' producers get the same treatment when their own VJPs have run.
   void release(long held_by_caller);
+  // Frees the outputs' values if only the structure (and `held_by_caller` references) still
+  // refers to them: the engine calls it before the VJP of an op that does not read its outputs.
+  void free_unheld_outputs(long held_by_caller);
   // Whether the outputs' values were freed by release().
   bool values_freed() const;
 };

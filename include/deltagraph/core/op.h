@@ -245,11 +245,19 @@ struct VjpContext {
   std::span<const Var> grad_outputs;  // undefined for non-differentiable outputs
   std::span<const bool> needs_input_grad;
   const void* context = nullptr;  // the node's context (OpCall::context), kept with the node
+  // The engine's own storage behind grad_outputs, when the engine built the context.
+  Var* owned_grad_outputs = nullptr;
 
   const Var& input(int i) const { return inputs[i]; }
   bool has_input(int i) const { return i < static_cast<int>(inputs.size()); }
   const Var& output(int i) const { return outputs[i]; }
   const Var& grad_output(int i) const { return grad_outputs[i]; }
+  // The cotangent of output i, handed over: the engine keeps no reference to it afterwards, so
+  // a VJP that only passes it on (a checkpoint seeds its replay's backward pass with it) lets it
+  // be freed as soon as that use is over. grad_output(i) is undefined after the call.
+  Var take_grad_output(int i) const {
+    return owned_grad_outputs ? std::move(owned_grad_outputs[i]) : grad_outputs[i];
+  }
   bool needs(int i) const {
     return i < static_cast<int>(needs_input_grad.size()) && needs_input_grad[i];
   }
@@ -353,6 +361,13 @@ struct OpDef {
   ForwardFn forward;  // computes outputs of the shapes the rule gave; inputs are already valid
   VjpFn vjp;          // nullptr: the op is not differentiable (its outputs never require grad)
   std::string vjp_formula;  // one line, for `dg ops` and the README ("dx = g * (x > 0)")
+  // Whether the VJP reads the values of the op's outputs (y = exp(x): dx = g * y), not only
+  // their shapes. When it does not (conv2d's VJP needs x and w, never y), a backward pass that
+  // does not retain the graph frees outputs nothing else holds before running the VJP instead
+  // of after: the VJP's own temporaries then take their place, and a long chain's backward peak
+  // is lower. true is the safe default for ops of your own; the property tests check every op
+  // that says false (its VJP gives the same gradients with the outputs freed).
+  bool vjp_reads_outputs = true;
   // Forward mode. nullptr: the engine transposes the VJP instead (dg::jvp, core/forward.h), so
   // every op with a VJP has forward mode; a rule of its own is cheaper.
   JvpFn jvp;
