@@ -2,9 +2,11 @@
 // does, beside PyTorch DDP). Every rank trains examples/classifier.h on its share of a global batch
 // of real Fashion-MNIST images with Adam; rank 0 prints one line:
 //   ranks 2 threads 1 batch 128 steps 40 step_ms 123.4 images_per_s 1037.2 wait_share 0.031
+//   step_wait_share 0.020
 // step_ms is the slowest rank's median step over the timed steps (after `warmup` untimed ones;
 // each step starts at a barrier), wait_share the part of the reducer's time (backward pass and
-// exchange) spent waiting for the exchange after the pass, averaged over the ranks.
+// exchange) spent waiting for the exchange after the pass, step_wait_share that wait's part of
+// the whole step (forward, backward, exchange, optimiser), both averaged over the ranks.
 //   bench_distributed [--batch-size 128] [--steps 40] [--warmup 5] [--threads 1]
 //                     [--data /usr/share/datasets/fashion-mnist] [--deterministic]
 //                     [--bucket-mb X]
@@ -62,6 +64,7 @@ int main(int argc, char** argv) try {
                                     .shard = world.rank(),
                                     .shards = world.size()});
   std::vector<double> times;
+  double timed_seconds = 0;
   double wait_before = 0, total_before = 0;
   for (int64_t step = 0; step < warmup + steps; ++step) {
     if (step == warmup) {
@@ -78,7 +81,10 @@ int main(int argc, char** argv) try {
     optimizer.zero_grad();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (step >= warmup) times.push_back(seconds);
+    if (step >= warmup) {
+      times.push_back(seconds);
+      timed_seconds += seconds;
+    }
   }
   // The slowest rank's median step: each rank's median, the largest of them.
   std::sort(times.begin(), times.end());
@@ -90,12 +96,14 @@ int main(int argc, char** argv) try {
   const double wait = reducer.stats().wait_seconds - wait_before;
   const double total = reducer.stats().total_seconds - total_before;
   const double wait_share = dg::dist::sum(total > 0 ? wait / total : 0.0) / world.size();
+  const double step_wait_share =
+      dg::dist::sum(timed_seconds > 0 ? wait / timed_seconds : 0.0) / world.size();
   if (world.is_root())
     fmt::print(
         "ranks {} threads {} batch {} steps {} step_ms {:.1f} images_per_s {:.1f} wait_share "
-        "{:.3f}\n",
+        "{:.3f} step_wait_share {:.3f}\n",
         world.size(), threads, batch_size, steps, step_seconds * 1e3,
-        static_cast<double>(batch_size) / step_seconds, wait_share);
+        static_cast<double>(batch_size) / step_seconds, wait_share, step_wait_share);
   return 0;
 } catch (const dg::Error& e) {
   fmt::print(stderr, "bench_distributed: {}\n", e.what());
