@@ -145,19 +145,20 @@ class Output {
   int64_t numel() const { return spec_.shape.product(); }
   template <class T>
   T* data() {
-    if (!tensor_.defined()) tensor_ = Tensor(spec_.shape, spec_.dtype);
-    return tensor_.data<T>();
+    return allocated().data<T>();
   }
   // For oneDNN: the float buffer, allocated on the call.
   std::function<float*()> buffer() {
     return [this] { return data<float>(); };
   }
-  Tensor take() {
-    if (!tensor_.defined()) tensor_ = Tensor(spec_.shape, spec_.dtype);
-    return std::move(tensor_);
-  }
+  Tensor take() { return std::move(allocated()); }
 
  private:
+  Tensor& allocated() {
+    if (!tensor_.defined()) tensor_ = Tensor(spec_.shape, spec_.dtype);
+    return tensor_;
+  }
+
   TensorSpec spec_;
   Tensor tensor_;
 };
