@@ -430,8 +430,14 @@ class Pass {
       any |= needs[i];
     }
     if (!any) return;
-    VjpContext ctx{op,           node.attrs, node.inputs,        outputs,
-                   grad_outputs, needs,      node.context.get(), grad_outputs.data()};
+    VjpContext ctx{.op = op,
+                   .attrs = node.attrs,
+                   .inputs = node.inputs,
+                   .outputs = outputs,
+                   .grad_outputs = grad_outputs,
+                   .needs_input_grad = needs,
+                   .context = node.context.get(),
+                   .owned_grad_outputs = grad_outputs.data()};
     std::vector<Var> input_grads;
     {
       RecordingBackward marking({.in_backward_pass = true, .vjp_op = &op, .vjp_of = node.sequence});
